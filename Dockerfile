@@ -1,0 +1,75 @@
+# syntax=docker/dockerfile:1.7
+#
+# One image for every role of the `douyin` binary; the role is chosen by args:
+#   docker run IMAGE serve all            # everything in one process (default)
+#   docker run IMAGE serve user           # one role, as the Helm chart runs it
+#   docker run IMAGE migrate              # run database migrations and exit
+#
+# Targets:
+#   runtime (default, last stage)  Debian slim + ffmpeg, so uploads get first-frame covers
+#   runtime-distroless             distroless/cc, no shell and no ffmpeg: smaller, and
+#                                  covers fall back to the default image
+# Both run as the non-root user 65532 and need no writable root filesystem: the data
+# dir is /data (an emptyDir in Kubernetes) and temporary files go to /tmp.
+
+ARG RUST_VERSION=1.95
+ARG DEBIAN_RELEASE=bookworm
+ARG CARGO_CHEF_VERSION=0.1.78
+
+# ---- toolchain + cargo-chef -------------------------------------------------------
+FROM docker.io/library/rust:${RUST_VERSION}-slim-${DEBIAN_RELEASE} AS chef
+ARG CARGO_CHEF_VERSION
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends cmake pkg-config perl make g++ \
+    && rm -rf /var/lib/apt/lists/*
+RUN cargo install cargo-chef --locked --version "${CARGO_CHEF_VERSION}"
+WORKDIR /src
+
+# ---- dependency recipe (changes only when manifests or the lockfile change) ---------
+FROM chef AS planner
+COPY . .
+RUN cargo chef prepare --recipe-path recipe.json
+
+# ---- build: dependencies first (cached layer), then the workspace -------------------
+FROM chef AS builder
+ENV CARGO_TERM_COLOR=never CARGO_INCREMENTAL=0
+COPY --from=planner /src/recipe.json recipe.json
+RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
+    --mount=type=cache,target=/usr/local/cargo/git,sharing=locked \
+    cargo chef cook --release --locked -p douyin --recipe-path recipe.json
+COPY . .
+RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
+    --mount=type=cache,target=/usr/local/cargo/git,sharing=locked \
+    cargo build --release --locked -p douyin \
+    && install -D -m 0755 target/release/douyin /out/usr/local/bin/douyin \
+    && strip /out/usr/local/bin/douyin \
+    && install -d -o 65532 -g 65532 -m 0750 /out/data
+
+# ---- runtime without ffmpeg ---------------------------------------------------------
+FROM gcr.io/distroless/cc-debian12:nonroot AS runtime-distroless
+COPY --from=builder /out/ /
+ENV DOUYIN_DATA_DIR=/data \
+    DOUYIN_LOG_FORMAT=json
+USER 65532:65532
+WORKDIR /data
+EXPOSE 8080 50051 9090
+ENTRYPOINT ["/usr/local/bin/douyin"]
+CMD ["serve", "all"]
+
+# ---- runtime with ffmpeg (default) --------------------------------------------------
+FROM docker.io/library/debian:${DEBIAN_RELEASE}-slim AS runtime
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends ffmpeg ca-certificates \
+    && rm -rf /var/lib/apt/lists/* \
+    && groupadd --system --gid 65532 nonroot \
+    && useradd --system --uid 65532 --gid 65532 --home-dir /data --no-create-home \
+       --shell /usr/sbin/nologin nonroot
+COPY --from=builder /out/ /
+ENV DOUYIN_DATA_DIR=/data \
+    DOUYIN_LOG_FORMAT=json \
+    DOUYIN_FFMPEG_PATH=/usr/bin/ffmpeg
+USER 65532:65532
+WORKDIR /data
+EXPOSE 8080 50051 9090
+ENTRYPOINT ["/usr/local/bin/douyin"]
+CMD ["serve", "all"]
