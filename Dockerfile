@@ -6,6 +6,7 @@
 #   docker run IMAGE migrate              # run database migrations and exit
 #
 # Targets:
+#   dev                            toolchain + cargo-watch, rebuilds in the pod (tilt --live)
 #   runtime (default, last stage)  Debian slim + ffmpeg, so uploads get first-frame covers
 #   runtime-distroless             distroless/cc, no shell and no ffmpeg: smaller, and
 #                                  covers fall back to the default image
@@ -43,11 +44,36 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     cargo build --release --locked -p douyin \
     && install -D -m 0755 target/release/douyin /out/usr/local/bin/douyin \
     && strip /out/usr/local/bin/douyin \
-    && install -d -o 65532 -g 65532 -m 0750 /out/data
+    && install -d -m 0750 /out/data
+
+# ---- dev: compiles and reruns the binary inside the pod when sources change ----------
+# Used by `tilt up -- --live` (Tiltfile): Tilt syncs proto/ and services/ into /src and
+# cargo-watch rebuilds and restarts `douyin ARGS…`. Needs a writable root filesystem.
+FROM chef AS dev
+ARG CARGO_WATCH_VERSION=8.5.3
+RUN cargo install cargo-watch --locked --version "${CARGO_WATCH_VERSION}" \
+    && apt-get update \
+    && apt-get install -y --no-install-recommends ffmpeg \
+    && rm -rf /var/lib/apt/lists/*
+COPY --from=planner /src/recipe.json recipe.json
+RUN cargo chef cook -p douyin --recipe-path recipe.json
+COPY . .
+RUN printf '%s\n' '#!/bin/sh' \
+      'exec cargo watch --why -w proto -w services -w Cargo.toml -x "run -p douyin -- $*"' \
+      > /usr/local/bin/douyin-dev \
+    && chmod 0755 /usr/local/bin/douyin-dev \
+    && install -d -o 65532 -g 65532 /data \
+    && chown -R 65532:65532 /src /usr/local/cargo
+ENV DOUYIN_DATA_DIR=/data DOUYIN_LOG_FORMAT=pretty CARGO_TERM_COLOR=never
+USER 65532:65532
+EXPOSE 8080 50051 9090
+ENTRYPOINT ["/usr/local/bin/douyin-dev"]
+CMD ["serve", "all"]
 
 # ---- runtime without ffmpeg ---------------------------------------------------------
 FROM gcr.io/distroless/cc-debian12:nonroot AS runtime-distroless
-COPY --from=builder /out/ /
+COPY --from=builder /out/usr/local/bin/douyin /usr/local/bin/douyin
+COPY --from=builder --chown=65532:65532 /out/data /data
 ENV DOUYIN_DATA_DIR=/data \
     DOUYIN_LOG_FORMAT=json
 USER 65532:65532
@@ -64,7 +90,8 @@ RUN apt-get update \
     && groupadd --system --gid 65532 nonroot \
     && useradd --system --uid 65532 --gid 65532 --home-dir /data --no-create-home \
        --shell /usr/sbin/nologin nonroot
-COPY --from=builder /out/ /
+COPY --from=builder /out/usr/local/bin/douyin /usr/local/bin/douyin
+COPY --from=builder --chown=65532:65532 /out/data /data
 ENV DOUYIN_DATA_DIR=/data \
     DOUYIN_LOG_FORMAT=json \
     DOUYIN_FFMPEG_PATH=/usr/bin/ffmpeg
