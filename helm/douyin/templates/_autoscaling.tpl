@@ -9,6 +9,7 @@ apiVersion: autoscaling/v2
 kind: HorizontalPodAutoscaler
 metadata:
   name: {{ printf "%s-%s" (include "douyin.fullname" .root) .name | trunc 63 | trimSuffix "-" }}
+  namespace: {{ .root.Release.Namespace }}
   labels:
     {{- include "douyin.componentLabels" . | nindent 4 }}
 spec:
@@ -53,6 +54,7 @@ apiVersion: policy/v1
 kind: PodDisruptionBudget
 metadata:
   name: {{ printf "%s-%s" (include "douyin.fullname" .root) .name | trunc 63 | trimSuffix "-" }}
+  namespace: {{ .root.Release.Namespace }}
   labels:
     {{- include "douyin.componentLabels" . | nindent 4 }}
 spec:

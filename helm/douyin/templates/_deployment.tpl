@@ -12,6 +12,7 @@ apiVersion: apps/v1
 kind: Deployment
 metadata:
   name: {{ printf "%s-%s" $fullname .name | trunc 63 | trimSuffix "-" }}
+  namespace: {{ .root.Release.Namespace }}
   labels:
     {{- include "douyin.componentLabels" . | nindent 4 }}
 spec:

@@ -12,6 +12,7 @@ apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
 metadata:
   name: {{ printf "%s-%s" (include "douyin.fullname" .root) .name | trunc 63 | trimSuffix "-" }}
+  namespace: {{ .root.Release.Namespace }}
   labels:
     {{- include "douyin.componentLabels" . | nindent 4 }}
 spec:

@@ -8,6 +8,7 @@ apiVersion: v1
 kind: Service
 metadata:
   name: {{ include "douyin.serviceName" . }}
+  namespace: {{ .root.Release.Namespace }}
   labels:
     {{- include "douyin.componentLabels" . | nindent 4 }}
 spec:
