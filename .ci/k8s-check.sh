@@ -126,11 +126,25 @@ render_and_validate() {
   out="$WORK/render-$(basename "$set" .yaml).yaml"
   # shellcheck disable=SC2046
   helm template douyin "$CHART" --namespace douyin $(values_args "$set") >"$out"
+  if grep -n "<no value>" "$out"; then return 1; fi
   kubernetes-validate -k "$KUBE_VERSION" --strict --quiet "$out"
 }
 for set in "${VALUE_SETS[@]}"; do
   check "helm template | kubernetes-validate $KUBE_VERSION --strict ($(basename "$set"))" render_and_validate "$set"
 done
+
+install_dry_run_notes() {
+  local set
+  for set in "${VALUE_SETS[@]}"; do
+    # shellcheck disable=SC2046
+    KUBECONFIG=/dev/null helm install douyin "$CHART" --namespace douyin --dry-run=client \
+      $(values_args "$set") >"$WORK/install.out"
+    grep -q "^NOTES:" "$WORK/install.out" || { echo "$set: no NOTES"; return 1; }
+    if grep -n "<no value>" "$WORK/install.out"; then return 1; fi
+  done
+  sed -n '/^NOTES:/,$p' "$WORK/install.out"
+}
+check "helm install --dry-run=client renders hooks and NOTES.txt" install_dry_run_notes
 
 schema_rejects_bad_values() {
   "$PY" - "$CHART/values.schema.json" <<'EOF'
