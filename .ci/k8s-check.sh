@@ -171,11 +171,17 @@ EOF
     fi
     grep -q "schema" "$WORK/bad.out" || { cat "$WORK/bad.out"; return 1; }
   done
+  # the mesh refuses to start every role on its own embedded SQLite
+  if helm template douyin "$CHART" --set backends.existingSecret= >"$WORK/bad.out" 2>&1; then
+    echo "mesh mode without backends was accepted"
+    return 1
+  fi
+  grep -q "needs shared backends" "$WORK/bad.out" || { cat "$WORK/bad.out"; return 1; }
   # and the good value next to each bad one passes
   helm template douyin "$CHART" --set services.user.replicas=3 --set ports.grpc=50051 \
     --set mode=all-in-one --set services.api.autoscaling.enabled=true >/dev/null
 }
-check "values.schema.json is self-contained and rejects wrong types" schema_rejects_bad_values
+check "values.schema.json is self-contained and rejects wrong types; mesh needs backends" schema_rejects_bad_values
 
 chart_contract() {
   "$PY" - "$WORK" "$ROOT" "${ROLES[@]}" <<'EOF'
