@@ -198,11 +198,12 @@ def expect(cond, msg):
 
 # roles the binary has: the Role enum in services/ when the code has it
 role_enum = None
-for path in (root / "services").glob("*/src/**/*.rs"):
-    m = re.search(r"enum\s+Role\s*\{([^}]*)\}", path.read_text(errors="ignore"))
+for path in sorted((root / "services/kit/src").glob("**/*.rs")):
+    m = re.search(r"pub enum\s+Role\s*\{([^}]*)\}", path.read_text(errors="ignore"))
     if m:
         variants = re.findall(r"^\s*([A-Z][A-Za-z]*)\s*[,=(]?", m.group(1), re.M)
         role_enum = sorted(v.lower() for v in variants if v.lower() != "all")
+        print(f"roles of the binary ({path.relative_to(root)}): {role_enum}")
         break
 if role_enum is not None:
     expect(sorted(roles) == role_enum, f"binary roles {role_enum} != checked roles {sorted(roles)}")
