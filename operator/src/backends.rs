@@ -1,0 +1,235 @@
+//! Provisioning and removing one backend: its Services, StatefulSet and, for MinIO,
+//! the bucket Job.
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Service;
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, Patch};
+use tracing::info;
+
+use crate::builders::{self, Environment, minio, mysql, redis};
+use crate::controller::Context;
+use crate::crd::StorageSpec;
+use crate::names::{self, Backend};
+use crate::reconcile::apply_params;
+use crate::status::{BackendState, Setup};
+use crate::{Result, quantity};
+
+fn spec_storage<'a>(e: &Environment<'a>, backend: Backend) -> &'a StorageSpec {
+    match backend {
+        Backend::Mysql => &e.spec.mysql.storage,
+        Backend::Redis => &e.spec.redis.storage,
+        Backend::Minio => &e.spec.minio.storage,
+    }
+}
+
+fn build_statefulset(e: &Environment, backend: Backend, storage: &StorageSpec) -> StatefulSet {
+    match backend {
+        Backend::Mysql => mysql::statefulset(e, storage),
+        Backend::Redis => redis::statefulset(e, storage),
+        Backend::Minio => minio::statefulset(e, storage),
+    }
+}
+/// Applies a backend's Services and StatefulSet (and MinIO's bucket Job) and reads
+/// back how far it got.
+pub async fn provision(
+    e: &Environment<'_>,
+    ctx: &Context,
+    backend: Backend,
+) -> Result<BackendState> {
+    let statefulsets: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &e.namespace);
+    let services: Api<Service> = Api::namespaced(ctx.client.clone(), &e.namespace);
+    let name = backend.object_name(&e.name);
+
+    let wanted = spec_storage(e, backend);
+    let existing = statefulsets.get_opt(&name).await?;
+    let (storage, storage_drift) = match existing.as_ref().and_then(builders::existing_storage) {
+        None => (wanted.clone(), None),
+        Some(current) => {
+            let drift = storage_drift(backend, &current, wanted);
+            (current, drift)
+        }
+    };
+
+    for service in [
+        builders::headless_service(e, backend),
+        builders::client_service(e, backend),
+    ] {
+        let service_name = service.name_any();
+        services
+            .patch(&service_name, &apply_params(), &Patch::Apply(service))
+            .await?;
+    }
+    let applied = statefulsets
+        .patch(
+            &name,
+            &apply_params(),
+            &Patch::Apply(build_statefulset(e, backend, &storage)),
+        )
+        .await?;
+
+    let replicas = match backend {
+        Backend::Mysql => e.spec.mysql.replicas,
+        Backend::Redis => e.spec.redis.replicas,
+        Backend::Minio => e.spec.minio.replicas,
+    };
+    let ready_replicas = applied
+        .status
+        .as_ref()
+        .and_then(|s| s.ready_replicas)
+        .unwrap_or(0);
+    let setup = if backend != Backend::Minio {
+        Setup::NotNeeded
+    } else if replicas > 0 && ready_replicas >= replicas {
+        bucket_setup(e, ctx).await?
+    } else {
+        Setup::Pending
+    };
+    Ok(BackendState::Provisioned {
+        replicas,
+        ready_replicas,
+        storage_drift,
+        setup,
+    })
+}
+
+/// Why the spec's storage cannot be applied to the existing claim template, if it differs.
+pub fn storage_drift(
+    backend: Backend,
+    current: &StorageSpec,
+    wanted: &StorageSpec,
+) -> Option<String> {
+    let class = |s: &StorageSpec| {
+        s.storage_class_name
+            .clone()
+            .unwrap_or_else(|| "default".into())
+    };
+    let size_differs = !quantity::same(&current.size, &wanted.size);
+    let class_differs = wanted.storage_class_name.is_some()
+        && current.storage_class_name != wanted.storage_class_name;
+    (size_differs || class_differs).then(|| {
+        format!(
+            "spec.{key}.storage asks for {} ({}) but the volume was created as {} ({}); a StatefulSet's \
+             volume claim template cannot change, so the change is not applied",
+            wanted.size,
+            class(wanted),
+            current.size,
+            class(current),
+            key = backend.key(),
+        )
+    })
+}
+
+/// Creates the bucket Job once, and reports how it went.
+async fn bucket_setup(e: &Environment<'_>, ctx: &Context) -> Result<Setup> {
+    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &e.namespace);
+    let name = names::bucket_job(&e.name);
+    let job = match jobs.get_opt(&name).await? {
+        Some(job) => job,
+        None => {
+            jobs.patch(&name, &apply_params(), &Patch::Apply(minio::bucket_job(e)))
+                .await?
+        }
+    };
+    Ok(match minio::job_outcome(&job) {
+        Some(true) => Setup::Done,
+        Some(false) => Setup::Failed,
+        None => Setup::Pending,
+    })
+}
+
+/// Removes a backend that was provisioned before and no longer is (disabled, or
+/// switched to an external instance). Its volume claim stays (see the StatefulSet's
+/// retention policy).
+pub async fn remove(e: &Environment<'_>, ctx: &Context, backend: Backend) -> Result<()> {
+    let statefulsets: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &e.namespace);
+    let name = backend.object_name(&e.name);
+    let Some(existing) = statefulsets.get_opt(&name).await? else {
+        return Ok(());
+    };
+    let ours = existing
+        .owner_references()
+        .iter()
+        .any(|o| o.uid == e.owner.uid);
+    if !ours {
+        return Ok(());
+    }
+    info!(environment = %e.name, backend = backend.key(), "removing a backend that is no longer provisioned");
+    let services: Api<Service> = Api::namespaced(ctx.client.clone(), &e.namespace);
+    ignore_not_found(
+        statefulsets
+            .delete(&name, &DeleteParams::default())
+            .await
+            .map(drop),
+    )?;
+    ignore_not_found(
+        services
+            .delete(&backend.headless_name(&e.name), &DeleteParams::default())
+            .await
+            .map(drop),
+    )?;
+    ignore_not_found(
+        services
+            .delete(&name, &DeleteParams::default())
+            .await
+            .map(drop),
+    )?;
+    if backend == Backend::Minio {
+        let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &e.namespace);
+        let job = names::bucket_job(&e.name);
+        ignore_not_found(
+            jobs.delete(&job, &DeleteParams::background())
+                .await
+                .map(drop),
+        )?;
+    }
+    Ok(())
+}
+
+fn ignore_not_found(result: kube::Result<()>) -> Result<()> {
+    match result {
+        Err(kube::Error::Api(status)) if status.is_not_found() => Ok(()),
+        other => Ok(other?),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn storage_drift_ignores_spelling_and_an_unset_class() {
+        let current = StorageSpec {
+            size: "1Gi".into(),
+            storage_class_name: Some("standard".into()),
+        };
+        let same = StorageSpec {
+            size: "1024Mi".into(),
+            storage_class_name: None,
+        };
+        assert_eq!(storage_drift(Backend::Redis, &current, &same), None);
+    }
+
+    #[test]
+    fn storage_drift_reports_size_and_class_changes() {
+        let current = StorageSpec {
+            size: "10Gi".into(),
+            storage_class_name: None,
+        };
+        let bigger = StorageSpec {
+            size: "20Gi".into(),
+            storage_class_name: None,
+        };
+        let message = storage_drift(Backend::Mysql, &current, &bigger).unwrap();
+        assert!(
+            message.contains("spec.mysql.storage asks for 20Gi"),
+            "{message}"
+        );
+        let other_class = StorageSpec {
+            size: "10Gi".into(),
+            storage_class_name: Some("fast".into()),
+        };
+        assert!(storage_drift(Backend::Mysql, &current, &other_class).is_some());
+    }
+}

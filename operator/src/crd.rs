@@ -1,0 +1,408 @@
+//! The `DouyinEnvironment` custom resource: one environment of the douyin backend.
+//!
+//! Defaults live in the schema, so the API server stores the pinned images and sizes
+//! in each resource at creation time: upgrading the operator never silently changes
+//! the database version of an existing environment.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::ResourceRequirements;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+pub const DEFAULT_MYSQL_IMAGE: &str = "mariadb:11.4.4";
+pub const DEFAULT_REDIS_IMAGE: &str = "redis:7.4.2";
+pub const DEFAULT_MINIO_IMAGE: &str = "minio/minio:RELEASE.2025-04-22T22-12-26Z";
+pub const DEFAULT_MC_IMAGE: &str = "minio/mc:RELEASE.2025-04-16T18-13-26Z";
+pub const DEFAULT_BUCKET: &str = "douyin";
+pub const DEFAULT_REGION: &str = "us-east-1";
+
+/// Kubernetes quantity syntax (the same pattern the API server documents).
+const QUANTITY_PATTERN: &str = r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$";
+
+/// One environment (`dev`, `staging`, a preview per branch) of the douyin backend:
+/// MySQL, Redis and MinIO, plus the Secret the application reads its backends from.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[kube(
+    group = "douyin.rs",
+    version = "v1alpha1",
+    kind = "DouyinEnvironment",
+    plural = "douyinenvironments",
+    shortname = "denv",
+    category = "douyin",
+    namespaced,
+    status = "DouyinEnvironmentStatus",
+    derive = "PartialEq",
+    doc = "One environment of the douyin backend: MySQL, Redis and MinIO, and the Secret the application reads",
+    printcolumn = r#"{"name": "Phase", "type": "string", "jsonPath": ".status.phase"}"#,
+    printcolumn = r#"{"name": "MySQL", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"MysqlReady\")].status"}"#,
+    printcolumn = r#"{"name": "Redis", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"RedisReady\")].status"}"#,
+    printcolumn = r#"{"name": "MinIO", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"MinioReady\")].status"}"#,
+    printcolumn = r#"{"name": "Secret", "type": "string", "jsonPath": ".status.secretName"}"#,
+    printcolumn = r#"{"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct DouyinEnvironmentSpec {
+    /// Name of the Secret holding the application's backend settings
+    /// (`DOUYIN_DATABASE_URL`, `DOUYIN_REDIS_URL`, `DOUYIN_S3_*`).
+    /// Defaults to `<name>-douyin-backends`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_name: Option<String>,
+    /// What happens to the data volumes when the environment is deleted. `Retain`
+    /// (the default) keeps the PersistentVolumeClaims and the generated credentials,
+    /// so re-creating an environment of the same name finds its data again.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+    /// The relational database (MariaDB, MySQL protocol).
+    #[serde(default)]
+    pub mysql: MysqlSpec,
+    /// Counters, caches, rankings and pub/sub.
+    #[serde(default)]
+    pub redis: RedisSpec,
+    /// S3-compatible object storage for videos and covers.
+    #[serde(default)]
+    pub minio: MinioSpec,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum DeletionPolicy {
+    /// Keep PersistentVolumeClaims (and the credentials that open them).
+    #[default]
+    Retain,
+    /// Delete PersistentVolumeClaims together with the environment.
+    Delete,
+}
+
+/// Size and class of a backend's data volume. Fixed once the StatefulSet exists:
+/// a later change is reported in status (condition `Degraded`) and not applied.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StorageSpec {
+    /// Requested size, e.g. `10Gi`.
+    #[schemars(pattern(QUANTITY_PATTERN))]
+    pub size: String,
+    /// StorageClass of the claim; the cluster default when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class_name: Option<String>,
+}
+
+/// Use an existing MySQL or Redis instead of provisioning one. Set exactly one field.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExternalUrlSpec {
+    /// Connection URL, e.g. `mysql://user:pass@db.example:3306/douyin`.
+    /// Prefer `secretRef` for URLs that carry a password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// A key of a Secret in the environment's namespace that holds the URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<SecretKeyRef>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+pub struct SecretKeyRef {
+    /// Secret name, in the environment's namespace.
+    pub name: String,
+    /// Key inside the Secret; defaults to the application's key
+    /// (`DOUYIN_DATABASE_URL` or `DOUYIN_REDIS_URL`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
+/// Use an existing S3 service instead of provisioning MinIO.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExternalS3Spec {
+    /// S3 endpoint, e.g. `https://s3.eu-west-1.amazonaws.com`.
+    pub url: String,
+    /// Secret in the environment's namespace with the keys `DOUYIN_S3_ACCESS_KEY`
+    /// and `DOUYIN_S3_SECRET_KEY`. The bucket must already exist.
+    pub secret_ref: SecretNameRef,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+pub struct SecretNameRef {
+    /// Secret name, in the environment's namespace.
+    pub name: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MysqlSpec {
+    /// Whether the environment has a database at all. When false the Secret omits
+    /// `DOUYIN_DATABASE_URL` and the application uses its embedded SQLite.
+    #[serde(default = "enabled")]
+    pub enabled: bool,
+    /// MariaDB image, pinned by tag or digest (`latest` is refused).
+    #[serde(default = "mysql_image")]
+    pub image: String,
+    /// 1 runs the database, 0 pauses it and keeps its volume. The image is not
+    /// configured for replication, so more than one is refused.
+    #[serde(default = "one")]
+    #[schemars(range(min = 0, max = 1))]
+    pub replicas: i32,
+    #[serde(default = "mysql_storage")]
+    pub storage: StorageSpec,
+    #[serde(default = "mysql_resources")]
+    pub resources: ResourceRequirements,
+    /// Use an existing database instead of provisioning one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external: Option<ExternalUrlSpec>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RedisSpec {
+    /// Whether the environment has Redis. When false the Secret omits
+    /// `DOUYIN_REDIS_URL` and the application uses its in-process cache and pub/sub.
+    #[serde(default = "enabled")]
+    pub enabled: bool,
+    /// Redis image, pinned by tag or digest (`latest` is refused).
+    #[serde(default = "redis_image")]
+    pub image: String,
+    /// 1 runs Redis, 0 pauses it. Redis is a cache here; replication is not offered.
+    #[serde(default = "one")]
+    #[schemars(range(min = 0, max = 1))]
+    pub replicas: i32,
+    #[serde(default = "redis_storage")]
+    pub storage: StorageSpec,
+    #[serde(default = "redis_resources")]
+    pub resources: ResourceRequirements,
+    /// Use an existing Redis instead of provisioning one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external: Option<ExternalUrlSpec>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MinioSpec {
+    /// Whether the environment has object storage. When false the Secret omits the
+    /// `DOUYIN_S3_*` keys and the application stores media in a local directory.
+    #[serde(default = "enabled")]
+    pub enabled: bool,
+    /// MinIO server image, pinned by tag or digest (`latest` is refused).
+    #[serde(default = "minio_image")]
+    pub image: String,
+    /// MinIO client image used by the Job that creates the bucket and the
+    /// application's access key.
+    #[serde(default = "mc_image")]
+    pub client_image: String,
+    /// 1 runs MinIO, 0 pauses it. Distributed MinIO needs at least four drives
+    /// and is not offered.
+    #[serde(default = "one")]
+    #[schemars(range(min = 0, max = 1))]
+    pub replicas: i32,
+    /// Bucket the application stores media in.
+    #[serde(default = "bucket")]
+    pub bucket: String,
+    /// Region the S3 client signs requests for.
+    #[serde(default = "region")]
+    pub region: String,
+    #[serde(default = "minio_storage")]
+    pub storage: StorageSpec,
+    #[serde(default = "minio_resources")]
+    pub resources: ResourceRequirements,
+    /// Use an existing S3 service instead of provisioning MinIO.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external: Option<ExternalS3Spec>,
+}
+
+/// What the operator last saw of the environment.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DouyinEnvironmentStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// One word summary: Pending, Ready or Degraded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+    /// The Secret the application should read (`envFrom`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_name: Option<String>,
+    /// `Ready`, `MysqlReady`, `RedisReady`, `MinioReady` and `Degraded`.
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum Phase {
+    Pending,
+    Ready,
+    Degraded,
+}
+
+impl DouyinEnvironment {
+    /// The Secret the application reads.
+    pub fn secret_name(&self) -> String {
+        match &self.spec.secret_name {
+            Some(name) => name.clone(),
+            None => format!("{}-douyin-backends", kube::ResourceExt::name_any(self)),
+        }
+    }
+}
+
+fn enabled() -> bool {
+    true
+}
+fn one() -> i32 {
+    1
+}
+fn mysql_image() -> String {
+    DEFAULT_MYSQL_IMAGE.into()
+}
+fn redis_image() -> String {
+    DEFAULT_REDIS_IMAGE.into()
+}
+fn minio_image() -> String {
+    DEFAULT_MINIO_IMAGE.into()
+}
+fn mc_image() -> String {
+    DEFAULT_MC_IMAGE.into()
+}
+fn bucket() -> String {
+    DEFAULT_BUCKET.into()
+}
+fn region() -> String {
+    DEFAULT_REGION.into()
+}
+fn storage(size: &str) -> StorageSpec {
+    StorageSpec {
+        size: size.into(),
+        storage_class_name: None,
+    }
+}
+fn mysql_storage() -> StorageSpec {
+    storage("10Gi")
+}
+fn redis_storage() -> StorageSpec {
+    storage("1Gi")
+}
+fn minio_storage() -> StorageSpec {
+    storage("20Gi")
+}
+
+fn resources(cpu: &str, memory: &str, memory_limit: &str) -> ResourceRequirements {
+    let quantities = |pairs: &[(&str, &str)]| -> BTreeMap<String, Quantity> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), Quantity(v.to_string())))
+            .collect()
+    };
+    ResourceRequirements {
+        requests: Some(quantities(&[("cpu", cpu), ("memory", memory)])),
+        limits: Some(quantities(&[("memory", memory_limit)])),
+        ..Default::default()
+    }
+}
+fn mysql_resources() -> ResourceRequirements {
+    resources("250m", "512Mi", "1Gi")
+}
+fn redis_resources() -> ResourceRequirements {
+    resources("50m", "64Mi", "256Mi")
+}
+fn minio_resources() -> ResourceRequirements {
+    resources("100m", "256Mi", "1Gi")
+}
+/// Resources of the short-lived bucket setup Job.
+pub fn job_resources() -> ResourceRequirements {
+    resources("10m", "32Mi", "128Mi")
+}
+
+impl Default for MysqlSpec {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            image: mysql_image(),
+            replicas: 1,
+            storage: mysql_storage(),
+            resources: mysql_resources(),
+            external: None,
+        }
+    }
+}
+
+impl Default for RedisSpec {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            image: redis_image(),
+            replicas: 1,
+            storage: redis_storage(),
+            resources: redis_resources(),
+            external: None,
+        }
+    }
+}
+
+impl Default for MinioSpec {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            image: minio_image(),
+            client_image: mc_image(),
+            replicas: 1,
+            bucket: bucket(),
+            region: region(),
+            storage: minio_storage(),
+            resources: minio_resources(),
+            external: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::CustomResourceExt;
+
+    #[test]
+    fn an_empty_spec_gets_every_backend_with_pinned_images() {
+        let spec: DouyinEnvironmentSpec = serde_json::from_str("{}").unwrap();
+        assert_eq!(spec, DouyinEnvironmentSpec::default());
+        assert!(spec.mysql.enabled && spec.redis.enabled && spec.minio.enabled);
+        assert_eq!(spec.mysql.image, "mariadb:11.4.4");
+        assert_eq!(spec.redis.image, "redis:7.4.2");
+        assert_eq!(spec.minio.bucket, "douyin");
+        assert_eq!(spec.deletion_policy, DeletionPolicy::Retain);
+    }
+
+    #[test]
+    fn secret_name_defaults_to_the_environment_name() {
+        let env = DouyinEnvironment::new("dev", DouyinEnvironmentSpec::default());
+        assert_eq!(env.secret_name(), "dev-douyin-backends");
+        let named = DouyinEnvironment::new(
+            "dev",
+            DouyinEnvironmentSpec {
+                secret_name: Some("backends".into()),
+                ..Default::default()
+            },
+        );
+        assert_eq!(named.secret_name(), "backends");
+    }
+
+    #[test]
+    fn crd_names_and_printer_columns() {
+        let crd = DouyinEnvironment::crd();
+        assert_eq!(crd.spec.group, "douyin.rs");
+        assert_eq!(crd.spec.scope, "Namespaced");
+        assert_eq!(crd.spec.names.short_names, Some(vec!["denv".to_string()]));
+        let version = &crd.spec.versions[0];
+        assert_eq!(version.name, "v1alpha1");
+        let columns: Vec<_> = version
+            .additional_printer_columns
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(
+            columns,
+            ["Phase", "MySQL", "Redis", "MinIO", "Secret", "Age"]
+        );
+        assert!(version.subresources.as_ref().unwrap().status.is_some());
+    }
+}

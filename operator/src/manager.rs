@@ -1,0 +1,71 @@
+//! The operator process: controller plus the health and metrics server.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use kube::Client;
+use prometheus_client::registry::Registry;
+use tracing::info;
+
+use crate::controller::{self, Context, Scope};
+use crate::http::{self, HttpState};
+use crate::metrics::Metrics;
+use crate::{Error, Result};
+
+pub struct Config {
+    /// Where `/healthz`, `/readyz` and `/metrics` are served.
+    pub http_addr: SocketAddr,
+    pub scope: Scope,
+}
+
+/// Runs until SIGTERM or Ctrl-C: in-flight reconciles finish, readiness turns off,
+/// then the HTTP server stops.
+pub async fn run(config: Config) -> Result<()> {
+    let client = Client::try_default().await?;
+    let mut registry = Registry::default();
+    let metrics = Metrics::default().register(&mut registry);
+    let ready = Arc::new(AtomicBool::new(false));
+
+    let listener = tokio::net::TcpListener::bind(config.http_addr)
+        .await
+        .map_err(Error::Http)?;
+    info!(addr = %config.http_addr, "serving /healthz, /readyz and /metrics");
+    let app = http::router(HttpState {
+        registry: Arc::new(registry),
+        ready: ready.clone(),
+    });
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let ctx = Arc::new(Context::new(client, metrics));
+    let started = ready.clone();
+    let result = controller::run(ctx, config.scope, shutdown_signal(), move || {
+        started.store(true, Ordering::Relaxed)
+    })
+    .await;
+    ready.store(false, Ordering::Relaxed);
+    server.abort();
+    result
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    info!("shutting down");
+}

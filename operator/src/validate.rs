@@ -1,0 +1,361 @@
+//! Checks of a spec that the schema cannot express. A spec that fails them is
+//! reported in status (condition `Degraded`) and nothing is applied until it changes.
+
+use crate::crd::{DouyinEnvironmentSpec, ExternalUrlSpec, StorageSpec};
+use crate::names::{self, Backend};
+use crate::quantity;
+
+/// Why a spec was refused: a CamelCase reason for the condition and a message
+/// naming the field.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InvalidSpec {
+    pub reason: &'static str,
+    pub message: String,
+}
+
+/// Every problem with the spec, the first one's reason leading.
+pub fn validate(env_name: &str, spec: &DouyinEnvironmentSpec) -> Result<(), InvalidSpec> {
+    let mut problems: Vec<(&'static str, String)> = Vec::new();
+
+    if let Some(name) = &spec.secret_name {
+        if !is_dns_subdomain(name) {
+            problems.push((
+                "InvalidSecretName",
+                format!("spec.secretName {name:?} is not a valid Secret name"),
+            ));
+        } else if *name == names::credentials_secret(env_name) {
+            problems.push((
+                "InvalidSecretName",
+                format!("spec.secretName {name:?} is the operator's own credentials Secret"),
+            ));
+        }
+    }
+
+    let mysql = &spec.mysql;
+    check_backend(
+        &mut problems,
+        Backend::Mysql,
+        mysql.enabled,
+        mysql.external.is_some(),
+        mysql.replicas,
+    );
+    if mysql.enabled {
+        match &mysql.external {
+            Some(external) => {
+                check_external_url(&mut problems, Backend::Mysql, external, &["mysql"])
+            }
+            None => {
+                check_image(&mut problems, "spec.mysql.image", &mysql.image);
+                check_storage(&mut problems, "spec.mysql.storage", &mysql.storage);
+            }
+        }
+    }
+
+    let redis = &spec.redis;
+    check_backend(
+        &mut problems,
+        Backend::Redis,
+        redis.enabled,
+        redis.external.is_some(),
+        redis.replicas,
+    );
+    if redis.enabled {
+        match &redis.external {
+            Some(external) => check_external_url(
+                &mut problems,
+                Backend::Redis,
+                external,
+                &["redis", "rediss"],
+            ),
+            None => {
+                check_image(&mut problems, "spec.redis.image", &redis.image);
+                check_storage(&mut problems, "spec.redis.storage", &redis.storage);
+            }
+        }
+    }
+
+    let minio = &spec.minio;
+    check_backend(
+        &mut problems,
+        Backend::Minio,
+        minio.enabled,
+        minio.external.is_some(),
+        minio.replicas,
+    );
+    if minio.enabled {
+        if !is_bucket_name(&minio.bucket) {
+            problems.push((
+                "InvalidBucket",
+                format!(
+                    "spec.minio.bucket {:?} is not a valid S3 bucket name",
+                    minio.bucket
+                ),
+            ));
+        }
+        if minio.region.trim().is_empty() {
+            problems.push(("InvalidRegion", "spec.minio.region is empty".into()));
+        }
+        match &minio.external {
+            Some(external) => {
+                if scheme(&external.url).is_none_or(|s| s != "http" && s != "https") {
+                    problems.push((
+                        "InvalidExternal",
+                        format!(
+                            "spec.minio.external.url {:?} is not an http(s) URL",
+                            external.url
+                        ),
+                    ));
+                }
+                if !is_dns_subdomain(&external.secret_ref.name) {
+                    problems.push((
+                        "InvalidExternal",
+                        "spec.minio.external.secretRef.name is not a Secret name".into(),
+                    ));
+                }
+            }
+            None => {
+                check_image(&mut problems, "spec.minio.image", &minio.image);
+                check_image(&mut problems, "spec.minio.clientImage", &minio.client_image);
+                check_storage(&mut problems, "spec.minio.storage", &minio.storage);
+            }
+        }
+    }
+
+    match problems.first() {
+        None => Ok(()),
+        Some((reason, _)) => Err(InvalidSpec {
+            reason,
+            message: problems
+                .iter()
+                .map(|(_, m)| m.as_str())
+                .collect::<Vec<_>>()
+                .join("; "),
+        }),
+    }
+}
+
+fn check_backend(
+    problems: &mut Vec<(&'static str, String)>,
+    backend: Backend,
+    enabled: bool,
+    external: bool,
+    replicas: i32,
+) {
+    let key = backend.key();
+    if !enabled && external {
+        problems.push((
+            "InvalidExternal",
+            format!("spec.{key}.external is set but spec.{key}.enabled is false"),
+        ));
+    }
+    if !(0..=1).contains(&replicas) {
+        problems.push((
+            "InvalidReplicas",
+            format!("spec.{key}.replicas must be 0 or 1, not {replicas}"),
+        ));
+    }
+}
+
+fn check_external_url(
+    problems: &mut Vec<(&'static str, String)>,
+    backend: Backend,
+    external: &ExternalUrlSpec,
+    schemes: &[&str],
+) {
+    let key = backend.key();
+    match (&external.url, &external.secret_ref) {
+        (Some(_), Some(_)) | (None, None) => problems.push((
+            "InvalidExternal",
+            format!("spec.{key}.external needs exactly one of url and secretRef"),
+        )),
+        (Some(url), None) => {
+            if !scheme(url).is_some_and(|s| schemes.contains(&s)) {
+                problems.push((
+                    "InvalidExternal",
+                    format!(
+                        "spec.{key}.external.url must start with {}://",
+                        schemes.join(":// or ")
+                    ),
+                ));
+            }
+        }
+        (None, Some(reference)) => {
+            if !is_dns_subdomain(&reference.name) {
+                problems.push((
+                    "InvalidExternal",
+                    format!("spec.{key}.external.secretRef.name is not a Secret name"),
+                ));
+            }
+        }
+    }
+}
+
+fn check_image(problems: &mut Vec<(&'static str, String)>, field: &str, image: &str) {
+    if !is_pinned(image) {
+        problems.push((
+            "UnpinnedImage",
+            format!("{field} {image:?} must name a tag other than latest, or a digest"),
+        ));
+    }
+}
+
+fn check_storage(problems: &mut Vec<(&'static str, String)>, field: &str, storage: &StorageSpec) {
+    if !quantity::parse(&storage.size).is_some_and(|bytes| bytes >= 1.0) {
+        problems.push((
+            "InvalidStorageSize",
+            format!("{field}.size {:?} is not a positive size", storage.size),
+        ));
+    }
+    if let Some(class) = &storage.storage_class_name
+        && !is_dns_subdomain(class)
+    {
+        problems.push((
+            "InvalidStorageClass",
+            format!("{field}.storageClassName {class:?} is not a valid name"),
+        ));
+    }
+}
+
+/// An image reference with a digest, or a tag other than `latest`.
+pub fn is_pinned(image: &str) -> bool {
+    if image.contains("@sha256:") {
+        return true;
+    }
+    let last = image.rsplit('/').next().unwrap_or(image);
+    match last.split_once(':') {
+        Some((repo, tag)) => !repo.is_empty() && !tag.is_empty() && tag != "latest",
+        None => false,
+    }
+}
+
+fn scheme(url: &str) -> Option<&str> {
+    url.split_once("://")
+        .map(|(scheme, _)| scheme)
+        .filter(|s| !s.is_empty())
+}
+
+/// RFC 1123 subdomain, as Kubernetes requires of object names.
+fn is_dns_subdomain(name: &str) -> bool {
+    name.len() <= 253
+        && !name.is_empty()
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
+fn is_bucket_name(name: &str) -> bool {
+    (3..=63).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.ends_with(|c: char| c.is_ascii_alphanumeric())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::{ExternalS3Spec, SecretKeyRef, SecretNameRef};
+
+    #[test]
+    fn the_default_spec_is_valid() {
+        assert_eq!(validate("dev", &DouyinEnvironmentSpec::default()), Ok(()));
+    }
+
+    #[test]
+    fn images_must_be_pinned() {
+        assert!(is_pinned("mariadb:11.4.4"));
+        assert!(is_pinned("registry.local:5000/redis:7.4.2"));
+        assert!(is_pinned("redis@sha256:0123abcd"));
+        assert!(!is_pinned("mariadb"));
+        assert!(!is_pinned("mariadb:latest"));
+        assert!(!is_pinned("registry.local:5000/redis"));
+
+        let mut spec = DouyinEnvironmentSpec::default();
+        spec.redis.image = "redis:latest".into();
+        let err = validate("dev", &spec).unwrap_err();
+        assert_eq!(err.reason, "UnpinnedImage");
+        assert!(err.message.contains("spec.redis.image"), "{}", err.message);
+    }
+
+    #[test]
+    fn external_needs_exactly_one_source() {
+        let mut spec = DouyinEnvironmentSpec::default();
+        spec.mysql.external = Some(ExternalUrlSpec {
+            url: Some("mysql://u:p@db:3306/douyin".into()),
+            secret_ref: Some(SecretKeyRef {
+                name: "db".into(),
+                key: None,
+            }),
+        });
+        assert_eq!(
+            validate("dev", &spec).unwrap_err().reason,
+            "InvalidExternal"
+        );
+
+        spec.mysql.external = Some(ExternalUrlSpec {
+            url: Some("postgres://db/douyin".into()),
+            secret_ref: None,
+        });
+        assert_eq!(
+            validate("dev", &spec).unwrap_err().reason,
+            "InvalidExternal"
+        );
+
+        spec.mysql.external = Some(ExternalUrlSpec {
+            url: Some("mysql://u:p@db:3306/douyin".into()),
+            secret_ref: None,
+        });
+        assert_eq!(validate("dev", &spec), Ok(()));
+    }
+
+    #[test]
+    fn external_on_a_disabled_backend_is_a_contradiction() {
+        let mut spec = DouyinEnvironmentSpec::default();
+        spec.minio.enabled = false;
+        spec.minio.external = Some(ExternalS3Spec {
+            url: "https://s3.example".into(),
+            secret_ref: SecretNameRef { name: "s3".into() },
+        });
+        let err = validate("dev", &spec).unwrap_err();
+        assert_eq!(err.reason, "InvalidExternal");
+        assert!(err.message.contains("spec.minio.enabled is false"));
+    }
+
+    #[test]
+    fn every_problem_is_listed() {
+        let mut spec = DouyinEnvironmentSpec::default();
+        spec.mysql.storage.size = "lots".into();
+        spec.redis.replicas = 3;
+        spec.secret_name = Some("Not_A_Name".into());
+        let err = validate("dev", &spec).unwrap_err();
+        assert_eq!(err.reason, "InvalidSecretName");
+        assert!(err.message.contains("spec.mysql.storage.size"));
+        assert!(err.message.contains("spec.redis.replicas"));
+    }
+
+    #[test]
+    fn the_credentials_secret_name_is_reserved() {
+        let spec = DouyinEnvironmentSpec {
+            secret_name: Some("dev-douyin-credentials".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            validate("dev", &spec).unwrap_err().reason,
+            "InvalidSecretName"
+        );
+    }
+
+    #[test]
+    fn disabled_backends_are_not_checked_further() {
+        let mut spec = DouyinEnvironmentSpec::default();
+        spec.redis.enabled = false;
+        spec.redis.image = "redis".into();
+        assert_eq!(validate("dev", &spec), Ok(()));
+    }
+}
