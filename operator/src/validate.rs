@@ -261,6 +261,7 @@ fn is_bucket_name(name: &str) -> bool {
 mod tests {
     use super::*;
     use crate::crd::{ExternalS3Spec, SecretKeyRef, SecretNameRef};
+    use serde::Deserialize;
 
     #[test]
     fn the_default_spec_is_valid() {
@@ -357,5 +358,29 @@ mod tests {
         spec.redis.enabled = false;
         spec.redis.image = "redis".into();
         assert_eq!(validate("dev", &spec), Ok(()));
+    }
+
+    #[test]
+    fn the_example_environments_pass() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../k8s/examples");
+        let mut checked = 0;
+        for entry in std::fs::read_dir(&dir).expect("k8s/examples exists") {
+            let path = entry.unwrap().path();
+            if path.extension().is_none_or(|e| e != "yaml") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            for document in serde_yaml::Deserializer::from_str(&text) {
+                let value = serde_yaml::Value::deserialize(document).unwrap();
+                if value.get("kind").and_then(|k| k.as_str()) != Some("DouyinEnvironment") {
+                    continue;
+                }
+                let env: crate::DouyinEnvironment = serde_yaml::from_value(value).unwrap();
+                let name = env.metadata.name.clone().unwrap();
+                assert_eq!(validate(&name, &env.spec), Ok(()), "{}", path.display());
+                checked += 1;
+            }
+        }
+        assert!(checked > 0, "no DouyinEnvironment in {}", dir.display());
     }
 }
