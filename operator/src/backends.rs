@@ -79,9 +79,10 @@ pub async fn provision(
         .as_ref()
         .and_then(|s| s.ready_replicas)
         .unwrap_or(0);
+    let rolling_out = rolling_out(&applied);
     let setup = if backend != Backend::Minio {
         Setup::NotNeeded
-    } else if replicas > 0 && ready_replicas >= replicas {
+    } else if replicas > 0 && ready_replicas >= replicas && !rolling_out {
         bucket_setup(e, ctx).await?
     } else {
         Setup::Pending
@@ -89,9 +90,28 @@ pub async fn provision(
     Ok(BackendState::Provisioned {
         replicas,
         ready_replicas,
+        rolling_out,
         storage_drift,
         setup,
     })
+}
+
+/// Whether the StatefulSet controller is still working on the latest spec: it has
+/// not observed the current generation, or pods still run an older revision.
+pub fn rolling_out(sts: &StatefulSet) -> bool {
+    // A StatefulSet not yet seen by its controller is new: "Provisioning" says it better.
+    let Some(status) = sts.status.as_ref() else {
+        return false;
+    };
+    let unobserved = match (sts.metadata.generation, status.observed_generation) {
+        (Some(generation), Some(observed)) => observed < generation,
+        _ => false,
+    };
+    let old_revision = match (&status.current_revision, &status.update_revision) {
+        (Some(current), Some(update)) => current != update,
+        _ => false,
+    };
+    unobserved || old_revision
 }
 
 /// Why the spec's storage cannot be applied to the existing claim template, if it differs.
@@ -197,6 +217,32 @@ fn ignore_not_found(result: kube::Result<()>) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::api::apps::v1::StatefulSetStatus;
+
+    #[test]
+    fn a_statefulset_rolls_out_until_the_new_revision_is_current() {
+        let mut sts = StatefulSet::default();
+        sts.metadata.generation = Some(2);
+        sts.status = Some(StatefulSetStatus {
+            observed_generation: Some(1),
+            ..Default::default()
+        });
+        assert!(rolling_out(&sts));
+        sts.status = Some(StatefulSetStatus {
+            observed_generation: Some(2),
+            current_revision: Some("dev-mysql-1".into()),
+            update_revision: Some("dev-mysql-2".into()),
+            ..Default::default()
+        });
+        assert!(rolling_out(&sts));
+        sts.status = Some(StatefulSetStatus {
+            observed_generation: Some(2),
+            current_revision: Some("dev-mysql-2".into()),
+            update_revision: Some("dev-mysql-2".into()),
+            ..Default::default()
+        });
+        assert!(!rolling_out(&sts));
+    }
 
     #[test]
     fn storage_drift_ignores_spelling_and_an_unset_class() {

@@ -21,6 +21,8 @@ pub enum BackendState {
     Provisioned {
         replicas: i32,
         ready_replicas: i32,
+        /// The StatefulSet controller has not yet rolled out the latest spec.
+        rolling_out: bool,
         /// A storage change the claim template cannot take, described.
         storage_drift: Option<String>,
         setup: Setup,
@@ -69,11 +71,18 @@ fn verdict(backend: Backend, state: &BackendState) -> Verdict {
         BackendState::Provisioned {
             replicas,
             ready_replicas,
+            rolling_out,
             setup,
             ..
         } => {
             let counts = format!("{ready_replicas}/{replicas} replicas ready");
-            if ready_replicas < replicas {
+            if *rolling_out {
+                (
+                    false,
+                    "RollingOut",
+                    format!("{counts}; rolling out the latest spec"),
+                )
+            } else if ready_replicas < replicas {
                 (false, "Provisioning", counts)
             } else {
                 match setup {
@@ -285,6 +294,7 @@ mod tests {
         BackendState::Provisioned {
             replicas: 1,
             ready_replicas,
+            rolling_out: false,
             storage_drift: None,
             setup: Setup::NotNeeded,
         }
@@ -353,6 +363,7 @@ mod tests {
         let drift = BackendState::Provisioned {
             replicas: 1,
             ready_replicas: 1,
+            rolling_out: false,
             storage_drift: Some("mysql: storage 10Gi -> 20Gi".into()),
             setup: Setup::NotNeeded,
         };
@@ -372,6 +383,7 @@ mod tests {
         let minio = BackendState::Provisioned {
             replicas: 1,
             ready_replicas: 1,
+            rolling_out: false,
             storage_drift: None,
             setup: Setup::Pending,
         };

@@ -39,7 +39,7 @@ pub fn statefulset(env: &Environment, storage: &StorageSpec) -> StatefulSet {
     container.env = Some(vec![
         secret_env("MINIO_ROOT_USER", &secret, MINIO_ROOT_USER),
         secret_env("MINIO_ROOT_PASSWORD", &secret, MINIO_ROOT_PASSWORD),
-        plain_env("MINIO_REGION", &spec.region),
+        plain_env("MINIO_SITE_REGION", &spec.region),
     ]);
     if let Some(ports) = container.ports.as_mut() {
         ports.push(ContainerPort {
