@@ -1,0 +1,123 @@
+//! The api role: the HTTP gateway that speaks the app contract, serves media
+//! and the web client, and pushes chat messages over WebSocket.
+
+mod auth;
+mod params;
+mod reply;
+mod routes;
+mod web;
+mod ws;
+
+use std::{path::PathBuf, sync::Arc};
+
+use axum::{
+    Router,
+    extract::DefaultBodyLimit,
+    http::{HeaderMap, header},
+    routing::MethodRouter,
+};
+use douyin_kit::{
+    Config, Error, Result,
+    auth::Tokens,
+    grpc::Clients,
+    health::Readiness,
+    pubsub::PubSub,
+    shutdown::Shutdown,
+};
+
+pub use params::Params;
+pub use reply::{Urls, month_day};
+
+/// Everything a request handler needs, built once per process.
+#[derive(Clone)]
+pub struct AppState {
+    config: Arc<Config>,
+    clients: Clients,
+    tokens: Tokens,
+    known_users: Arc<auth::KnownUsers>,
+    hub: Arc<ws::Hub>,
+    readiness: Readiness,
+}
+
+/// Whether a route needs a signed-in user.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    User,
+    Anyone,
+}
+
+impl AppState {
+    /// Base URL for media and image links: `DOUYIN_PUBLIC_URL`, else the
+    /// request's forwarded or Host header.
+    pub fn urls(&self, headers: &HeaderMap) -> Urls {
+        if let Some(url) = self.config.public_url.as_deref().filter(|u| !u.is_empty()) {
+            return Urls { base: url.trim_end_matches('/').to_owned() };
+        }
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+        let proto = header("x-forwarded-proto").filter(|p| *p == "https" || *p == "http").unwrap_or("http");
+        let host = header("x-forwarded-host")
+            .or_else(|| header(header::HOST.as_str()))
+            .filter(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c)))
+            .unwrap_or("localhost");
+        Urls { base: format!("{proto}://{host}") }
+    }
+
+    /// The calling user: 0 when anonymous (only allowed with `Need::Anyone`).
+    /// A token that is present but invalid is always refused.
+    pub async fn viewer(&self, params: &Params, headers: &HeaderMap, need: Need) -> Result<i64> {
+        match auth::token(params, headers) {
+            Some(token) => auth::verify(&self.tokens, &self.known_users, &self.clients, token).await,
+            None if need == Need::Anyone => Ok(0),
+            None => Err(Error::Unauthenticated("token is required; sign in first".into())),
+        }
+    }
+}
+
+/// Builds the gateway's router.
+pub fn router(
+    config: Arc<Config>,
+    clients: Clients,
+    tokens: Tokens,
+    pubsub: Arc<dyn PubSub>,
+    media_dir: Option<PathBuf>,
+    readiness: Readiness,
+    shutdown: Shutdown,
+) -> Router {
+    let hub = ws::Hub::start(pubsub, shutdown);
+    let state = AppState {
+        config: config.clone(),
+        clients,
+        tokens,
+        known_users: Arc::default(),
+        hub,
+        readiness,
+    };
+    let upload_limit = usize::try_from(config.max_upload_bytes).unwrap_or(usize::MAX).saturating_add(1 << 20);
+    let mut app = Router::new();
+    for (path, route) in routes::all() {
+        app = both_slashes(app, path, route);
+    }
+    app = both_slashes(
+        app,
+        "/douyin/publish/action/",
+        axum::routing::post(routes::video::publish)
+            .get(routes::video::publish)
+            .layer(DefaultBodyLimit::max(upload_limit)),
+    );
+    app = app.merge(web::routes(media_dir));
+    app.layer(DefaultBodyLimit::max(usize::try_from(config.max_body_bytes).unwrap_or(usize::MAX)))
+        .with_state(state)
+}
+
+fn both_slashes(app: Router<AppState>, path: &str, route: MethodRouter<AppState>) -> Router<AppState> {
+    app.route(path, route.clone()).route(path.trim_end_matches('/'), route)
+}
+
+/// Serves the gateway on `listener` until shutdown, then drains in-flight
+/// requests.
+pub async fn serve(router: Router, listener: tokio::net::TcpListener, shutdown: Shutdown) -> Result<()> {
+    axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .with_graceful_shutdown(shutdown.wait())
+        .await
+        .map_err(|e| Error::internal(format!("http server: {e}")))
+}

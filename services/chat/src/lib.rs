@@ -1,0 +1,48 @@
+//! The chat role: messages between users; each new message is also published
+//! on the pub/sub bus for live push to WebSocket sessions.
+
+mod repo;
+mod service;
+
+use std::sync::Arc;
+
+use douyin_kit::{db::{Db, ServiceMigrations}, grpc::Clients, pubsub::PubSub};
+use douyin_proto::{
+    chat::{HistoryReply, HistoryRequest, LatestReply, LatestRequest, SendRequest, chat_service_server},
+    common::Message,
+};
+use tonic::{Request, Response, Status};
+
+pub use repo::ChatRepo;
+pub use service::ChatService;
+
+pub static MIGRATIONS: ServiceMigrations = ServiceMigrations {
+    service: "chat",
+    sqlite: &sqlx::migrate!("./migrations/sqlite"),
+    mysql: &sqlx::migrate!("./migrations/mysql"),
+};
+
+pub fn server(db: Db, clients: Clients, pubsub: Arc<dyn PubSub>) -> chat_service_server::ChatServiceServer<ChatGrpc> {
+    chat_service_server::ChatServiceServer::new(ChatGrpc(ChatService::new(ChatRepo::new(db), clients, pubsub)))
+}
+
+#[derive(Clone)]
+pub struct ChatGrpc(pub ChatService);
+
+#[tonic::async_trait]
+impl chat_service_server::ChatService for ChatGrpc {
+    async fn send(&self, request: Request<SendRequest>) -> Result<Response<Message>, Status> {
+        let r = request.into_inner();
+        Ok(Response::new(self.0.send(r.from_user_id, r.to_user_id, &r.content).await?))
+    }
+
+    async fn history(&self, request: Request<HistoryRequest>) -> Result<Response<HistoryReply>, Status> {
+        let r = request.into_inner();
+        Ok(Response::new(HistoryReply { messages: self.0.history(r.user_id, r.peer_id, r.after_ms).await? }))
+    }
+
+    async fn latest_messages(&self, request: Request<LatestRequest>) -> Result<Response<LatestReply>, Status> {
+        let r = request.into_inner();
+        Ok(Response::new(LatestReply { messages: self.0.latest(r.user_id, &r.peer_ids).await? }))
+    }
+}

@@ -1,0 +1,72 @@
+//! The chat role's logic.
+
+use std::{collections::HashMap, sync::Arc};
+
+use douyin_kit::{
+    Error, Result,
+    grpc::Clients,
+    ids,
+    pubsub::{CHAT_MESSAGES, PubSub, PushedMessage},
+    text::check_length,
+};
+use douyin_proto::common::{Ids, Message};
+
+use crate::repo::ChatRepo;
+
+#[derive(Clone)]
+pub struct ChatService {
+    repo: ChatRepo,
+    clients: Clients,
+    pubsub: Arc<dyn PubSub>,
+}
+
+impl ChatService {
+    pub fn new(repo: ChatRepo, clients: Clients, pubsub: Arc<dyn PubSub>) -> Self {
+        Self { repo, clients, pubsub }
+    }
+
+    pub async fn send(&self, from: i64, to: i64, content: &str) -> Result<Message> {
+        if to <= 0 {
+            return Err(Error::invalid("to_user_id must be a positive integer"));
+        }
+        if to == from {
+            return Err(Error::invalid("you cannot send a message to yourself"));
+        }
+        if content.is_empty() {
+            return Err(Error::invalid("content is required"));
+        }
+        check_length("content", content, 1, 1000)?;
+        let mut user = self.clients.user.clone();
+        if user.existing_users(Ids { ids: vec![to] }).await?.into_inner().ids.is_empty() {
+            return Err(Error::not_found(format!("user {to} does not exist")));
+        }
+        let message = self.repo.insert(from, to, content).await?;
+        match serde_json::to_string(&PushedMessage::from(&message)) {
+            Ok(payload) => {
+                if let Err(error) = self.pubsub.publish(CHAT_MESSAGES, payload).await {
+                    // The message is stored; pollers still get it.
+                    tracing::warn!(%error, "could not publish a message for live push");
+                }
+            }
+            Err(error) => tracing::error!(%error, "could not encode a message for live push"),
+        }
+        Ok(message)
+    }
+
+    pub async fn history(&self, user_id: i64, peer_id: i64, after_ms: i64) -> Result<Vec<Message>> {
+        if peer_id <= 0 {
+            return Err(Error::invalid("to_user_id must be a positive integer"));
+        }
+        self.repo.history(user_id, peer_id, after_ms.max(0)).await
+    }
+
+    /// One message per peer, in the order of `peers`; id 0 where none.
+    pub async fn latest(&self, user_id: i64, peers: &[i64]) -> Result<Vec<Message>> {
+        let found = self.repo.latest(user_id, &ids::unique(peers)).await?;
+        let by_peer: HashMap<i64, Message> = found
+            .into_iter()
+            .map(|m| (if m.from_user_id == user_id { m.to_user_id } else { m.from_user_id }, m))
+            .collect();
+        Ok(peers.iter().map(|p| by_peer.get(p).cloned().unwrap_or_default()).collect())
+    }
+}

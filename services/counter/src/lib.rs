@@ -1,0 +1,48 @@
+//! The counter role: counts for many ids in one round trip and rankings, cached
+//! in Redis (or in-process) and rebuilt from the database whenever lost.
+
+mod service;
+
+use std::sync::Arc;
+
+use douyin_kit::{cache::Cache, db::Db};
+use douyin_proto::counter::{
+    CountsReply, CountsRequest, Ranked, RefreshReply, TopReply, TopRequest, counter_service_server,
+};
+use tonic::{Request, Response, Status};
+
+pub use service::{CounterService, MAX_TOP};
+
+pub fn server(db: Db, cache: Arc<dyn Cache>) -> counter_service_server::CounterServiceServer<CounterGrpc> {
+    counter_service_server::CounterServiceServer::new(CounterGrpc(CounterService::new(db, cache)))
+}
+
+#[derive(Clone)]
+pub struct CounterGrpc(pub CounterService);
+
+fn ranked(entries: Vec<(i64, i64)>) -> TopReply {
+    TopReply { entries: entries.into_iter().map(|(id, score)| Ranked { id, score }).collect() }
+}
+
+#[tonic::async_trait]
+impl counter_service_server::CounterService for CounterGrpc {
+    async fn counts(&self, request: Request<CountsRequest>) -> Result<Response<CountsReply>, Status> {
+        let r = request.into_inner();
+        let (videos, users) = self.0.counts(&r.video_ids, &r.user_ids).await?;
+        Ok(Response::new(CountsReply { videos, users }))
+    }
+
+    async fn refresh(&self, request: Request<CountsRequest>) -> Result<Response<RefreshReply>, Status> {
+        let r = request.into_inner();
+        self.0.refresh(&r.video_ids, &r.user_ids).await?;
+        Ok(Response::new(RefreshReply {}))
+    }
+
+    async fn top_videos(&self, request: Request<TopRequest>) -> Result<Response<TopReply>, Status> {
+        Ok(Response::new(ranked(self.0.top_videos(request.into_inner().limit as usize).await?)))
+    }
+
+    async fn top_users(&self, request: Request<TopRequest>) -> Result<Response<TopReply>, Status> {
+        Ok(Response::new(ranked(self.0.top_users(request.into_inner().limit as usize).await?)))
+    }
+}

@@ -1,0 +1,206 @@
+//! Counts served from the cache, filled from the stats tables on a miss, and
+//! rankings kept in sorted sets that are rebuilt when the cache was lost.
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use douyin_kit::{
+    Result,
+    cache::{Cache, versioned},
+    db::Db,
+    ids, stats,
+};
+use douyin_proto::counter::{UserCounts, VideoCounts};
+
+/// Entries filled by readers expire sooner than entries written after a commit,
+/// bounding how long a fill that raced a cache flush could be served.
+const FILL_TTL: Duration = Duration::from_secs(60);
+const WRITE_TTL: Duration = Duration::from_secs(3600);
+/// How many entries a lost ranking is rebuilt with.
+const RANK_DEPTH: i64 = 1000;
+const RANK_VIDEOS: &str = "rank:videos";
+const RANK_USERS: &str = "rank:users";
+pub const MAX_TOP: usize = 50;
+
+#[derive(Clone)]
+pub struct CounterService {
+    db: Db,
+    cache: Arc<dyn Cache>,
+}
+
+fn video_key(id: i64) -> String {
+    format!("vc:{id}")
+}
+
+fn user_key(id: i64) -> String {
+    format!("uc:{id}")
+}
+
+fn encode_video(s: &stats::VideoStats) -> String {
+    versioned(s.version, &format!("{}:{}", s.favorite_count, s.comment_count))
+}
+
+fn encode_user(s: &stats::UserStats) -> String {
+    versioned(
+        s.version,
+        &format!("{}:{}:{}:{}:{}", s.follow_count, s.follower_count, s.total_favorited, s.work_count, s.favorite_count),
+    )
+}
+
+/// The numbers after the version of a cached value.
+fn decode(value: &str, fields: usize) -> Option<Vec<i64>> {
+    let numbers: Vec<i64> = value.split(':').skip(1).map(|n| n.parse().ok()).collect::<Option<_>>()?;
+    (numbers.len() == fields).then_some(numbers)
+}
+
+impl CounterService {
+    pub fn new(db: Db, cache: Arc<dyn Cache>) -> Self {
+        Self { db, cache }
+    }
+
+    /// Counts of many videos and users: one cache round trip, plus at most one
+    /// query per kind and one cache write for the misses.
+    pub async fn counts(&self, video_ids: &[i64], user_ids: &[i64]) -> Result<(Vec<VideoCounts>, Vec<UserCounts>)> {
+        let video_ids = ids::unique(video_ids);
+        let user_ids = ids::unique(user_ids);
+        let keys: Vec<String> =
+            video_ids.iter().map(|id| video_key(*id)).chain(user_ids.iter().map(|id| user_key(*id))).collect();
+        let cached = match self.cache.get_many(&keys).await {
+            Ok(values) => values,
+            Err(error) => {
+                tracing::warn!(%error, "cache unavailable; reading counts from the database");
+                vec![None; keys.len()]
+            }
+        };
+        let (cached_videos, cached_users) = cached.split_at(video_ids.len());
+
+        let mut videos: HashMap<i64, VideoCounts> = HashMap::new();
+        let mut missing_videos = Vec::new();
+        for (id, value) in video_ids.iter().zip(cached_videos) {
+            match value.as_deref().and_then(|v| decode(v, 2)) {
+                Some(n) => {
+                    videos.insert(*id, VideoCounts { video_id: *id, favorite_count: n[0], comment_count: n[1] });
+                }
+                None => missing_videos.push(*id),
+            }
+        }
+        let mut users: HashMap<i64, UserCounts> = HashMap::new();
+        let mut missing_users = Vec::new();
+        for (id, value) in user_ids.iter().zip(cached_users) {
+            match value.as_deref().and_then(|v| decode(v, 5)) {
+                Some(n) => {
+                    users.insert(*id, user_counts(*id, &n));
+                }
+                None => missing_users.push(*id),
+            }
+        }
+
+        let mut fills = Vec::new();
+        for s in stats::videos(self.db.pool(), &missing_videos).await? {
+            fills.push((video_key(s.video_id), encode_video(&s)));
+            videos.insert(
+                s.video_id,
+                VideoCounts { video_id: s.video_id, favorite_count: s.favorite_count, comment_count: s.comment_count },
+            );
+        }
+        for s in stats::users(self.db.pool(), &missing_users).await? {
+            fills.push((user_key(s.user_id), encode_user(&s)));
+            users.insert(
+                s.user_id,
+                user_counts(
+                    s.user_id,
+                    &[s.follow_count, s.follower_count, s.total_favorited, s.work_count, s.favorite_count],
+                ),
+            );
+        }
+        if let Err(error) = self.cache.set_versioned(&fills, FILL_TTL).await {
+            tracing::warn!(%error, "could not fill the counts cache");
+        }
+
+        let videos = video_ids
+            .iter()
+            .map(|id| videos.get(id).copied().unwrap_or(VideoCounts { video_id: *id, ..Default::default() }))
+            .collect();
+        let users = user_ids
+            .iter()
+            .map(|id| users.get(id).copied().unwrap_or(UserCounts { user_id: *id, ..Default::default() }))
+            .collect();
+        Ok((videos, users))
+    }
+
+    /// Re-reads the given rows after a writer committed, and updates cache
+    /// entries and rankings with them.
+    pub async fn refresh(&self, video_ids: &[i64], user_ids: &[i64]) -> Result<()> {
+        let videos = stats::videos(self.db.pool(), &ids::unique(video_ids)).await?;
+        let users = stats::users(self.db.pool(), &ids::unique(user_ids)).await?;
+        let entries: Vec<(String, String)> = videos
+            .iter()
+            .map(|s| (video_key(s.video_id), encode_video(s)))
+            .chain(users.iter().map(|s| (user_key(s.user_id), encode_user(s))))
+            .collect();
+        self.cache.set_versioned(&entries, WRITE_TTL).await?;
+        let video_scores: Vec<(i64, i64)> = videos.iter().map(|s| (s.video_id, s.favorite_count)).collect();
+        let user_scores: Vec<(i64, i64)> = users.iter().map(|s| (s.user_id, s.follower_count)).collect();
+        self.cache.zadd(RANK_VIDEOS, &video_scores).await?;
+        self.cache.zadd(RANK_USERS, &user_scores).await?;
+        Ok(())
+    }
+
+    /// Most-liked videos as `(video_id, favorite_count)`.
+    pub async fn top_videos(&self, limit: usize) -> Result<Vec<(i64, i64)>> {
+        self.top(RANK_VIDEOS, limit).await
+    }
+
+    /// Most-followed users as `(user_id, follower_count)`.
+    pub async fn top_users(&self, limit: usize) -> Result<Vec<(i64, i64)>> {
+        self.top(RANK_USERS, limit).await
+    }
+
+    async fn top(&self, key: &str, limit: usize) -> Result<Vec<(i64, i64)>> {
+        let limit = limit.clamp(1, MAX_TOP);
+        let marker = format!("{key}:built");
+        let built = self.cache.get_many(std::slice::from_ref(&marker)).await?;
+        if built.first().is_none_or(Option::is_none) {
+            let entries = if key == RANK_VIDEOS {
+                stats::top_videos(self.db.pool(), RANK_DEPTH).await?
+            } else {
+                stats::top_users(self.db.pool(), RANK_DEPTH).await?
+            };
+            self.cache.zadd(key, &entries).await?;
+            self.cache.set(&marker, "1", WRITE_TTL).await?;
+        }
+        let top = self.cache.ztop(key, limit).await?;
+        Ok(top.into_iter().filter(|(_, score)| *score > 0).collect())
+    }
+}
+
+fn user_counts(id: i64, n: &[i64]) -> UserCounts {
+    UserCounts {
+        user_id: id,
+        follow_count: n[0],
+        follower_count: n[1],
+        total_favorited: n[2],
+        work_count: n[3],
+        favorite_count: n[4],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cached_values_round_trip() {
+        let s = stats::UserStats {
+            user_id: 1,
+            follow_count: 2,
+            follower_count: 3,
+            total_favorited: 4,
+            work_count: 5,
+            favorite_count: 6,
+            version: 9,
+        };
+        assert_eq!(decode(&encode_user(&s), 5), Some(vec![2, 3, 4, 5, 6]));
+        assert_eq!(decode("3:1", 2), None);
+        assert_eq!(decode("garbage", 2), None);
+    }
+}

@@ -1,0 +1,35 @@
+//! The `douyin` binary: parse flags, load configuration, run.
+
+use clap::Parser;
+use douyin::cli::{Cli, Command, parse_roles};
+use douyin_kit::shutdown;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let config = cli.load_config()?;
+    match &cli.command {
+        Command::Serve { roles } => {
+            let roles = parse_roles(roles)?;
+            douyin_kit::telemetry::init(&config, &douyin::service_name(&roles));
+            let (trigger, stop) = shutdown::channel();
+            tokio::spawn(async move {
+                shutdown::signal().await;
+                tracing::info!("shutdown signal received");
+                trigger.trigger();
+            });
+            let running = douyin::start(config, &roles, stop).await?;
+            running.wait().await?;
+        }
+        Command::Migrate => {
+            douyin_kit::telemetry::init(&config, "douyin-migrate");
+            douyin::migrate(&config).await?;
+        }
+        Command::Health { addr, service } => {
+            if !douyin::health_check(addr, service).await? {
+                std::process::exit(1);
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,285 @@
+//! One process: the roles it hosts and the listeners it serves.
+
+use std::{collections::HashSet, net::SocketAddr, sync::Arc};
+
+use anyhow::Context;
+use douyin_kit::{
+    Config, Role,
+    auth::Tokens,
+    cache,
+    db::Db,
+    grpc::{self, LocalServers},
+    health::{self, Probe, Readiness, probe},
+    pubsub,
+    shutdown::Shutdown,
+    storage,
+};
+use futures::future::BoxFuture;
+use tokio::net::TcpListener;
+
+/// Every service's migrations, applied in this order.
+fn migrations() -> [&'static douyin_kit::db::ServiceMigrations; 6] {
+    [
+        &douyin_kit::stats::MIGRATIONS,
+        &douyin_user::MIGRATIONS,
+        &douyin_video::MIGRATIONS,
+        &douyin_interaction::MIGRATIONS,
+        &douyin_relation::MIGRATIONS,
+        &douyin_chat::MIGRATIONS,
+    ]
+}
+
+/// `douyin-<role>` for one role, `douyin` for several.
+pub fn service_name(roles: &[Role]) -> String {
+    match roles {
+        [one] => format!("douyin-{one}"),
+        _ => "douyin".to_owned(),
+    }
+}
+
+/// Applies every pending migration.
+pub async fn migrate(config: &Config) -> anyhow::Result<()> {
+    let db = Db::connect(config).await.context("connecting to the database")?;
+    db.migrate(&migrations()).await.context("migrating")?;
+    tracing::info!("migrations applied");
+    db.close().await;
+    Ok(())
+}
+
+/// A started process.
+pub struct Running {
+    pub http_addr: Option<SocketAddr>,
+    pub grpc_addr: Option<SocketAddr>,
+    pub admin_addr: SocketAddr,
+    tasks: Vec<BoxFuture<'static, anyhow::Result<()>>>,
+    shutdown: Shutdown,
+    grace: std::time::Duration,
+}
+
+impl Running {
+    /// Serves until shutdown, then waits (at most the grace period) for
+    /// in-flight requests to finish.
+    pub async fn wait(self) -> anyhow::Result<()> {
+        let Running { tasks, shutdown, grace, .. } = self;
+        let handles: Vec<_> = tasks.into_iter().map(tokio::spawn).collect();
+        let all = futures::future::join_all(handles);
+        tokio::pin!(all);
+        tokio::select! {
+            results = &mut all => {
+                for result in results {
+                    result.context("server task panicked")??;
+                }
+                return Ok(());
+            }
+            () = shutdown.wait() => {}
+        }
+        match tokio::time::timeout(grace, all).await {
+            Ok(results) => {
+                for result in results {
+                    result.context("server task panicked")??;
+                }
+                tracing::info!("drained; exiting");
+            }
+            Err(_) => tracing::warn!("grace period over; exiting with requests still in flight"),
+        }
+        Ok(())
+    }
+}
+
+async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr).await.with_context(|| format!("binding the {what} listener on {addr}"))
+}
+
+/// Opens the backends the roles need and binds every listener, so that when
+/// this returns the process accepts connections.
+pub async fn start(config: Config, roles: &[Role], shutdown: Shutdown) -> anyhow::Result<Running> {
+    let config = Arc::new(config);
+    let hosted: HashSet<Role> = roles.iter().copied().filter(|r| *r != Role::Api).collect();
+    let serves_api = roles.contains(&Role::Api);
+
+    let db = if hosted.is_empty() { None } else { Some(Db::connect(&config).await.context("database")?) };
+    if let (Some(db), true) = (&db, config.migrate) {
+        db.migrate(&migrations()).await.context("migrating the database")?;
+    }
+    let cache = cache::from_config(&config).await.context("cache")?;
+    let pubsub = pubsub::from_config(&config).await.context("pub/sub")?;
+    let needs_storage = hosted.contains(&Role::Video) || serves_api;
+    let storage = if needs_storage { Some(storage::from_config(&config).await.context("object storage")?) } else { None };
+    let tokens = if hosted.contains(&Role::User) || serves_api {
+        Some(Tokens::from_config(&config).context("JWT key")?)
+    } else {
+        None
+    };
+
+    let local = LocalServers::default();
+    let clients = grpc::clients(&config, &hosted, &local).context("peer clients")?;
+    let (reporter, health_service) = tonic_health::server::health_reporter();
+    let mut routes = tonic::service::RoutesBuilder::default();
+    routes.add_service(health_service);
+    let mut probes: Vec<(Role, Vec<Probe>)> = Vec::new();
+    let db_probe = |db: &Db| {
+        let db = db.clone();
+        probe(move || {
+            let db = db.clone();
+            async move { db.ping().await }
+        })
+    };
+    let cache_probe = {
+        let cache = cache.clone();
+        probe(move || {
+            let cache = cache.clone();
+            async move { cache.ping().await }
+        })
+    };
+
+    if let Some(db) = &db {
+        for role in roles {
+            match role {
+                Role::User => {
+                    let server = douyin_user::server(db.clone(), tokens.clone().expect("tokens"), clients.clone());
+                    local.register(Role::User, server.clone());
+                    routes.add_service(server);
+                    probes.push((Role::User, vec![db_probe(db)]));
+                }
+                Role::Video => {
+                    let storage = storage.clone().expect("storage");
+                    let settings = douyin_video::VideoSettings {
+                        max_upload_bytes: config.max_upload_bytes,
+                        tmp_dir: config.data_dir.join("tmp"),
+                        ffmpeg: config.ffmpeg_path.clone(),
+                        cover_timeout: std::time::Duration::from_secs(config.cover_timeout_secs),
+                    };
+                    if !douyin_video::ffmpeg_available(&config.ffmpeg_path).await {
+                        tracing::info!("ffmpeg not found; new videos get the default cover");
+                    }
+                    let server = douyin_video::server(db.clone(), storage.clone(), clients.clone(), settings);
+                    local.register(Role::Video, server.clone());
+                    routes.add_service(server);
+                    let storage_probe = probe(move || {
+                        let storage = storage.clone();
+                        async move { storage.ping().await }
+                    });
+                    probes.push((Role::Video, vec![db_probe(db), storage_probe]));
+                }
+                Role::Interaction => {
+                    let server = douyin_interaction::server(db.clone(), clients.clone(), &config.sensitive_words);
+                    local.register(Role::Interaction, server.clone());
+                    routes.add_service(server);
+                    probes.push((Role::Interaction, vec![db_probe(db)]));
+                }
+                Role::Relation => {
+                    let server = douyin_relation::server(db.clone(), clients.clone());
+                    local.register(Role::Relation, server.clone());
+                    routes.add_service(server);
+                    probes.push((Role::Relation, vec![db_probe(db)]));
+                }
+                Role::Chat => {
+                    let server = douyin_chat::server(db.clone(), clients.clone(), pubsub.clone());
+                    local.register(Role::Chat, server.clone());
+                    routes.add_service(server);
+                    probes.push((Role::Chat, vec![db_probe(db), cache_probe.clone()]));
+                }
+                Role::Counter => {
+                    let server = douyin_counter::server(db.clone(), cache.clone());
+                    local.register(Role::Counter, server.clone());
+                    routes.add_service(server);
+                    probes.push((Role::Counter, vec![db_probe(db), cache_probe.clone()]));
+                }
+                Role::Api => {}
+            }
+        }
+    }
+    if serves_api {
+        probes.push((Role::Api, vec![cache_probe.clone()]));
+    }
+
+    if let (Some(db), Some(storage)) = (&db, &storage) {
+        if hosted.contains(&Role::Video) && config.demo_content() {
+            douyin_video::seed_demo_content(db, storage).await.context("seeding demo content")?;
+        }
+    }
+
+    let readiness = Readiness::default();
+    let mut tasks: Vec<BoxFuture<'static, anyhow::Result<()>>> = Vec::new();
+    tasks.push(Box::pin({
+        let (readiness, shutdown) = (readiness.clone(), shutdown.clone());
+        let interval = std::time::Duration::from_secs(config.health_interval_secs.max(1));
+        async move {
+            health::watch(Some(reporter), probes, readiness, interval, shutdown).await;
+            Ok(())
+        }
+    }));
+
+    let mut grpc_addr = None;
+    if !hosted.is_empty() {
+        let listener = bind(config.grpc_addr, "gRPC").await?;
+        grpc_addr = Some(listener.local_addr()?);
+        let routes = routes.routes();
+        let shutdown = shutdown.clone();
+        tasks.push(Box::pin(async move { Ok(grpc::serve(routes, listener, shutdown).await?) }));
+    }
+
+    let mut http_addr = None;
+    if serves_api {
+        let listener = bind(config.http_addr, "HTTP").await?;
+        http_addr = Some(listener.local_addr()?);
+        let media_dir = storage.as_ref().and_then(|s| s.local_dir().map(ToOwned::to_owned));
+        let router = douyin_api::router(
+            config.clone(),
+            clients.clone(),
+            tokens.clone().expect("tokens"),
+            pubsub.clone(),
+            media_dir,
+            readiness.clone(),
+            shutdown.clone(),
+        );
+        let shutdown = shutdown.clone();
+        tasks.push(Box::pin(async move { Ok(douyin_api::serve(router, listener, shutdown).await?) }));
+    }
+
+    let admin = bind(config.admin_addr, "admin").await?;
+    let admin_addr = admin.local_addr()?;
+    tasks.push(Box::pin(crate::process::admin(admin, readiness, shutdown.clone())));
+
+    tracing::info!(
+        roles = %roles.iter().map(|r| r.name()).collect::<Vec<_>>().join(","),
+        http = ?http_addr,
+        grpc = ?grpc_addr,
+        admin = %admin_addr,
+        "douyin started"
+    );
+    Ok(Running { http_addr, grpc_addr, admin_addr, tasks, shutdown, grace: config.shutdown_grace() })
+}
+
+/// The admin listener: liveness, readiness and metrics.
+async fn admin(listener: TcpListener, readiness: Readiness, shutdown: Shutdown) -> anyhow::Result<()> {
+    use axum::{Router, http::StatusCode, routing::get};
+    let app = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            get(move || {
+                let ready = readiness.is_ready();
+                async move {
+                    if ready { (StatusCode::OK, "ready") } else { (StatusCode::SERVICE_UNAVAILABLE, "not ready") }
+                }
+            }),
+        );
+    axum::serve(listener, app).with_graceful_shutdown(shutdown.wait()).await?;
+    Ok(())
+}
+
+/// One gRPC health check.
+pub async fn health_check(addr: &str, service: &str) -> anyhow::Result<bool> {
+    use douyin_proto::health::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+    let channel = tonic::transport::Endpoint::from_shared(addr.to_owned())?
+        .connect_timeout(std::time::Duration::from_secs(3))
+        .timeout(std::time::Duration::from_secs(3))
+        .connect()
+        .await
+        .with_context(|| format!("connecting to {addr}"))?;
+    let reply = HealthClient::new(channel).check(HealthCheckRequest { service: service.to_owned() }).await?;
+    let status = reply.into_inner().status();
+    println!("{}", status.as_str_name());
+    Ok(status == ServingStatus::Serving)
+}

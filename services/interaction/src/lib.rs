@@ -1,0 +1,69 @@
+//! The interaction role: likes (favorites) and comments.
+
+mod repo;
+mod service;
+
+use douyin_kit::{db::{Db, ServiceMigrations}, grpc::Clients};
+use douyin_proto::{
+    common::{Comment, Empty, VideoList},
+    interaction::{
+        CommentListReply, DeleteCommentRequest, FavoriteRequest, FlagsReply, FlagsRequest, ListRequest,
+        PostCommentRequest, interaction_service_server,
+    },
+};
+use tonic::{Request, Response, Status};
+
+pub use repo::{CommentRow, InteractionRepo};
+pub use service::InteractionService;
+
+pub static MIGRATIONS: ServiceMigrations = ServiceMigrations {
+    service: "interaction",
+    sqlite: &sqlx::migrate!("./migrations/sqlite"),
+    mysql: &sqlx::migrate!("./migrations/mysql"),
+};
+
+pub fn server(
+    db: Db,
+    clients: Clients,
+    sensitive_words: &[String],
+) -> interaction_service_server::InteractionServiceServer<InteractionGrpc> {
+    let service = InteractionService::new(InteractionRepo::new(db), clients, sensitive_words);
+    interaction_service_server::InteractionServiceServer::new(InteractionGrpc(service))
+}
+
+#[derive(Clone)]
+pub struct InteractionGrpc(pub InteractionService);
+
+#[tonic::async_trait]
+impl interaction_service_server::InteractionService for InteractionGrpc {
+    async fn favorite(&self, request: Request<FavoriteRequest>) -> Result<Response<Empty>, Status> {
+        let r = request.into_inner();
+        self.0.favorite(r.user_id, r.video_id, r.like).await?;
+        Ok(Response::new(Empty {}))
+    }
+
+    async fn favorite_list(&self, request: Request<ListRequest>) -> Result<Response<VideoList>, Status> {
+        let r = request.into_inner();
+        Ok(Response::new(VideoList { videos: self.0.favorite_list(r.id, r.viewer_id).await? }))
+    }
+
+    async fn favorite_flags(&self, request: Request<FlagsRequest>) -> Result<Response<FlagsReply>, Status> {
+        let r = request.into_inner();
+        Ok(Response::new(FlagsReply { flags: self.0.favorite_flags(r.user_id, &r.ids).await? }))
+    }
+
+    async fn post_comment(&self, request: Request<PostCommentRequest>) -> Result<Response<Comment>, Status> {
+        let r = request.into_inner();
+        Ok(Response::new(self.0.post_comment(r.user_id, r.video_id, &r.content).await?))
+    }
+
+    async fn delete_comment(&self, request: Request<DeleteCommentRequest>) -> Result<Response<Comment>, Status> {
+        let r = request.into_inner();
+        Ok(Response::new(self.0.delete_comment(r.user_id, r.video_id, r.comment_id).await?))
+    }
+
+    async fn comment_list(&self, request: Request<ListRequest>) -> Result<Response<CommentListReply>, Status> {
+        let r = request.into_inner();
+        Ok(Response::new(CommentListReply { comments: self.0.comments(r.id, r.viewer_id).await? }))
+    }
+}

@@ -1,0 +1,231 @@
+//! Session tokens (HS256 JWTs) and password hashes (argon2id).
+
+use std::{path::Path, sync::Arc, time::Duration};
+
+use argon2::{
+    Argon2, PasswordHash, PasswordHasher, PasswordVerifier,
+    password_hash::{SaltString, rand_core::OsRng},
+};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::{Config, Error, Result};
+
+const ISSUER: &str = "douyin";
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Claims {
+    sub: String,
+    iss: String,
+    iat: u64,
+    nbf: u64,
+    exp: u64,
+}
+
+/// Issues and verifies session tokens with one HS256 key.
+#[derive(Clone)]
+pub struct Tokens {
+    encoding: Arc<EncodingKey>,
+    decoding: Arc<DecodingKey>,
+    validation: Arc<Validation>,
+    ttl: Duration,
+}
+
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tokens").field("ttl", &self.ttl).finish_non_exhaustive()
+    }
+}
+
+impl Tokens {
+    /// The key from `DOUYIN_JWT_SECRET`, else the one kept in the data dir
+    /// (generated on first start).
+    pub fn from_config(config: &Config) -> Result<Self> {
+        let secret = match &config.jwt_secret {
+            Some(secret) if !secret.is_empty() => secret.as_bytes().to_vec(),
+            _ => load_or_generate_key(&config.data_dir)?,
+        };
+        Ok(Self::new(&secret, Duration::from_secs(config.jwt_ttl_secs)))
+    }
+
+    pub fn new(secret: &[u8], ttl: Duration) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_issuer(&[ISSUER]);
+        validation.set_required_spec_claims(&["exp", "iss", "sub", "nbf"]);
+        validation.validate_nbf = true;
+        validation.leeway = 5;
+        Self {
+            encoding: Arc::new(EncodingKey::from_secret(secret)),
+            decoding: Arc::new(DecodingKey::from_secret(secret)),
+            validation: Arc::new(validation),
+            ttl,
+        }
+    }
+
+    pub fn issue(&self, user_id: i64) -> Result<String> {
+        let now = jsonwebtoken::get_current_timestamp();
+        let claims = Claims {
+            sub: user_id.to_string(),
+            iss: ISSUER.into(),
+            iat: now,
+            nbf: now,
+            exp: now + self.ttl.as_secs(),
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(|e| Error::internal(format!("signing token: {e}")))
+    }
+
+    /// The user id a valid token names. Every failure is `Unauthenticated`.
+    pub fn verify(&self, token: &str) -> Result<i64> {
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map_err(|e| {
+                use jsonwebtoken::errors::ErrorKind;
+                Error::Unauthenticated(match e.kind() {
+                    ErrorKind::ExpiredSignature => "token has expired".into(),
+                    ErrorKind::ImmatureSignature => "token is not valid yet".into(),
+                    ErrorKind::InvalidSignature => "token signature is invalid".into(),
+                    _ => "token is invalid".into(),
+                })
+            })?;
+        data.claims
+            .sub
+            .parse::<i64>()
+            .ok()
+            .filter(|id| *id > 0)
+            .ok_or_else(|| Error::Unauthenticated("token is invalid".into()))
+    }
+}
+
+fn load_or_generate_key(dir: &Path) -> Result<Vec<u8>> {
+    use std::io::Write;
+    let path = dir.join("jwt.key");
+    if let Ok(existing) = std::fs::read(&path) {
+        if existing.len() >= 32 {
+            return Ok(existing);
+        }
+    }
+    std::fs::create_dir_all(dir).map_err(|e| Error::internal(format!("creating data dir: {e}")))?;
+    let key: [u8; 48] = rand::random();
+    let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+    // Write to a temporary file, then link it into place so that concurrent
+    // first starts agree on one key.
+    let tmp = dir.join(format!(".jwt.key.{}", uuid::Uuid::new_v4()));
+    {
+        let mut f = std::fs::File::create(&tmp).map_err(|e| Error::internal(format!("writing jwt key: {e}")))?;
+        f.write_all(hex.as_bytes()).map_err(|e| Error::internal(format!("writing jwt key: {e}")))?;
+        f.sync_all().ok();
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600)).ok();
+    }
+    let _ = std::fs::hard_link(&tmp, &path);
+    let _ = std::fs::remove_file(&tmp);
+    std::fs::read(&path).map_err(|e| Error::internal(format!("reading jwt key: {e}")))
+}
+
+/// Password hashing with argon2id, always off the async runtime.
+#[derive(Clone, Debug)]
+pub struct Passwords {
+    dummy: Arc<String>,
+}
+
+impl Passwords {
+    pub fn new() -> Self {
+        // A hash of a random password, verified against when a login names an
+        // unknown user so both paths cost the same.
+        let random: [u8; 16] = rand::random();
+        let dummy = hash_blocking(&random.iter().map(|b| format!("{b:02x}")).collect::<String>())
+            .unwrap_or_default();
+        Self { dummy: Arc::new(dummy) }
+    }
+
+    pub async fn hash(&self, password: &str) -> Result<String> {
+        let password = password.to_owned();
+        tokio::task::spawn_blocking(move || hash_blocking(&password))
+            .await
+            .map_err(|e| Error::internal(format!("hashing task: {e}")))?
+    }
+
+    /// Checks `password` against `hash`, or against a dummy hash when the user
+    /// does not exist (`hash` is None) so timing does not reveal which.
+    pub async fn verify(&self, password: &str, hash: Option<String>) -> Result<bool> {
+        let known = hash.is_some();
+        let hash = hash.unwrap_or_else(|| self.dummy.as_ref().clone());
+        let password = password.to_owned();
+        let ok = tokio::task::spawn_blocking(move || {
+            PasswordHash::new(&hash)
+                .map(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+                .unwrap_or(false)
+        })
+        .await
+        .map_err(|e| Error::internal(format!("hashing task: {e}")))?;
+        Ok(ok && known)
+    }
+}
+
+impl Default for Passwords {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn hash_blocking(password: &str) -> Result<String> {
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| Error::internal(format!("hashing password: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issued_tokens_verify_and_forged_ones_do_not() {
+        let tokens = Tokens::new(b"0123456789abcdef0123456789abcdef", Duration::from_secs(60));
+        let token = tokens.issue(42).unwrap();
+        assert_eq!(tokens.verify(&token).unwrap(), 42);
+
+        let other = Tokens::new(b"another-key-another-key-another!!", Duration::from_secs(60));
+        assert!(other.verify(&token).is_err(), "wrong key");
+        assert!(tokens.verify(&token[..token.len() - 3]).is_err(), "truncated");
+        assert!(tokens.verify("garbage").is_err());
+
+        // alg: none with the same claims
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let payload = token.split('.').nth(1).unwrap();
+        let none = format!("{}.{}.", b64.encode(r#"{"alg":"none","typ":"JWT"}"#), payload);
+        assert!(tokens.verify(&none).is_err(), "alg none");
+
+        let expired = Tokens::new(b"0123456789abcdef0123456789abcdef", Duration::ZERO);
+        let token = expired.issue(42).unwrap();
+        std::thread::sleep(Duration::from_millis(10));
+        let mut strict = expired.clone();
+        let mut validation = (*strict.validation).clone();
+        validation.leeway = 0;
+        strict.validation = Arc::new(validation);
+        assert!(strict.verify(&token).is_err(), "expired");
+    }
+
+    #[tokio::test]
+    async fn passwords_verify_only_the_right_one() {
+        let passwords = Passwords::new();
+        let hash = passwords.hash("secret-1").await.unwrap();
+        assert!(passwords.verify("secret-1", Some(hash.clone())).await.unwrap());
+        assert!(!passwords.verify("secret-2", Some(hash)).await.unwrap());
+        assert!(!passwords.verify("secret-1", None).await.unwrap());
+    }
+
+    #[test]
+    fn generated_key_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = load_or_generate_key(dir.path()).unwrap();
+        let b = load_or_generate_key(dir.path()).unwrap();
+        assert_eq!(a, b);
+        assert!(a.len() >= 64);
+    }
+}

@@ -1,0 +1,247 @@
+//! One typed configuration for every role, layered: built-in defaults, then an
+//! optional TOML file, then `DOUYIN_*` environment variables, then flags.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use figment::{
+    Figment,
+    providers::{Env, Format, Serialized, Toml},
+};
+use serde::{Deserialize, Serialize};
+
+use crate::Role;
+
+/// Every setting of a douyin process. Environment keys are `DOUYIN_` plus the
+/// field name in upper case (`http_addr` is `DOUYIN_HTTP_ADDR`).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default)]
+pub struct Config {
+    /// Gateway (api role) HTTP listen address.
+    pub http_addr: SocketAddr,
+    /// gRPC listen address shared by the gRPC roles of this process.
+    pub grpc_addr: SocketAddr,
+    /// Admin HTTP listener (metrics, health) of every process.
+    pub admin_addr: SocketAddr,
+    /// Embedded mode: SQLite file, media objects, generated JWT key.
+    pub data_dir: PathBuf,
+    /// `sqlite://…` or `mysql://user:pass@host:3306/db`; unset = SQLite in the data dir.
+    pub database_url: Option<String>,
+    /// Connections per database pool.
+    pub database_max_connections: u32,
+    /// Run migrations when the process starts.
+    pub migrate: bool,
+    /// `redis://host:6379/0`; unset = in-process cache and pub/sub.
+    pub redis_url: Option<String>,
+    /// Prefix of every Redis key and channel this deployment uses.
+    pub redis_prefix: String,
+    pub s3_endpoint: Option<String>,
+    pub s3_bucket: String,
+    pub s3_region: String,
+    pub s3_access_key: Option<String>,
+    pub s3_secret_key: Option<String>,
+    /// S3 address clients see (presigned URLs); defaults to the endpoint.
+    pub s3_public_endpoint: Option<String>,
+    /// Lifetime of presigned media URLs, seconds.
+    pub s3_presign_secs: u64,
+    /// Base URL clients use to reach the gateway; unset = derived from the request.
+    pub public_url: Option<String>,
+    /// HS256 key; unset = generated once and kept in the data dir.
+    pub jwt_secret: Option<String>,
+    /// Token lifetime, seconds.
+    pub jwt_ttl_secs: u64,
+    pub user_endpoint: Option<String>,
+    pub video_endpoint: Option<String>,
+    pub interaction_endpoint: Option<String>,
+    pub relation_endpoint: Option<String>,
+    pub chat_endpoint: Option<String>,
+    pub counter_endpoint: Option<String>,
+    /// Seed demo videos into an empty database; unset = on for SQLite only.
+    pub demo_content: Option<bool>,
+    /// Largest accepted upload, bytes.
+    pub max_upload_bytes: u64,
+    /// Largest accepted request body other than uploads, bytes.
+    pub max_body_bytes: u64,
+    /// Deadline of one gRPC call between roles, milliseconds.
+    pub rpc_timeout_ms: u64,
+    /// Deadline of an upload call (publish), seconds.
+    pub upload_timeout_secs: u64,
+    /// Connect deadline towards a peer, milliseconds.
+    pub connect_timeout_ms: u64,
+    /// Deadline of one HTTP request at the gateway, seconds (uploads excepted).
+    pub request_timeout_secs: u64,
+    /// How long in-flight requests may run after SIGTERM, seconds.
+    pub shutdown_grace_secs: u64,
+    /// How often health checks probe the backends, seconds.
+    pub health_interval_secs: u64,
+    /// Words refused in comments (`[a, b]` in the environment).
+    pub sensitive_words: Vec<String>,
+    /// `json` or `pretty`; unset = pretty in a terminal, JSON otherwise.
+    pub log_format: Option<String>,
+    /// Path of the ffmpeg binary used for covers; covers fall back to a default image without it.
+    pub ffmpeg_path: String,
+    /// Deadline for extracting one cover, seconds.
+    pub cover_timeout_secs: u64,
+    /// Requests per second allowed per client IP (burst twice that); 0 = unlimited.
+    pub rate_limit_ip_per_sec: u32,
+    /// Requests per second allowed per user; 0 = unlimited.
+    pub rate_limit_user_per_sec: u32,
+    /// Register/login attempts per minute per client IP; 0 = unlimited.
+    pub rate_limit_auth_per_min: u32,
+    /// Publishes per minute per user; 0 = unlimited.
+    pub rate_limit_publish_per_min: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            http_addr: ([0, 0, 0, 0], 8080).into(),
+            grpc_addr: ([0, 0, 0, 0], 50051).into(),
+            admin_addr: ([0, 0, 0, 0], 9090).into(),
+            data_dir: PathBuf::from("./data"),
+            database_url: None,
+            database_max_connections: 16,
+            migrate: true,
+            redis_url: None,
+            redis_prefix: "douyin".into(),
+            s3_endpoint: None,
+            s3_bucket: "douyin".into(),
+            s3_region: "us-east-1".into(),
+            s3_access_key: None,
+            s3_secret_key: None,
+            s3_public_endpoint: None,
+            s3_presign_secs: 6 * 3600,
+            public_url: None,
+            jwt_secret: None,
+            jwt_ttl_secs: 7 * 24 * 3600,
+            user_endpoint: None,
+            video_endpoint: None,
+            interaction_endpoint: None,
+            relation_endpoint: None,
+            chat_endpoint: None,
+            counter_endpoint: None,
+            demo_content: None,
+            max_upload_bytes: 64 * 1024 * 1024,
+            max_body_bytes: 1024 * 1024,
+            rpc_timeout_ms: 5_000,
+            upload_timeout_secs: 300,
+            connect_timeout_ms: 1_000,
+            request_timeout_secs: 30,
+            shutdown_grace_secs: 20,
+            health_interval_secs: 5,
+            sensitive_words: default_sensitive_words(),
+            log_format: None,
+            ffmpeg_path: "ffmpeg".into(),
+            cover_timeout_secs: 10,
+            rate_limit_ip_per_sec: 100,
+            rate_limit_user_per_sec: 50,
+            rate_limit_auth_per_min: 30,
+            rate_limit_publish_per_min: 10,
+        }
+    }
+}
+
+fn default_sensitive_words() -> Vec<String> {
+    include_str!("sensitive_words.txt")
+        .lines()
+        .map(str::trim)
+        .filter(|w| !w.is_empty() && !w.starts_with('#'))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Where configuration could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(#[from] Box<figment::Error>);
+
+impl Config {
+    /// Defaults, then `file` (if given), then `DOUYIN_*` from the environment.
+    pub fn load(file: Option<&std::path::Path>) -> Result<Self, ConfigError> {
+        Self::figment(file).extract().map_err(|e| ConfigError(Box::new(e)))
+    }
+
+    /// The layered sources, so callers can merge flags on top.
+    pub fn figment(file: Option<&std::path::Path>) -> Figment {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        figment.merge(
+            Env::prefixed("DOUYIN_")
+                .ignore(&["CONFIG"])
+                .map(|key| key.as_str().to_ascii_lowercase().into()),
+        )
+    }
+
+    /// The endpoint configured for a peer role, if any.
+    pub fn endpoint(&self, role: Role) -> Option<&str> {
+        match role {
+            Role::Api => None,
+            Role::User => self.user_endpoint.as_deref(),
+            Role::Video => self.video_endpoint.as_deref(),
+            Role::Interaction => self.interaction_endpoint.as_deref(),
+            Role::Relation => self.relation_endpoint.as_deref(),
+            Role::Chat => self.chat_endpoint.as_deref(),
+            Role::Counter => self.counter_endpoint.as_deref(),
+        }
+    }
+
+    /// True when the database is SQLite (explicitly or by default).
+    pub fn is_sqlite(&self) -> bool {
+        self.database_url.as_deref().is_none_or(|url| url.starts_with("sqlite:"))
+    }
+
+    /// Whether demo videos are seeded into an empty database.
+    pub fn demo_content(&self) -> bool {
+        self.demo_content.unwrap_or_else(|| self.is_sqlite())
+    }
+
+    pub fn rpc_timeout(&self) -> Duration {
+        Duration::from_millis(self.rpc_timeout_ms)
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn environment_overrides_defaults() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("DOUYIN_HTTP_ADDR", "127.0.0.1:9999");
+            jail.set_env("DOUYIN_REDIS_URL", "redis://localhost/1");
+            jail.set_env("DOUYIN_SENSITIVE_WORDS", "[foo, bar]");
+            jail.set_env("DOUYIN_MIGRATE", "false");
+            let config = Config::load(None).expect("config");
+            assert_eq!(config.http_addr.port(), 9999);
+            assert_eq!(config.redis_url.as_deref(), Some("redis://localhost/1"));
+            assert_eq!(config.sensitive_words, vec!["foo", "bar"]);
+            assert!(!config.migrate);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn file_then_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("douyin.toml", "http_addr = \"127.0.0.1:7000\"\ngrpc_addr = \"127.0.0.1:7001\"")?;
+            jail.set_env("DOUYIN_GRPC_ADDR", "127.0.0.1:7002");
+            let config = Config::load(Some(std::path::Path::new("douyin.toml"))).expect("config");
+            assert_eq!(config.http_addr.port(), 7000);
+            assert_eq!(config.grpc_addr.port(), 7002);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn demo_content_defaults_by_dialect() {
+        let mut config = Config::default();
+        assert!(config.demo_content());
+        config.database_url = Some("mysql://root@localhost/test".into());
+        assert!(!config.demo_content());
+    }
+}

@@ -1,0 +1,193 @@
+//! The relational database: SQLite (embedded default) or MySQL/MariaDB, one
+//! pool per process, and per-service migrations for each dialect.
+
+use std::{sync::Once, time::Duration};
+
+use sqlx::{
+    Transaction,
+    any::AnyPoolOptions,
+    migrate::{Migration, Migrator},
+};
+
+pub use sqlx::AnyPool;
+
+use crate::{Config, Error, Result};
+
+/// The SQL dialect behind the pool; repositories pick statements by it where the
+/// two differ (upserts, `INSERT IGNORE`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    MySql,
+}
+
+/// A pool plus its dialect. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Db {
+    pool: AnyPool,
+    dialect: Dialect,
+}
+
+/// The migrations of one service, one set per dialect.
+pub struct ServiceMigrations {
+    pub service: &'static str,
+    pub sqlite: &'static Migrator,
+    pub mysql: &'static Migrator,
+}
+
+static DRIVERS: Once = Once::new();
+
+impl Db {
+    /// Opens the configured database (creating the SQLite file on first start).
+    pub async fn connect(config: &Config) -> Result<Self> {
+        DRIVERS.call_once(sqlx::any::install_default_drivers);
+        let url = match &config.database_url {
+            Some(url) => url.clone(),
+            None => {
+                std::fs::create_dir_all(&config.data_dir)
+                    .map_err(|e| Error::internal(format!("creating data dir: {e}")))?;
+                format!("sqlite://{}/douyin.db?mode=rwc", config.data_dir.display())
+            }
+        };
+        let dialect = if url.starts_with("sqlite:") { Dialect::Sqlite } else { Dialect::MySql };
+        let pool = AnyPoolOptions::new()
+            .max_connections(config.database_max_connections.max(1))
+            .min_connections(0)
+            .acquire_timeout(Duration::from_secs(5))
+            .test_before_acquire(false)
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    use sqlx::Executor;
+                    match dialect {
+                        Dialect::Sqlite => {
+                            conn.execute("PRAGMA journal_mode = WAL").await?;
+                            conn.execute("PRAGMA synchronous = NORMAL").await?;
+                            conn.execute("PRAGMA busy_timeout = 10000").await?;
+                            conn.execute("PRAGMA foreign_keys = ON").await?;
+                        }
+                        Dialect::MySql => {
+                            conn.execute("SET NAMES utf8mb4").await?;
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .connect(&url)
+            .await
+            .map_err(|e| Error::Unavailable(format!("database connect: {e}")))?;
+        Ok(Self { pool, dialect })
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    /// A transaction that will write. SQLite takes the write lock up front
+    /// (`BEGIN IMMEDIATE`) so concurrent writers queue instead of failing.
+    pub async fn begin_write(&self) -> Result<Transaction<'static, sqlx::Any>> {
+        Ok(match self.dialect {
+            Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Dialect::MySql => self.pool.begin().await?,
+        })
+    }
+
+    /// `INSERT IGNORE` in the pool's dialect.
+    pub fn insert_ignore(&self) -> &'static str {
+        match self.dialect {
+            Dialect::Sqlite => "INSERT OR IGNORE",
+            Dialect::MySql => "INSERT IGNORE",
+        }
+    }
+
+    /// Answers a trivial query (health checks).
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Applies every pending migration of the given services, each service with
+    /// its own bookkeeping table so sets never collide.
+    pub async fn migrate(&self, sets: &[&ServiceMigrations]) -> Result<()> {
+        for set in sets {
+            let source = match self.dialect {
+                Dialect::Sqlite => set.sqlite,
+                Dialect::MySql => set.mysql,
+            };
+            let migrations: Vec<Migration> = source.iter().cloned().collect();
+            let mut migrator = Migrator::with_migrations(migrations);
+            migrator.dangerous_set_table_name(format!("_douyin_{}_migrations", set.service));
+            migrator
+                .run(&self.pool)
+                .await
+                .map_err(|e| Error::internal(format!("migrating {}: {e}", set.service)))?;
+        }
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// `?, ?, ?` for an `IN (…)` list of `n` parameters (n ≥ 1).
+pub fn placeholders(n: usize) -> String {
+    let mut s = String::with_capacity(n * 3);
+    for i in 0..n {
+        if i > 0 {
+            s.push_str(", ");
+        }
+        s.push('?');
+    }
+    s
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+/// True for errors after which the same transaction may simply be run again
+/// (MySQL deadlock or lock-wait timeout, SQLite busy).
+pub fn is_retryable(error: &crate::Error) -> bool {
+    matches!(error, crate::Error::Unavailable(detail) if detail.starts_with(crate::error::RETRYABLE))
+}
+
+/// Runs `attempt` again (a few times, with a short pause) while it fails with a
+/// retryable database error.
+pub async fn retry_tx<T, F, Fut>(mut attempt: F) -> crate::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = crate::Result<T>>,
+{
+    let mut delay = Duration::from_millis(5);
+    for _ in 0..8 {
+        match attempt().await {
+            Err(error) if is_retryable(&error) => {
+                tracing::debug!(%error, "retrying a transaction");
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+            other => return other,
+        }
+    }
+    attempt().await
+}
+
+/// The id of the row `result` inserted on `conn`. MySQL reports it with the
+/// result; SQLite through the Any driver does not, so it is asked on the same
+/// connection.
+pub async fn inserted_id(conn: &mut sqlx::AnyConnection, result: &sqlx::any::AnyQueryResult) -> Result<i64> {
+    if let Some(id) = result.last_insert_id() {
+        return Ok(id);
+    }
+    use sqlx::Row;
+    let row = sqlx::query("SELECT last_insert_rowid()").fetch_one(conn).await?;
+    Ok(row.try_get(0)?)
+}

@@ -1,0 +1,333 @@
+//! The one client factory for every gRPC peer. A peer hosted in this process is
+//! called through its tonic server as a tower service (no socket, same codec and
+//! handlers); a remote peer through a lazily connected channel balanced over the
+//! addresses its DNS name resolves to. Both get the same deadlines, retries for
+//! idempotent reads, and trace-context propagation.
+
+use std::{
+    collections::HashSet,
+    convert::Infallible,
+    net::SocketAddr,
+    sync::{Arc, OnceLock},
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use douyin_proto::{
+    chat::chat_service_client::ChatServiceClient, counter::counter_service_client::CounterServiceClient,
+    interaction::interaction_service_client::InteractionServiceClient,
+    relation::relation_service_client::RelationServiceClient, user::user_service_client::UserServiceClient,
+    video::video_service_client::VideoServiceClient,
+};
+use futures::future::BoxFuture;
+use http_body_util::BodyExt;
+use tonic::{
+    Status,
+    body::Body,
+    transport::{Channel, Endpoint},
+};
+use tonic::transport::channel::Change;
+use tower::{Service, ServiceExt, util::BoxCloneSyncService};
+
+use crate::{Config, Error, Result, Role};
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The transport every generated client runs on, local or remote.
+/// Its error type is `Status` (a concrete type: boxed trait-object errors here
+/// trip the compiler's `Send` analysis of tonic's client futures).
+pub type GrpcChannel = BoxCloneSyncService<http::Request<Body>, http::Response<Body>, Status>;
+
+/// A client for every peer role. Cheap to clone; clone per call.
+#[derive(Clone)]
+pub struct Clients {
+    pub user: UserServiceClient<GrpcChannel>,
+    pub video: VideoServiceClient<GrpcChannel>,
+    pub interaction: InteractionServiceClient<GrpcChannel>,
+    pub relation: RelationServiceClient<GrpcChannel>,
+    pub chat: ChatServiceClient<GrpcChannel>,
+    pub counter: CounterServiceClient<GrpcChannel>,
+}
+
+/// The gRPC servers of this process, registered once they are built, so that
+/// roles which call each other can be constructed in any order.
+#[derive(Clone, Default)]
+pub struct LocalServers {
+    slots: Arc<[OnceLock<GrpcChannel>; 7]>,
+}
+
+fn slot_index(role: Role) -> usize {
+    Role::ALL.iter().position(|r| *r == role).unwrap_or(0)
+}
+
+impl LocalServers {
+    /// Makes `server` (a tonic generated server) callable in-process as `role`.
+    pub fn register<S>(&self, role: Role, server: S)
+    where
+        S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        let server = tower::Layer::layer(&crate::telemetry::GrpcServerLayer, server);
+        let service = BoxCloneSyncService::new(server.map_err(|never: Infallible| -> Status { match never {} }));
+        let _ = self.slots[slot_index(role)].set(service);
+    }
+
+    fn channel(&self, role: Role) -> LocalChannel {
+        LocalChannel { servers: self.clone(), role }
+    }
+}
+
+/// Calls a server registered in [`LocalServers`].
+#[derive(Clone)]
+struct LocalChannel {
+    servers: LocalServers,
+    role: Role,
+}
+
+impl Service<http::Request<Body>> for LocalChannel {
+    type Response = http::Response<Body>;
+    type Error = Status;
+    type Future = BoxFuture<'static, Result<Self::Response, Status>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Status>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<Body>) -> Self::Future {
+        let server = self.servers.slots[slot_index(self.role)].get().cloned();
+        let role = self.role;
+        Box::pin(async move {
+            match server {
+                Some(server) => server.oneshot(req).await,
+                None => {
+                    tracing::error!(%role, "in-process server is not registered");
+                    Err(Status::unavailable("service temporarily unavailable"))
+                }
+            }
+        })
+    }
+}
+
+/// Builds the clients of a process hosting `hosted` roles.
+pub fn clients(config: &Config, hosted: &HashSet<Role>, local: &LocalServers) -> Result<Clients> {
+    let policy = CallPolicy {
+        timeout: config.rpc_timeout(),
+        upload_timeout: Duration::from_secs(config.upload_timeout_secs),
+    };
+    let channel = |role: Role| -> Result<GrpcChannel> {
+        if hosted.contains(&role) {
+            return Ok(policy.wrap(local.channel(role)));
+        }
+        let endpoint = config.endpoint(role).map(str::to_owned).unwrap_or_else(|| role.default_endpoint());
+        Ok(policy.wrap(remote_channel(&endpoint, Duration::from_millis(config.connect_timeout_ms))?))
+    };
+    Ok(Clients {
+        user: UserServiceClient::new(channel(Role::User)?),
+        video: VideoServiceClient::new(channel(Role::Video)?)
+            .max_decoding_message_size(64 * 1024 * 1024),
+        interaction: InteractionServiceClient::new(channel(Role::Interaction)?),
+        relation: RelationServiceClient::new(channel(Role::Relation)?),
+        chat: ChatServiceClient::new(channel(Role::Chat)?),
+        counter: CounterServiceClient::new(channel(Role::Counter)?),
+    })
+}
+
+/// A lazily connected channel. Names other than IP literals and `localhost`
+/// are re-resolved every few seconds and requests balanced over every address
+/// (a headless Service gives one per pod).
+pub fn remote_channel(url: &str, connect_timeout: Duration) -> Result<Channel> {
+    let uri: http::Uri = url.parse().map_err(|e| Error::internal(format!("peer endpoint {url:?}: {e}")))?;
+    let host = uri.host().unwrap_or_default().trim_matches(['[', ']']).to_owned();
+    let port = uri.port_u16().unwrap_or(50051);
+    let endpoint = |target: &str| -> Result<Endpoint> {
+        Ok(Endpoint::from_shared(target.to_owned())
+            .map_err(|e| Error::internal(format!("peer endpoint {target:?}: {e}")))?
+            .connect_timeout(connect_timeout)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(30))
+            .keep_alive_timeout(Duration::from_secs(10)))
+    };
+    if host.parse::<std::net::IpAddr>().is_ok() || host == "localhost" {
+        return Ok(endpoint(url)?.connect_lazy());
+    }
+    let (channel, changes) = Channel::balance_channel::<SocketAddr>(64);
+    let scheme = uri.scheme_str().unwrap_or("http").to_owned();
+    let template = endpoint(url)?;
+    tokio::spawn(async move {
+        let mut known: HashSet<SocketAddr> = HashSet::new();
+        loop {
+            match tokio::net::lookup_host((host.as_str(), port)).await {
+                Ok(addrs) => {
+                    let now: HashSet<SocketAddr> = addrs.collect();
+                    for addr in now.difference(&known) {
+                        let target = format!("{scheme}://{addr}");
+                        if let Ok(ep) = Endpoint::from_shared(target) {
+                            let ep = ep
+                                .connect_timeout(connect_timeout)
+                                .tcp_nodelay(true)
+                                .http2_keep_alive_interval(Duration::from_secs(30))
+                                .keep_alive_timeout(Duration::from_secs(10))
+                                .origin(template.uri().clone());
+                            if changes.send(Change::Insert(*addr, ep)).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    for addr in known.difference(&now) {
+                        if changes.send(Change::Remove(*addr)).await.is_err() {
+                            return;
+                        }
+                    }
+                    known = now;
+                }
+                Err(error) => tracing::debug!(%error, %host, "peer name does not resolve yet"),
+            }
+            if changes.is_closed() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_secs(if known.is_empty() { 1 } else { 5 })).await;
+        }
+    });
+    Ok(channel)
+}
+
+/// Methods that only read, so a failed attempt may be repeated.
+fn is_idempotent_read(path: &str) -> bool {
+    const READS: &[&str] = &[
+        "GetUsers", "ExistingUsers", "Feed", "PublishList", "GetVideos", "VideoAuthors", "FavoriteList",
+        "FavoriteFlags", "CommentList", "FollowList", "FollowerList", "FriendList", "FollowFlags", "History",
+        "LatestMessages", "Counts", "TopVideos", "TopUsers",
+    ];
+    path.rsplit('/').next().is_some_and(|method| READS.contains(&method))
+}
+
+#[derive(Clone, Copy, Debug)]
+struct CallPolicy {
+    timeout: Duration,
+    upload_timeout: Duration,
+}
+
+impl CallPolicy {
+    fn wrap<S>(self, inner: S) -> GrpcChannel
+    where
+        S: Service<http::Request<Body>, Response = http::Response<Body>> + Clone + Send + Sync + 'static,
+        S::Error: Into<BoxError>,
+        S::Future: Send + 'static,
+    {
+        BoxCloneSyncService::new(Policed { inner, policy: self })
+    }
+}
+
+/// Applies deadlines, retries reads on transport failures, propagates trace
+/// context, and turns transport failures into `Unavailable` statuses that name
+/// no address.
+#[derive(Clone)]
+struct Policed<S> {
+    inner: S,
+    policy: CallPolicy,
+}
+
+const RETRIES: u32 = 2;
+
+impl<S> Service<http::Request<Body>> for Policed<S>
+where
+    S: Service<http::Request<Body>, Response = http::Response<Body>> + Clone + Send + Sync + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = Status;
+    type Future = BoxFuture<'static, Result<Self::Response, Status>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Status>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut req: http::Request<Body>) -> Self::Future {
+        let inner = self.inner.clone();
+        let path = req.uri().path().to_owned();
+        let deadline =
+            if path.ends_with("/Publish") { self.policy.upload_timeout } else { self.policy.timeout };
+        crate::telemetry::inject_context(req.headers_mut());
+        req.headers_mut().insert("grpc-timeout", grpc_timeout(deadline));
+        Box::pin(async move {
+            let attempt = async move {
+                if !is_idempotent_read(&path) {
+                    return call_once(inner, req).await;
+                }
+                let (parts, body) = req.into_parts();
+                let bytes = body
+                    .collect()
+                    .await
+                    .map_err(|e| Status::internal(format!("request body: {e}")))?
+                    .to_bytes();
+                let mut backoff = Duration::from_millis(50);
+                let mut attempt = 0;
+                loop {
+                    let req = http::Request::from_parts(parts.clone(), Body::new(http_body_util::Full::new(bytes.clone())));
+                    match call_once(inner.clone(), req).await {
+                        Err(error) if attempt < RETRIES => {
+                            tracing::debug!(%error, %path, attempt, "retrying read");
+                            tokio::time::sleep(backoff).await;
+                            backoff *= 4;
+                            attempt += 1;
+                        }
+                        other => return other,
+                    }
+                }
+            };
+            match tokio::time::timeout(deadline, attempt).await {
+                Ok(result) => result,
+                Err(_) => Err(Status::deadline_exceeded("peer did not answer in time")),
+            }
+        })
+    }
+}
+
+async fn call_once<S>(inner: S, req: http::Request<Body>) -> Result<http::Response<Body>, Status>
+where
+    S: Service<http::Request<Body>, Response = http::Response<Body>>,
+    S::Error: Into<BoxError>,
+{
+    inner.oneshot(req).await.map_err(|e| {
+        let e: BoxError = e.into();
+        match e.downcast::<Status>() {
+            Ok(status) => *status,
+            Err(e) => {
+                tracing::warn!(error = %e, "peer call failed");
+                Status::unavailable("service temporarily unavailable")
+            }
+        }
+    })
+}
+
+fn grpc_timeout(d: Duration) -> http::HeaderValue {
+    let millis = d.as_millis().min(99_999_999);
+    http::HeaderValue::from_str(&format!("{millis}m")).unwrap_or_else(|_| http::HeaderValue::from_static("5S"))
+}
+
+/// Serves `routes` on `listener` until `shutdown`, then lets in-flight calls
+/// finish (the caller bounds the wait by the grace period).
+pub async fn serve(
+    routes: tonic::service::Routes,
+    listener: tokio::net::TcpListener,
+    shutdown: crate::shutdown::Shutdown,
+) -> Result<()> {
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .layer(crate::telemetry::GrpcServerLayer)
+        .add_routes(routes)
+        .serve_with_incoming_shutdown(incoming, shutdown.wait())
+        .await
+        .map_err(|e| Error::internal(format!("grpc server: {e}")))
+}
+
+/// Maps an error from a peer call into the shared error type.
+pub fn peer_error(status: Status) -> Error {
+    Error::from(status)
+}

@@ -1,0 +1,185 @@
+//! Publish/subscribe for live pushes: Redis pub/sub in production (so a message
+//! published through one replica reaches subscribers on every replica), an
+//! in-process broadcast in the embedded mode.
+
+use std::{sync::Arc, time::Duration};
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use tokio::sync::broadcast;
+
+use crate::{Config, Error, Result};
+
+/// Receives payloads published on a channel. Slow receivers lose the oldest
+/// payloads (`Lagged`) instead of blocking publishers.
+pub type Subscription = broadcast::Receiver<String>;
+
+#[async_trait]
+pub trait PubSub: Send + Sync + 'static {
+    async fn publish(&self, channel: &str, payload: String) -> Result<()>;
+    /// A receiver of everything published on `channel` from now on.
+    fn subscribe(&self, channel: &str) -> Subscription;
+}
+
+pub async fn from_config(config: &Config) -> Result<Arc<dyn PubSub>> {
+    Ok(match &config.redis_url {
+        Some(url) => Arc::new(RedisPubSub::new(url, &config.redis_prefix).await?),
+        None => Arc::new(MemoryPubSub::default()),
+    })
+}
+
+const BUFFER: usize = 1024;
+
+/// In-process pub/sub.
+#[derive(Default, Clone)]
+pub struct MemoryPubSub {
+    channels: Arc<std::sync::Mutex<std::collections::HashMap<String, broadcast::Sender<String>>>>,
+}
+
+impl MemoryPubSub {
+    fn sender(&self, channel: &str) -> broadcast::Sender<String> {
+        let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
+        channels.entry(channel.to_owned()).or_insert_with(|| broadcast::channel(BUFFER).0).clone()
+    }
+}
+
+#[async_trait]
+impl PubSub for MemoryPubSub {
+    async fn publish(&self, channel: &str, payload: String) -> Result<()> {
+        let _ = self.sender(channel).send(payload);
+        Ok(())
+    }
+
+    fn subscribe(&self, channel: &str) -> Subscription {
+        self.sender(channel).subscribe()
+    }
+}
+
+/// Redis pub/sub. Each subscribed channel has one Redis subscription per
+/// process, kept alive (and re-established after Redis restarts) by a task that
+/// fans payloads out to local receivers.
+#[derive(Clone)]
+pub struct RedisPubSub {
+    client: redis::Client,
+    publisher: redis::aio::ConnectionManager,
+    prefix: String,
+    local: MemoryPubSub,
+    subscribed: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+}
+
+impl RedisPubSub {
+    pub async fn new(url: &str, prefix: &str) -> Result<Self> {
+        let client = redis::Client::open(url).map_err(|e| Error::internal(format!("redis url: {e}")))?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(2)));
+        let publisher = redis::aio::ConnectionManager::new_lazy_with_config(client.clone(), config)
+            .map_err(|e| Error::Unavailable(format!("redis: {e}")))?;
+        Ok(Self {
+            client,
+            publisher,
+            prefix: prefix.to_owned(),
+            local: MemoryPubSub::default(),
+            subscribed: Arc::default(),
+        })
+    }
+
+    fn channel(&self, channel: &str) -> String {
+        format!("{}:{channel}", self.prefix)
+    }
+
+    fn ensure_listener(&self, channel: &str) {
+        let mut subscribed = self.subscribed.lock().unwrap_or_else(|e| e.into_inner());
+        if !subscribed.insert(channel.to_owned()) {
+            return;
+        }
+        let client = self.client.clone();
+        let redis_channel = self.channel(channel);
+        let local = self.local.sender(channel);
+        tokio::spawn(async move {
+            let mut backoff = Duration::from_millis(100);
+            loop {
+                match client.get_async_pubsub().await {
+                    Ok(mut pubsub) => {
+                        if pubsub.subscribe(&redis_channel).await.is_ok() {
+                            backoff = Duration::from_millis(100);
+                            let mut messages = pubsub.into_on_message();
+                            while let Some(msg) = messages.next().await {
+                                if let Ok(payload) = msg.get_payload::<String>() {
+                                    let _ = local.send(payload);
+                                }
+                            }
+                        }
+                        tracing::warn!(channel = %redis_channel, "redis subscription ended; resubscribing");
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "redis subscription failed; retrying");
+                    }
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        });
+    }
+}
+
+#[async_trait]
+impl PubSub for RedisPubSub {
+    async fn publish(&self, channel: &str, payload: String) -> Result<()> {
+        let mut conn = self.publisher.clone();
+        let _: i64 = redis::cmd("PUBLISH")
+            .arg(self.channel(channel))
+            .arg(payload)
+            .query_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    fn subscribe(&self, channel: &str) -> Subscription {
+        let receiver = self.local.subscribe(channel);
+        self.ensure_listener(channel);
+        receiver
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn memory_pubsub_delivers_to_every_subscriber() {
+        let bus = MemoryPubSub::default();
+        let mut a = bus.subscribe("chat");
+        let mut b = bus.subscribe("chat");
+        let mut other = bus.subscribe("other");
+        bus.publish("chat", "hello".into()).await.unwrap();
+        assert_eq!(a.recv().await.unwrap(), "hello");
+        assert_eq!(b.recv().await.unwrap(), "hello");
+        assert!(other.try_recv().is_err());
+    }
+}
+
+/// The channel new chat messages are published on.
+pub const CHAT_MESSAGES: &str = "chat:messages";
+
+/// A chat message as published for live push: the contract's Message object.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct PushedMessage {
+    pub id: i64,
+    pub to_user_id: i64,
+    pub from_user_id: i64,
+    pub content: String,
+    pub create_time: i64,
+}
+
+impl From<&douyin_proto::common::Message> for PushedMessage {
+    fn from(m: &douyin_proto::common::Message) -> Self {
+        Self {
+            id: m.id,
+            to_user_id: m.to_user_id,
+            from_user_id: m.from_user_id,
+            content: m.content.clone(),
+            create_time: m.create_time,
+        }
+    }
+}

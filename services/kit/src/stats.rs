@@ -1,0 +1,177 @@
+//! The counts tables (`user_stats`, `video_stats`). Writers change a count in
+//! the same transaction as the row it counts, so the database is always exact;
+//! the counter role reads these tables to fill its cache.
+
+use sqlx::{AnyConnection, Row};
+
+use crate::{Result, db::placeholders};
+
+pub static MIGRATIONS: crate::db::ServiceMigrations = crate::db::ServiceMigrations {
+    service: "stats",
+    sqlite: &sqlx::migrate!("./migrations/sqlite"),
+    mysql: &sqlx::migrate!("./migrations/mysql"),
+};
+
+/// A per-user count.
+#[derive(Clone, Copy, Debug)]
+pub enum UserCount {
+    Follow,
+    Follower,
+    TotalFavorited,
+    Work,
+    Favorite,
+}
+
+impl UserCount {
+    fn column(self) -> &'static str {
+        match self {
+            UserCount::Follow => "follow_count",
+            UserCount::Follower => "follower_count",
+            UserCount::TotalFavorited => "total_favorited",
+            UserCount::Work => "work_count",
+            UserCount::Favorite => "favorite_count",
+        }
+    }
+}
+
+/// A per-video count.
+#[derive(Clone, Copy, Debug)]
+pub enum VideoCount {
+    Favorite,
+    Comment,
+}
+
+impl VideoCount {
+    fn column(self) -> &'static str {
+        match self {
+            VideoCount::Favorite => "favorite_count",
+            VideoCount::Comment => "comment_count",
+        }
+    }
+}
+
+pub async fn create_user(conn: &mut AnyConnection, user_id: i64) -> Result<()> {
+    sqlx::query("INSERT INTO user_stats (user_id) VALUES (?)").bind(user_id).execute(conn).await?;
+    Ok(())
+}
+
+pub async fn create_video(conn: &mut AnyConnection, video_id: i64) -> Result<()> {
+    sqlx::query("INSERT INTO video_stats (video_id) VALUES (?)").bind(video_id).execute(conn).await?;
+    Ok(())
+}
+
+pub async fn add_user(conn: &mut AnyConnection, user_id: i64, count: UserCount, delta: i64) -> Result<()> {
+    let sql = format!(
+        "UPDATE user_stats SET {col} = {col} + ?, version = version + 1 WHERE user_id = ?",
+        col = count.column()
+    );
+    sqlx::query(sqlx::AssertSqlSafe(sql)).bind(delta).bind(user_id).execute(conn).await?;
+    Ok(())
+}
+
+pub async fn add_video(conn: &mut AnyConnection, video_id: i64, count: VideoCount, delta: i64) -> Result<()> {
+    let sql = format!(
+        "UPDATE video_stats SET {col} = {col} + ?, version = version + 1 WHERE video_id = ?",
+        col = count.column()
+    );
+    sqlx::query(sqlx::AssertSqlSafe(sql)).bind(delta).bind(video_id).execute(conn).await?;
+    Ok(())
+}
+
+/// Counts of one user as stored, with the row version.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UserStats {
+    pub user_id: i64,
+    pub follow_count: i64,
+    pub follower_count: i64,
+    pub total_favorited: i64,
+    pub work_count: i64,
+    pub favorite_count: i64,
+    pub version: i64,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VideoStats {
+    pub video_id: i64,
+    pub favorite_count: i64,
+    pub comment_count: i64,
+    pub version: i64,
+}
+
+pub async fn users(pool: &sqlx::AnyPool, ids: &[i64]) -> Result<Vec<UserStats>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT user_id, follow_count, follower_count, total_favorited, work_count, favorite_count, version \
+         FROM user_stats WHERE user_id IN ({})",
+        placeholders(ids.len())
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for id in ids {
+        query = query.bind(*id);
+    }
+    let rows = query.fetch_all(pool).await?;
+    rows.iter()
+        .map(|r| {
+            Ok(UserStats {
+                user_id: r.try_get(0)?,
+                follow_count: r.try_get(1)?,
+                follower_count: r.try_get(2)?,
+                total_favorited: r.try_get(3)?,
+                work_count: r.try_get(4)?,
+                favorite_count: r.try_get(5)?,
+                version: r.try_get(6)?,
+            })
+        })
+        .collect()
+}
+
+pub async fn videos(pool: &sqlx::AnyPool, ids: &[i64]) -> Result<Vec<VideoStats>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT video_id, favorite_count, comment_count, version FROM video_stats WHERE video_id IN ({})",
+        placeholders(ids.len())
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for id in ids {
+        query = query.bind(*id);
+    }
+    let rows = query.fetch_all(pool).await?;
+    rows.iter()
+        .map(|r| {
+            Ok(VideoStats {
+                video_id: r.try_get(0)?,
+                favorite_count: r.try_get(1)?,
+                comment_count: r.try_get(2)?,
+                version: r.try_get(3)?,
+            })
+        })
+        .collect()
+}
+
+/// The `limit` most-liked videos (ties: lower id first).
+pub async fn top_videos(pool: &sqlx::AnyPool, limit: i64) -> Result<Vec<(i64, i64)>> {
+    let rows = sqlx::query(
+        "SELECT video_id, favorite_count FROM video_stats WHERE favorite_count > 0 \
+         ORDER BY favorite_count DESC, video_id LIMIT ?",
+    )
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
+}
+
+/// The `limit` most-followed users (ties: lower id first).
+pub async fn top_users(pool: &sqlx::AnyPool, limit: i64) -> Result<Vec<(i64, i64)>> {
+    let rows = sqlx::query(
+        "SELECT user_id, follower_count FROM user_stats WHERE follower_count > 0 \
+         ORDER BY follower_count DESC, user_id LIMIT ?",
+    )
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
+}

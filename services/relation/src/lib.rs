@@ -1,0 +1,59 @@
+//! The relation role: follows, followers and friends (mutual follows).
+
+mod repo;
+mod service;
+
+use douyin_kit::{db::{Db, ServiceMigrations}, grpc::Clients};
+use douyin_proto::{
+    common::{Empty, UserList},
+    relation::{
+        FollowFlagsReply, FollowFlagsRequest, FollowRequest, FriendListReply, RelationListRequest,
+        relation_service_server,
+    },
+};
+use tonic::{Request, Response, Status};
+
+pub use repo::RelationRepo;
+pub use service::RelationService;
+
+pub static MIGRATIONS: ServiceMigrations = ServiceMigrations {
+    service: "relation",
+    sqlite: &sqlx::migrate!("./migrations/sqlite"),
+    mysql: &sqlx::migrate!("./migrations/mysql"),
+};
+
+pub fn server(db: Db, clients: Clients) -> relation_service_server::RelationServiceServer<RelationGrpc> {
+    relation_service_server::RelationServiceServer::new(RelationGrpc(RelationService::new(RelationRepo::new(db), clients)))
+}
+
+#[derive(Clone)]
+pub struct RelationGrpc(pub RelationService);
+
+#[tonic::async_trait]
+impl relation_service_server::RelationService for RelationGrpc {
+    async fn follow(&self, request: Request<FollowRequest>) -> Result<Response<Empty>, Status> {
+        let r = request.into_inner();
+        self.0.follow(r.user_id, r.to_user_id, r.follow).await?;
+        Ok(Response::new(Empty {}))
+    }
+
+    async fn follow_list(&self, request: Request<RelationListRequest>) -> Result<Response<UserList>, Status> {
+        let r = request.into_inner();
+        Ok(Response::new(UserList { users: self.0.follow_list(r.user_id, r.viewer_id).await? }))
+    }
+
+    async fn follower_list(&self, request: Request<RelationListRequest>) -> Result<Response<UserList>, Status> {
+        let r = request.into_inner();
+        Ok(Response::new(UserList { users: self.0.follower_list(r.user_id, r.viewer_id).await? }))
+    }
+
+    async fn friend_list(&self, request: Request<RelationListRequest>) -> Result<Response<FriendListReply>, Status> {
+        let r = request.into_inner();
+        Ok(Response::new(FriendListReply { friends: self.0.friend_list(r.user_id, r.viewer_id).await? }))
+    }
+
+    async fn follow_flags(&self, request: Request<FollowFlagsRequest>) -> Result<Response<FollowFlagsReply>, Status> {
+        let r = request.into_inner();
+        Ok(Response::new(FollowFlagsReply { flags: self.0.follow_flags(r.user_id, &r.ids).await? }))
+    }
+}

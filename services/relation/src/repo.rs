@@ -1,0 +1,113 @@
+//! SQL of the relation role.
+
+use douyin_kit::{
+    Result,
+    db::{Db, now_ms, placeholders, retry_tx},
+    stats::{self, UserCount},
+};
+use sqlx::Row;
+
+const LIST_LIMIT: i64 = 500;
+
+#[derive(Clone, Debug)]
+pub struct RelationRepo {
+    db: Db,
+}
+
+impl RelationRepo {
+    pub fn new(db: Db) -> Self {
+        Self { db }
+    }
+
+    /// Follows or unfollows; returns whether anything changed. The row and both
+    /// counts change in one transaction.
+    pub async fn set_follow(&self, follower_id: i64, followee_id: i64, follow: bool) -> Result<bool> {
+        retry_tx(|| async {
+            let mut tx = self.db.begin_write().await?;
+            let changed = if follow {
+                let sql = format!(
+                    "{} INTO follows (follower_id, followee_id, created_at_ms) VALUES (?, ?, ?)",
+                    self.db.insert_ignore()
+                );
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(follower_id)
+                    .bind(followee_id)
+                    .bind(now_ms())
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+                    == 1
+            } else {
+                sqlx::query("DELETE FROM follows WHERE follower_id = ? AND followee_id = ?")
+                    .bind(follower_id)
+                    .bind(followee_id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+                    == 1
+            };
+            if changed {
+                let delta = if follow { 1 } else { -1 };
+                let mut updates = [(follower_id, UserCount::Follow), (followee_id, UserCount::Follower)];
+                updates.sort_by_key(|(id, _)| *id);
+                for (id, count) in updates {
+                    stats::add_user(&mut tx, id, count, delta).await?;
+                }
+            }
+            tx.commit().await?;
+            Ok(changed)
+        })
+        .await
+    }
+
+    async fn ids(&self, sql: &'static str, user_id: i64) -> Result<Vec<i64>> {
+        let rows = sqlx::query(sql).bind(user_id).bind(LIST_LIMIT).fetch_all(self.db.pool()).await?;
+        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+    }
+
+    /// Whom `user_id` follows, most recent first.
+    pub async fn followees(&self, user_id: i64) -> Result<Vec<i64>> {
+        self.ids(
+            "SELECT followee_id FROM follows WHERE follower_id = ? ORDER BY created_at_ms DESC, followee_id DESC LIMIT ?",
+            user_id,
+        )
+        .await
+    }
+
+    /// Who follows `user_id`, most recent first.
+    pub async fn followers(&self, user_id: i64) -> Result<Vec<i64>> {
+        self.ids(
+            "SELECT follower_id FROM follows WHERE followee_id = ? ORDER BY created_at_ms DESC, follower_id DESC LIMIT ?",
+            user_id,
+        )
+        .await
+    }
+
+    /// Users who follow `user_id` and whom `user_id` follows.
+    pub async fn friends(&self, user_id: i64) -> Result<Vec<i64>> {
+        self.ids(
+            "SELECT a.followee_id FROM follows a \
+             JOIN follows b ON b.follower_id = a.followee_id AND b.followee_id = a.follower_id \
+             WHERE a.follower_id = ? ORDER BY a.created_at_ms DESC, a.followee_id DESC LIMIT ?",
+            user_id,
+        )
+        .await
+    }
+
+    /// Which of `ids` `user_id` follows.
+    pub async fn followed_among(&self, user_id: i64, ids: &[i64]) -> Result<Vec<i64>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT followee_id FROM follows WHERE follower_id = ? AND followee_id IN ({})",
+            placeholders(ids.len())
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(user_id);
+        for id in ids {
+            query = query.bind(*id);
+        }
+        let rows = query.fetch_all(self.db.pool()).await?;
+        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+    }
+}

@@ -1,0 +1,111 @@
+//! The relation role's logic.
+
+use std::collections::{HashMap, HashSet};
+
+use douyin_kit::{Error, Result, counts, grpc::Clients, ids};
+use douyin_proto::{
+    chat::LatestRequest,
+    common::{Ids, User},
+    relation::Friend,
+    user::GetUsersRequest,
+};
+
+use crate::repo::RelationRepo;
+
+#[derive(Clone)]
+pub struct RelationService {
+    repo: RelationRepo,
+    clients: Clients,
+}
+
+impl RelationService {
+    pub fn new(repo: RelationRepo, clients: Clients) -> Self {
+        Self { repo, clients }
+    }
+
+    async fn ensure_user(&self, user_id: i64, param: &str) -> Result<()> {
+        if user_id <= 0 {
+            return Err(Error::invalid(format!("{param} must be a positive integer")));
+        }
+        let mut user = self.clients.user.clone();
+        let found = user.existing_users(Ids { ids: vec![user_id] }).await?.into_inner().ids;
+        if found.is_empty() {
+            return Err(Error::not_found(format!("user {user_id} does not exist")));
+        }
+        Ok(())
+    }
+
+    pub async fn follow(&self, user_id: i64, to_user_id: i64, follow: bool) -> Result<()> {
+        if to_user_id == user_id {
+            return Err(Error::invalid("you cannot follow yourself"));
+        }
+        self.ensure_user(to_user_id, "to_user_id").await?;
+        if self.repo.set_follow(user_id, to_user_id, follow).await? {
+            counts::refresh(&self.clients, vec![], vec![user_id, to_user_id]).await;
+        }
+        Ok(())
+    }
+
+    async fn users(&self, ids: Vec<i64>, viewer_id: i64) -> Result<Vec<User>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut user = self.clients.user.clone();
+        Ok(user.get_users(GetUsersRequest { ids, viewer_id }).await?.into_inner().users)
+    }
+
+    pub async fn follow_list(&self, user_id: i64, viewer_id: i64) -> Result<Vec<User>> {
+        let ids = self.repo.followees(user_id).await?;
+        if ids.is_empty() {
+            self.ensure_user(user_id, "user_id").await?;
+        }
+        self.users(ids, viewer_id).await
+    }
+
+    pub async fn follower_list(&self, user_id: i64, viewer_id: i64) -> Result<Vec<User>> {
+        let ids = self.repo.followers(user_id).await?;
+        if ids.is_empty() {
+            self.ensure_user(user_id, "user_id").await?;
+        }
+        self.users(ids, viewer_id).await
+    }
+
+    /// Friends of `user_id`, each with the latest message exchanged with them.
+    /// Messages are private, so only the user may list their own friends.
+    pub async fn friend_list(&self, user_id: i64, viewer_id: i64) -> Result<Vec<Friend>> {
+        if user_id != viewer_id {
+            return Err(Error::PermissionDenied("you can only list your own friends".into()));
+        }
+        let ids = self.repo.friends(user_id).await?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let users = self.users(ids.clone(), viewer_id);
+        let latest = async {
+            let mut chat = self.clients.chat.clone();
+            let reply = chat.latest_messages(LatestRequest { user_id, peer_ids: ids.clone() }).await?;
+            Ok::<_, Error>(reply.into_inner().messages)
+        };
+        let (users, latest) = tokio::try_join!(users, latest)?;
+        let latest: HashMap<i64, _> = ids.iter().copied().zip(latest).collect();
+        Ok(users
+            .into_iter()
+            .map(|user| {
+                let (message, msg_type) = match latest.get(&user.id) {
+                    Some(m) if m.id > 0 => (m.content.clone(), i64::from(m.from_user_id == user_id)),
+                    _ => (String::new(), 0),
+                };
+                Friend { user: Some(user), message, msg_type }
+            })
+            .collect())
+    }
+
+    pub async fn follow_flags(&self, user_id: i64, targets: &[i64]) -> Result<Vec<bool>> {
+        if user_id <= 0 {
+            return Ok(vec![false; targets.len()]);
+        }
+        let followed: HashSet<i64> =
+            self.repo.followed_among(user_id, &ids::unique(targets)).await?.into_iter().collect();
+        Ok(targets.iter().map(|id| followed.contains(id)).collect())
+    }
+}

@@ -1,0 +1,55 @@
+//! The user role: registration, login and profiles relative to a viewer.
+
+mod repo;
+mod service;
+
+use douyin_kit::{Error, auth::Tokens, db::{Db, ServiceMigrations}, grpc::Clients};
+use douyin_proto::{
+    common::{Ids, UserList},
+    user::{Credentials, GetUsersRequest, Session, user_service_server},
+};
+use tonic::{Request, Response, Status};
+
+pub use repo::{Profile, UserRepo};
+pub use service::UserService;
+
+pub static MIGRATIONS: ServiceMigrations = ServiceMigrations {
+    service: "user",
+    sqlite: &sqlx::migrate!("./migrations/sqlite"),
+    mysql: &sqlx::migrate!("./migrations/mysql"),
+};
+
+/// The tonic server of this role.
+pub fn server(db: Db, tokens: Tokens, clients: Clients) -> user_service_server::UserServiceServer<UserGrpc> {
+    user_service_server::UserServiceServer::new(UserGrpc(UserService::new(UserRepo::new(db), tokens, clients)))
+}
+
+/// gRPC adapter over [`UserService`].
+#[derive(Clone)]
+pub struct UserGrpc(pub UserService);
+
+#[tonic::async_trait]
+impl user_service_server::UserService for UserGrpc {
+    async fn register(&self, request: Request<Credentials>) -> Result<Response<Session>, Status> {
+        let c = request.into_inner();
+        let s = self.0.register(&c.username, &c.password).await?;
+        Ok(Response::new(Session { user_id: s.user_id, token: s.token }))
+    }
+
+    async fn login(&self, request: Request<Credentials>) -> Result<Response<Session>, Status> {
+        let c = request.into_inner();
+        let s = self.0.login(&c.username, &c.password).await?;
+        Ok(Response::new(Session { user_id: s.user_id, token: s.token }))
+    }
+
+    async fn get_users(&self, request: Request<GetUsersRequest>) -> Result<Response<UserList>, Status> {
+        let r = request.into_inner();
+        let users = self.0.users(&r.ids, r.viewer_id).await?;
+        Ok(Response::new(UserList { users }))
+    }
+
+    async fn existing_users(&self, request: Request<Ids>) -> Result<Response<Ids>, Status> {
+        let ids = self.0.existing(&request.into_inner().ids).await.map_err(Error::into_status)?;
+        Ok(Response::new(Ids { ids }))
+    }
+}

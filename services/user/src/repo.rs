@@ -1,0 +1,103 @@
+//! SQL of the user role.
+
+use douyin_kit::{Error, Result, db::{Db, inserted_id, now_ms, placeholders}, error::is_unique_violation, stats};
+use sqlx::Row;
+
+/// A stored profile (counts live in the stats tables).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Profile {
+    pub id: i64,
+    pub name: String,
+    pub avatar: String,
+    pub background_image: String,
+    pub signature: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct UserRepo {
+    db: Db,
+}
+
+impl UserRepo {
+    pub fn new(db: Db) -> Self {
+        Self { db }
+    }
+
+    /// Creates the user and its counts row together; a taken name is
+    /// `AlreadyExists`.
+    pub async fn create(&self, username: &str, password_hash: &str) -> Result<i64> {
+        let mut tx = self.db.begin_write().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO users (username, password_hash, name, created_at_ms) VALUES (?, ?, ?, ?)",
+        )
+        .bind(username)
+        .bind(password_hash)
+        .bind(username)
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await;
+        let id = match inserted {
+            Ok(result) => inserted_id(&mut tx, &result).await?,
+            Err(e) if is_unique_violation(&e) => {
+                return Err(Error::AlreadyExists(format!("username {username:?} is already taken")));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        stats::create_user(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// Id and password hash of `username`.
+    pub async fn credentials(&self, username: &str) -> Result<Option<(i64, String)>> {
+        let row = sqlx::query("SELECT id, password_hash FROM users WHERE username = ?")
+            .bind(username)
+            .fetch_optional(self.db.pool())
+            .await?;
+        Ok(match row {
+            Some(row) => Some((row.try_get(0)?, row.try_get(1)?)),
+            None => None,
+        })
+    }
+
+    /// Profiles of `ids` (any order; unknown ids absent).
+    pub async fn profiles(&self, ids: &[i64]) -> Result<Vec<Profile>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT id, name, avatar, background_image, signature FROM users WHERE id IN ({})",
+            placeholders(ids.len())
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for id in ids {
+            query = query.bind(*id);
+        }
+        let rows = query.fetch_all(self.db.pool()).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Profile {
+                    id: r.try_get(0)?,
+                    name: r.try_get(1)?,
+                    avatar: r.try_get(2)?,
+                    background_image: r.try_get(3)?,
+                    signature: r.try_get(4)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Which of `ids` exist.
+    pub async fn existing(&self, ids: &[i64]) -> Result<Vec<i64>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!("SELECT id FROM users WHERE id IN ({})", placeholders(ids.len()));
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for id in ids {
+            query = query.bind(*id);
+        }
+        let rows = query.fetch_all(self.db.pool()).await?;
+        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+    }
+}

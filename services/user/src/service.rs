@@ -1,0 +1,158 @@
+//! The user role's logic, on plain types.
+
+use std::collections::HashMap;
+
+use douyin_kit::{
+    Error, Result,
+    auth::{Passwords, Tokens},
+    grpc::Clients,
+    ids,
+    text::check_length,
+};
+use douyin_proto::{common::User, counter::CountsRequest, relation::FollowFlagsRequest};
+
+use crate::repo::UserRepo;
+
+#[derive(Clone)]
+pub struct UserService {
+    repo: UserRepo,
+    passwords: Passwords,
+    tokens: Tokens,
+    clients: Clients,
+}
+
+/// A signed-in user.
+#[derive(Clone, Debug)]
+pub struct Session {
+    pub user_id: i64,
+    pub token: String,
+}
+
+fn check_credentials(username: &str, password: &str) -> Result<()> {
+    if username.is_empty() {
+        return Err(Error::invalid("username is required"));
+    }
+    check_length("username", username, 1, 32)?;
+    if username.trim() != username {
+        return Err(Error::invalid("username must not start or end with spaces"));
+    }
+    if password.is_empty() {
+        return Err(Error::invalid("password is required"));
+    }
+    let chars = password.chars().count();
+    if !(6..=32).contains(&chars) {
+        return Err(Error::invalid(format!("password must be 6 to 32 characters, got {chars}")));
+    }
+    Ok(())
+}
+
+impl UserService {
+    pub fn new(repo: UserRepo, tokens: Tokens, clients: Clients) -> Self {
+        Self { repo, passwords: Passwords::new(), tokens, clients }
+    }
+
+    pub async fn register(&self, username: &str, password: &str) -> Result<Session> {
+        check_credentials(username, password)?;
+        let hash = self.passwords.hash(password).await?;
+        let user_id = self.repo.create(username, &hash).await?;
+        tracing::info!(user_id, "user registered");
+        Ok(Session { user_id, token: self.tokens.issue(user_id)? })
+    }
+
+    /// An unknown user and a wrong password get the same refusal and cost the
+    /// same time.
+    pub async fn login(&self, username: &str, password: &str) -> Result<Session> {
+        check_credentials(username, password)?;
+        let stored = self.repo.credentials(username).await?;
+        let (user_id, hash) = match stored {
+            Some((id, hash)) => (id, Some(hash)),
+            None => (0, None),
+        };
+        if !self.passwords.verify(password, hash).await? {
+            return Err(Error::Unauthenticated("username or password is incorrect".into()));
+        }
+        Ok(Session { user_id, token: self.tokens.issue(user_id)? })
+    }
+
+    /// Users in the order of `ids` (unknown ones left out), with counts and
+    /// `is_follow` relative to `viewer_id` — one query, one counter call and
+    /// one relation call for the whole list.
+    pub async fn users(&self, ids: &[i64], viewer_id: i64) -> Result<Vec<User>> {
+        let wanted = ids::unique(ids);
+        if wanted.is_empty() {
+            return Ok(Vec::new());
+        }
+        let profiles = self.repo.profiles(&wanted).await?;
+        let found: Vec<i64> = profiles.iter().map(|p| p.id).collect();
+        if found.is_empty() {
+            return Ok(Vec::new());
+        }
+        let counts = async {
+            let mut counter = self.clients.counter.clone();
+            let reply = counter
+                .counts(CountsRequest { video_ids: vec![], user_ids: found.clone() })
+                .await
+                .map_err(Error::from)?;
+            Ok::<_, Error>(reply.into_inner().users)
+        };
+        let flags = async {
+            let others: Vec<i64> = found.iter().copied().filter(|id| *id != viewer_id).collect();
+            if viewer_id <= 0 || others.is_empty() {
+                return Ok::<_, Error>(HashMap::new());
+            }
+            let mut relation = self.clients.relation.clone();
+            let reply = relation
+                .follow_flags(FollowFlagsRequest { user_id: viewer_id, ids: others.clone() })
+                .await
+                .map_err(Error::from)?;
+            Ok(others.into_iter().zip(reply.into_inner().flags).collect())
+        };
+        let (counts, flags) = tokio::try_join!(counts, flags)?;
+        let counts: HashMap<i64, _> = counts.into_iter().map(|c| (c.user_id, c)).collect();
+        let profiles: HashMap<i64, _> = profiles.into_iter().map(|p| (p.id, p)).collect();
+        Ok(wanted
+            .iter()
+            .filter_map(|id| {
+                let p = profiles.get(id)?;
+                let c = counts.get(id).copied().unwrap_or_default();
+                Some(User {
+                    id: p.id,
+                    name: p.name.clone(),
+                    follow_count: c.follow_count,
+                    follower_count: c.follower_count,
+                    is_follow: flags.get(id).copied().unwrap_or(false),
+                    avatar: p.avatar.clone(),
+                    background_image: p.background_image.clone(),
+                    signature: p.signature.clone(),
+                    total_favorited: c.total_favorited,
+                    work_count: c.work_count,
+                    favorite_count: c.favorite_count,
+                })
+            })
+            .collect())
+    }
+
+    pub async fn existing(&self, ids: &[i64]) -> Result<Vec<i64>> {
+        let wanted = ids::unique(ids);
+        let found: std::collections::HashSet<i64> = self.repo.existing(&wanted).await?.into_iter().collect();
+        Ok(wanted.into_iter().filter(|id| found.contains(id)).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_are_checked_with_clear_messages() {
+        assert!(check_credentials("alice", "secret").is_ok());
+        assert!(check_credentials(&"a".repeat(32), &"p".repeat(32)).is_ok());
+        let msg = |u: &str, p: &str| check_credentials(u, p).unwrap_err().public_message();
+        assert!(msg("", "secret").contains("username"));
+        assert!(msg(&"a".repeat(33), "secret").contains("username"));
+        assert!(msg("alice", "").contains("password"));
+        assert!(msg("alice", "12345").contains("password"));
+        assert!(msg("alice", &"p".repeat(33)).contains("password"));
+        assert!(check_credentials("名字", "密码密码密码").is_ok());
+    }
+}

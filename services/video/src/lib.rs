@@ -1,0 +1,96 @@
+//! The video role: publishing with content sniffing and covers, the feed,
+//! publish lists, and Video objects for other roles.
+
+mod cover;
+mod demo;
+mod repo;
+mod service;
+mod sniff;
+
+use std::{pin::Pin, sync::Arc};
+
+use douyin_kit::{
+    Error,
+    db::{Db, ServiceMigrations},
+    grpc::Clients,
+    storage::ObjectStore,
+};
+use douyin_proto::{
+    common::{Ids, VideoList},
+    video::{
+        FeedRequest, GetVideosRequest, PublishChunk, PublishListRequest, PublishReply, VideoAuthor,
+        VideoAuthorsReply, publish_chunk::Part, video_service_server,
+    },
+};
+use futures::StreamExt;
+use tonic::{Request, Response, Status, Streaming};
+
+pub use demo::seed_demo_content;
+pub use repo::{VideoRepo, VideoRow};
+pub use service::{DEFAULT_COVER, FEED_LIMIT, Upload, VideoService, VideoSettings, check_title};
+pub use cover::available as ffmpeg_available;
+pub use sniff::{Container, sniff};
+
+pub static MIGRATIONS: ServiceMigrations = ServiceMigrations {
+    service: "video",
+    sqlite: &sqlx::migrate!("./migrations/sqlite"),
+    mysql: &sqlx::migrate!("./migrations/mysql"),
+};
+
+pub fn server(
+    db: Db,
+    storage: Arc<dyn ObjectStore>,
+    clients: Clients,
+    settings: VideoSettings,
+) -> video_service_server::VideoServiceServer<VideoGrpc> {
+    let service = VideoService::new(VideoRepo::new(db), storage, clients, settings);
+    video_service_server::VideoServiceServer::new(VideoGrpc(service))
+        .max_decoding_message_size(8 * 1024 * 1024)
+}
+
+#[derive(Clone)]
+pub struct VideoGrpc(pub VideoService);
+
+#[tonic::async_trait]
+impl video_service_server::VideoService for VideoGrpc {
+    async fn publish(&self, request: Request<Streaming<PublishChunk>>) -> Result<Response<PublishReply>, Status> {
+        let stream = request.into_inner().filter_map(|chunk| async move {
+            match chunk {
+                Ok(PublishChunk { part: Some(Part::Header(h)) }) => {
+                    Some(Ok(Upload::Header { author_id: h.author_id, title: h.title }))
+                }
+                Ok(PublishChunk { part: Some(Part::Data(bytes)) }) => Some(Ok(Upload::Data(bytes.into()))),
+                Ok(PublishChunk { part: None }) => None,
+                Err(status) => Some(Err(Error::from(status))),
+            }
+        });
+        let stream: Pin<Box<dyn futures::Stream<Item = douyin_kit::Result<Upload>> + Send>> = Box::pin(stream);
+        let video_id = self.0.publish(stream).await?;
+        Ok(Response::new(PublishReply { video_id }))
+    }
+
+    async fn feed(&self, request: Request<FeedRequest>) -> Result<Response<VideoList>, Status> {
+        let r = request.into_inner();
+        let videos = self.0.feed(r.before_ms, r.viewer_id, r.limit).await?;
+        Ok(Response::new(VideoList { videos }))
+    }
+
+    async fn publish_list(&self, request: Request<PublishListRequest>) -> Result<Response<VideoList>, Status> {
+        let r = request.into_inner();
+        let videos = self.0.publish_list(r.user_id, r.viewer_id).await?;
+        Ok(Response::new(VideoList { videos }))
+    }
+
+    async fn get_videos(&self, request: Request<GetVideosRequest>) -> Result<Response<VideoList>, Status> {
+        let r = request.into_inner();
+        let videos = self.0.videos(&r.ids, r.viewer_id).await?;
+        Ok(Response::new(VideoList { videos }))
+    }
+
+    async fn video_authors(&self, request: Request<Ids>) -> Result<Response<VideoAuthorsReply>, Status> {
+        let pairs = self.0.authors(&request.into_inner().ids).await?;
+        Ok(Response::new(VideoAuthorsReply {
+            videos: pairs.into_iter().map(|(video_id, author_id)| VideoAuthor { video_id, author_id }).collect(),
+        }))
+    }
+}

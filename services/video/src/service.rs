@@ -1,0 +1,293 @@
+//! The video role's logic: publishing (streamed, sniffed, size-limited, with
+//! objects and row created together or not at all) and assembling Video
+//! objects for a viewer with one batch call per kind of data.
+
+use std::{collections::HashMap, path::PathBuf, sync::Arc, time::Duration};
+
+use bytes::Bytes;
+use douyin_kit::{
+    Error, Result, counts,
+    grpc::Clients,
+    ids,
+    storage::ObjectStore,
+    text::check_length,
+};
+use douyin_proto::{
+    common::{User, Video},
+    counter::CountsRequest,
+    interaction::FlagsRequest,
+    user::GetUsersRequest,
+};
+use futures::{Stream, StreamExt};
+use tokio::io::AsyncWriteExt;
+
+use crate::{
+    cover,
+    repo::{VideoRepo, VideoRow},
+    sniff::{self, Container},
+};
+
+/// Where a video without its own cover points; the gateway serves it.
+pub const DEFAULT_COVER: &str = "/static/cover.jpg";
+pub const FEED_LIMIT: u32 = 30;
+const LIST_LIMIT: i64 = 200;
+
+/// Settings of the video role.
+#[derive(Clone, Debug)]
+pub struct VideoSettings {
+    pub max_upload_bytes: u64,
+    pub tmp_dir: PathBuf,
+    pub ffmpeg: String,
+    pub cover_timeout: Duration,
+}
+
+#[derive(Clone)]
+pub struct VideoService {
+    repo: VideoRepo,
+    storage: Arc<dyn ObjectStore>,
+    clients: Clients,
+    settings: Arc<VideoSettings>,
+}
+
+/// One piece of a publish stream.
+pub enum Upload {
+    Header { author_id: i64, title: String },
+    Data(Bytes),
+}
+
+/// Objects written so far; removed on drop unless the publish committed.
+struct Written {
+    storage: Arc<dyn ObjectStore>,
+    keys: Vec<String>,
+    committed: bool,
+}
+
+impl Drop for Written {
+    fn drop(&mut self) {
+        if self.committed || self.keys.is_empty() {
+            return;
+        }
+        let storage = self.storage.clone();
+        let keys = std::mem::take(&mut self.keys);
+        tokio::spawn(async move {
+            for key in keys {
+                if let Err(error) = storage.delete(&key).await {
+                    tracing::error!(%error, %key, "could not remove the object of a failed publish");
+                }
+            }
+        });
+    }
+}
+
+pub fn check_title(title: &str) -> Result<()> {
+    if title.is_empty() {
+        return Err(Error::invalid("title is required"));
+    }
+    check_length("title", title, 1, 100)
+}
+
+impl VideoService {
+    pub fn new(repo: VideoRepo, storage: Arc<dyn ObjectStore>, clients: Clients, settings: VideoSettings) -> Self {
+        Self { repo, storage, clients, settings: Arc::new(settings) }
+    }
+
+    pub fn repo(&self) -> &VideoRepo {
+        &self.repo
+    }
+
+    /// Receives the upload into a temporary file, checks it, stores the video
+    /// and its cover, then inserts the row. Any failure leaves nothing behind.
+    pub async fn publish<S>(&self, mut upload: S) -> Result<i64>
+    where
+        S: Stream<Item = Result<Upload>> + Unpin,
+    {
+        tokio::fs::create_dir_all(&self.settings.tmp_dir)
+            .await
+            .map_err(|e| Error::internal(format!("tmp dir: {e}")))?;
+        let tmp = tempfile::Builder::new()
+            .prefix("upload-")
+            .tempdir_in(&self.settings.tmp_dir)
+            .map_err(|e| Error::internal(format!("tmp dir: {e}")))?;
+        let video_path = tmp.path().join("video");
+        let mut file =
+            tokio::fs::File::create(&video_path).await.map_err(|e| Error::internal(format!("tmp file: {e}")))?;
+        let mut header: Option<(i64, String)> = None;
+        let mut size: u64 = 0;
+        let mut head: Vec<u8> = Vec::with_capacity(sniff::SNIFF_LEN);
+        while let Some(part) = upload.next().await {
+            match part? {
+                Upload::Header { author_id, title } => {
+                    check_title(&title)?;
+                    header = Some((author_id, title));
+                }
+                Upload::Data(bytes) => {
+                    size += bytes.len() as u64;
+                    if size > self.settings.max_upload_bytes {
+                        return Err(Error::TooLarge(format!(
+                            "data is larger than the limit of {} bytes",
+                            self.settings.max_upload_bytes
+                        )));
+                    }
+                    if head.len() < sniff::SNIFF_LEN {
+                        let take = (sniff::SNIFF_LEN - head.len()).min(bytes.len());
+                        head.extend_from_slice(&bytes[..take]);
+                    }
+                    file.write_all(&bytes).await.map_err(|e| Error::internal(format!("tmp write: {e}")))?;
+                }
+            }
+        }
+        file.flush().await.map_err(|e| Error::internal(format!("tmp write: {e}")))?;
+        drop(file);
+        let (author_id, title) = header.ok_or_else(|| Error::invalid("title is required"))?;
+        if author_id <= 0 {
+            return Err(Error::Unauthenticated("a signed-in user is required".into()));
+        }
+        if size == 0 {
+            return Err(Error::invalid("data is empty; attach a video file"));
+        }
+        let container = sniff::sniff(&head)
+            .ok_or_else(|| Error::invalid("data is not a video (MP4, QuickTime or WebM expected)"))?;
+        self.store(author_id, &title, container, &video_path, tmp.path()).await
+    }
+
+    async fn store(
+        &self,
+        author_id: i64,
+        title: &str,
+        container: Container,
+        video_path: &std::path::Path,
+        tmp: &std::path::Path,
+    ) -> Result<i64> {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let play_key = format!("videos/{id}.{}", container.extension());
+        let mut written = Written { storage: self.storage.clone(), keys: Vec::new(), committed: false };
+        self.storage.put_file(&play_key, video_path, container.content_type()).await?;
+        written.keys.push(play_key.clone());
+
+        let cover_path = tmp.join("cover.jpg");
+        let mut cover_key = String::new();
+        if cover::first_frame(&self.settings.ffmpeg, video_path, &cover_path, self.settings.cover_timeout).await {
+            let key = format!("covers/{id}.jpg");
+            self.storage.put_file(&key, &cover_path, "image/jpeg").await?;
+            written.keys.push(key.clone());
+            cover_key = key;
+        }
+
+        let row = self.repo.insert(author_id, title, &play_key, &cover_key).await?;
+        written.committed = true;
+        tracing::info!(video_id = row.id, author_id, "video published");
+        counts::refresh(&self.clients, vec![row.id], vec![author_id]).await;
+        Ok(row.id)
+    }
+
+    /// The feed page before `before_ms` (0 = now).
+    pub async fn feed(&self, before_ms: i64, viewer_id: i64, limit: u32) -> Result<Vec<Video>> {
+        let before = if before_ms <= 0 { i64::MAX } else { before_ms };
+        let limit = if limit == 0 { FEED_LIMIT } else { limit.min(FEED_LIMIT) };
+        let rows = self.repo.feed(before, i64::from(limit)).await?;
+        self.assemble(rows, viewer_id).await
+    }
+
+    /// Videos published by `user_id`, newest first; an unknown user is refused.
+    pub async fn publish_list(&self, user_id: i64, viewer_id: i64) -> Result<Vec<Video>> {
+        if user_id <= 0 {
+            return Err(Error::invalid("user_id must be a positive integer"));
+        }
+        let rows = self.repo.by_author(user_id, LIST_LIMIT).await?;
+        if rows.is_empty() {
+            let mut user = self.clients.user.clone();
+            let found = user.existing_users(douyin_proto::common::Ids { ids: vec![user_id] }).await?.into_inner().ids;
+            if found.is_empty() {
+                return Err(Error::not_found(format!("user {user_id} does not exist")));
+            }
+        }
+        self.assemble(rows, viewer_id).await
+    }
+
+    /// Videos of `ids` in that order (unknown ones left out).
+    pub async fn videos(&self, ids: &[i64], viewer_id: i64) -> Result<Vec<Video>> {
+        let wanted = ids::unique(ids);
+        let mut by_id: HashMap<i64, VideoRow> =
+            self.repo.by_ids(&wanted).await?.into_iter().map(|r| (r.id, r)).collect();
+        let rows = wanted.iter().filter_map(|id| by_id.remove(id)).collect();
+        self.assemble(rows, viewer_id).await
+    }
+
+    pub async fn authors(&self, ids: &[i64]) -> Result<Vec<(i64, i64)>> {
+        let wanted = ids::unique(ids);
+        Ok(self.repo.by_ids(&wanted).await?.into_iter().map(|r| (r.id, r.author_id)).collect())
+    }
+
+    /// Authors, counts and the viewer's likes for a whole page: one call each.
+    async fn assemble(&self, rows: Vec<VideoRow>, viewer_id: i64) -> Result<Vec<Video>> {
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let video_ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+        let author_ids = ids::unique(&rows.iter().map(|r| r.author_id).collect::<Vec<_>>());
+        let authors = async {
+            let mut user = self.clients.user.clone();
+            let users = user
+                .get_users(GetUsersRequest { ids: author_ids.clone(), viewer_id })
+                .await?
+                .into_inner()
+                .users;
+            Ok::<HashMap<i64, User>, Error>(users.into_iter().map(|u| (u.id, u)).collect())
+        };
+        let counts = async {
+            let mut counter = self.clients.counter.clone();
+            let reply = counter.counts(CountsRequest { video_ids: video_ids.clone(), user_ids: vec![] }).await?;
+            Ok::<HashMap<i64, _>, Error>(reply.into_inner().videos.into_iter().map(|c| (c.video_id, c)).collect())
+        };
+        let likes = async {
+            if viewer_id <= 0 {
+                return Ok::<Vec<bool>, Error>(vec![false; video_ids.len()]);
+            }
+            let mut interaction = self.clients.interaction.clone();
+            let reply =
+                interaction.favorite_flags(FlagsRequest { user_id: viewer_id, ids: video_ids.clone() }).await?;
+            Ok(reply.into_inner().flags)
+        };
+        let (authors, counts, likes) = tokio::try_join!(authors, counts, likes)?;
+        let mut videos = Vec::with_capacity(rows.len());
+        for (i, row) in rows.into_iter().enumerate() {
+            let c = counts.get(&row.id).copied().unwrap_or_default();
+            let cover_url = if row.cover_key.is_empty() {
+                DEFAULT_COVER.to_owned()
+            } else {
+                self.storage.public_url(&row.cover_key).await?
+            };
+            videos.push(Video {
+                id: row.id,
+                author: Some(authors.get(&row.author_id).cloned().unwrap_or(User {
+                    id: row.author_id,
+                    name: String::new(),
+                    ..Default::default()
+                })),
+                play_url: self.storage.public_url(&row.play_key).await?,
+                cover_url,
+                favorite_count: c.favorite_count,
+                comment_count: c.comment_count,
+                is_favorite: likes.get(i).copied().unwrap_or(false),
+                title: row.title,
+                published_at_ms: row.published_at_ms,
+            });
+        }
+        Ok(videos)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn titles_are_checked() {
+        assert!(check_title("my first video").is_ok());
+        assert!(check_title("../../etc/passwd").is_ok(), "stored as text, never used as a path");
+        assert!(check_title(&"字".repeat(100)).is_ok());
+        assert!(check_title(&"字".repeat(101)).is_err());
+        assert!(check_title("").is_err());
+        assert!(check_title("nul\0byte").is_err());
+    }
+}
