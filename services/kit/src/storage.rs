@@ -27,6 +27,8 @@ pub trait ObjectStore: Send + Sync + 'static {
     /// Removes `key`; removing a missing key is not an error.
     async fn delete(&self, key: &str) -> Result<()>;
     async fn exists(&self, key: &str) -> Result<bool>;
+    /// Every key starting with `prefix` ("" for all), in no particular order.
+    async fn list(&self, prefix: &str) -> Result<Vec<String>>;
     /// What a client GETs: an absolute URL, or a gateway path under `/media/`.
     async fn public_url(&self, key: &str) -> Result<String>;
     async fn ping(&self) -> Result<()>;
@@ -84,9 +86,9 @@ impl ObjectStore for LocalStore {
             tokio::fs::create_dir_all(parent).await.map_err(|e| Error::internal(format!("media dir: {e}")))?;
         }
         // Copy to a temporary name first so a reader never sees half a file.
-        let tmp = target.with_extension(format!("part-{}", uuid::Uuid::new_v4().simple()));
-        tokio::fs::copy(path, &tmp).await.map_err(|e| Error::internal(format!("storing media: {e}")))?;
-        tokio::fs::rename(&tmp, &target).await.map_err(|e| Error::internal(format!("storing media: {e}")))?;
+        let tmp = PartFile(target.with_extension(format!("part-{}", uuid::Uuid::new_v4().simple())));
+        tokio::fs::copy(path, &tmp.0).await.map_err(|e| Error::internal(format!("storing media: {e}")))?;
+        tokio::fs::rename(&tmp.0, &target).await.map_err(|e| Error::internal(format!("storing media: {e}")))?;
         Ok(())
     }
 
@@ -104,6 +106,16 @@ impl ObjectStore for LocalStore {
         Ok(tokio::fs::try_exists(self.root.join(key)).await.unwrap_or(false))
     }
 
+    async fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        let root = self.root.clone();
+        let prefix = prefix.to_owned();
+        let keys = tokio::task::spawn_blocking(move || walk(&root, &root))
+            .await
+            .map_err(|e| Error::internal(format!("listing media: {e}")))?
+            .map_err(|e| Error::internal(format!("listing media: {e}")))?;
+        Ok(keys.into_iter().filter(|k| k.starts_with(&prefix)).collect())
+    }
+
     async fn public_url(&self, key: &str) -> Result<String> {
         Ok(format!("{MEDIA_PREFIX}{key}"))
     }
@@ -118,6 +130,36 @@ impl ObjectStore for LocalStore {
     fn local_dir(&self) -> Option<&Path> {
         Some(&self.root)
     }
+}
+
+/// A file being written; removed unless renamed into place (a failed or
+/// cancelled copy leaves nothing).
+struct PartFile(PathBuf);
+
+impl Drop for PartFile {
+    fn drop(&mut self) {
+        match std::fs::remove_file(&self.0) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => tracing::warn!(%error, path = %self.0.display(), "could not remove a partial media file"),
+        }
+    }
+}
+
+/// Keys (paths relative to `root`, `/`-separated) of every file under `dir`.
+fn walk(root: &Path, dir: &Path) -> std::io::Result<Vec<String>> {
+    let mut keys = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let path = entry.path();
+        if entry.file_type()?.is_dir() {
+            keys.extend(walk(root, &path)?);
+        } else if let Ok(relative) = path.strip_prefix(root) {
+            let parts: Vec<_> = relative.components().map(|c| c.as_os_str().to_string_lossy()).collect();
+            keys.push(parts.join("/"));
+        }
+    }
+    Ok(keys)
 }
 
 /// Objects in an S3-API bucket, path-style addressing (as MinIO deployments use).
@@ -218,8 +260,18 @@ impl ObjectStore for S3Store {
         }
     }
 
+    async fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        let mut keys = Vec::new();
+        let mut pages = self.client.list_objects_v2().bucket(&self.bucket).prefix(prefix).into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| s3_error("list", e))?;
+            keys.extend(page.contents().iter().filter_map(|o| o.key().map(str::to_owned)));
+        }
+        Ok(keys)
+    }
+
     async fn public_url(&self, key: &str) -> Result<String> {
-        let presigning = PresigningConfig::expires_in(self.expiry).map_err(|e| Error::internal(e))?;
+        let presigning = PresigningConfig::expires_in(self.expiry).map_err(Error::internal)?;
         let request = self
             .presigner
             .get_object()
@@ -253,10 +305,13 @@ pub mod suite {
         assert!(!store.exists(&key).await.unwrap());
         store.put_file(&key, &file, "video/mp4").await.unwrap();
         assert!(store.exists(&key).await.unwrap());
+        assert!(store.list("videos/").await.unwrap().contains(&key));
+        assert!(!store.list("covers/").await.unwrap().contains(&key));
         let url = store.public_url(&key).await.unwrap();
         assert!(url.contains(&key), "{url}");
         store.delete(&key).await.unwrap();
         assert!(!store.exists(&key).await.unwrap());
+        assert!(!store.list("").await.unwrap().contains(&key));
         store.delete(&key).await.unwrap();
         assert!(store.put_file("../escape", &file, "video/mp4").await.is_err());
     }
