@@ -60,6 +60,7 @@ impl video_service_server::VideoService for VideoGrpc {
                     Some(Ok(Upload::Header { author_id: h.author_id, title: h.title }))
                 }
                 Ok(PublishChunk { part: Some(Part::Data(bytes)) }) => Some(Ok(Upload::Data(bytes.into()))),
+                Ok(PublishChunk { part: Some(Part::End(end)) }) => Some(Ok(Upload::End { size: end.size })),
                 Ok(PublishChunk { part: None }) => None,
                 Err(status) => Some(Err(Error::from(status))),
             }

@@ -53,13 +53,28 @@ pub struct VideoService {
 pub enum Upload {
     Header { author_id: i64, title: String },
     Data(Bytes),
+    /// Sent last: the whole file, `size` bytes, has been sent. A stream that
+    /// stops without it was cut off and is discarded.
+    End { size: u64 },
 }
 
-/// Objects written so far; removed on drop unless the publish committed.
+/// Objects of a publish in progress. A failed publish removes them before it
+/// answers; a cancelled one (the caller went away) when this is dropped.
 struct Written {
     storage: Arc<dyn ObjectStore>,
     keys: Vec<String>,
     committed: bool,
+}
+
+impl Written {
+    /// Removes every object now (removing one that was never written is fine).
+    async fn remove(&mut self) {
+        for key in std::mem::take(&mut self.keys) {
+            if let Err(error) = self.storage.delete(&key).await {
+                tracing::error!(%error, %key, "could not remove the object of a failed publish");
+            }
+        }
+    }
 }
 
 impl Drop for Written {
@@ -113,9 +128,20 @@ impl VideoService {
             tokio::fs::File::create(&video_path).await.map_err(|e| Error::internal(format!("tmp file: {e}")))?;
         let mut header: Option<(i64, String)> = None;
         let mut size: u64 = 0;
+        let mut complete = false;
         let mut head: Vec<u8> = Vec::with_capacity(sniff::SNIFF_LEN);
         while let Some(part) = upload.next().await {
-            match part? {
+            let part = part?;
+            if complete {
+                return Err(Error::invalid("nothing may follow the end of an upload"));
+            }
+            match part {
+                Upload::End { size: sent } => {
+                    if sent != size {
+                        return Err(Error::invalid(format!("upload incomplete: {size} of {sent} bytes arrived")));
+                    }
+                    complete = true;
+                }
                 Upload::Header { author_id, title } => {
                     check_title(&title)?;
                     header = Some((author_id, title));
@@ -135,6 +161,9 @@ impl VideoService {
                     file.write_all(&bytes).await.map_err(|e| Error::internal(format!("tmp write: {e}")))?;
                 }
             }
+        }
+        if !complete {
+            return Err(Error::invalid("upload incomplete: the stream ended before its end marker"));
         }
         file.flush().await.map_err(|e| Error::internal(format!("tmp write: {e}")))?;
         drop(file);
@@ -158,26 +187,47 @@ impl VideoService {
         video_path: &std::path::Path,
         tmp: &std::path::Path,
     ) -> Result<i64> {
+        let mut written = Written { storage: self.storage.clone(), keys: Vec::new(), committed: false };
+        match self.store_objects(&mut written, author_id, title, container, video_path, tmp).await {
+            Ok(row) => {
+                written.committed = true;
+                tracing::info!(video_id = row.id, author_id, "video published");
+                counts::refresh(&self.clients, vec![row.id], vec![author_id]).await;
+                Ok(row.id)
+            }
+            Err(error) => {
+                written.remove().await;
+                Err(error)
+            }
+        }
+    }
+
+    /// Stores the video and its cover under generated keys, then inserts the
+    /// row. Each key is recorded before its upload starts, so an interrupted
+    /// upload is removed too.
+    async fn store_objects(
+        &self,
+        written: &mut Written,
+        author_id: i64,
+        title: &str,
+        container: Container,
+        video_path: &std::path::Path,
+        tmp: &std::path::Path,
+    ) -> Result<VideoRow> {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let play_key = format!("videos/{id}.{}", container.extension());
-        let mut written = Written { storage: self.storage.clone(), keys: Vec::new(), committed: false };
-        self.storage.put_file(&play_key, video_path, container.content_type()).await?;
         written.keys.push(play_key.clone());
+        self.storage.put_file(&play_key, video_path, container.content_type()).await?;
 
         let cover_path = tmp.join("cover.jpg");
         let mut cover_key = String::new();
         if cover::first_frame(&self.settings.ffmpeg, video_path, &cover_path, self.settings.cover_timeout).await {
             let key = format!("covers/{id}.jpg");
-            self.storage.put_file(&key, &cover_path, "image/jpeg").await?;
             written.keys.push(key.clone());
+            self.storage.put_file(&key, &cover_path, "image/jpeg").await?;
             cover_key = key;
         }
-
-        let row = self.repo.insert(author_id, title, &play_key, &cover_key).await?;
-        written.committed = true;
-        tracing::info!(video_id = row.id, author_id, "video published");
-        counts::refresh(&self.clients, vec![row.id], vec![author_id]).await;
-        Ok(row.id)
+        self.repo.insert(author_id, title, &play_key, &cover_key).await
     }
 
     /// The feed page before `before_ms` (0 = now).

@@ -6,7 +6,9 @@ use axum::{
     response::Response,
 };
 use douyin_kit::{Error, Result, db::now_ms};
-use douyin_proto::video::{FeedRequest, PublishChunk, PublishHeader, PublishListRequest, publish_chunk::Part};
+use douyin_proto::video::{
+    FeedRequest, PublishChunk, PublishEnd, PublishHeader, PublishListRequest, publish_chunk::Part,
+};
 use futures::future::{Either, select};
 use serde::Serialize;
 use tokio::sync::mpsc;
@@ -76,7 +78,9 @@ pub async fn publish_list(State(state): State<AppState>, headers: HeaderMap, par
 
 /// Streams the `data` part to the video role as it arrives; `token` and
 /// `title` may come in the query string, a Bearer header, or multipart fields
-/// before or after the file. Any refusal cancels the upload, leaving nothing.
+/// before or after the file. Only a body read to its end is followed by the
+/// end marker; any refusal or a client that goes away cancels the upload,
+/// leaving nothing.
 pub async fn publish(State(state): State<AppState>, headers: HeaderMap, request: Request) -> Response {
     reply::<Nothing>(publish_inner(state, headers, request).await.map(|_| Nothing {}))
 }
@@ -107,6 +111,7 @@ async fn publish_inner(state: AppState, headers: HeaderMap, request: Request) ->
     let feed = Box::pin(async {
         let mut header_sent = false;
         let mut saw_data = false;
+        let mut size: u64 = 0;
         let send = |chunk: PublishChunk| {
             let tx = tx.clone();
             async move { tx.send(chunk).await.map_err(|_| Error::Unavailable("upload stream closed".into())) }
@@ -125,7 +130,10 @@ async fn publish_inner(state: AppState, headers: HeaderMap, request: Request) ->
                 saw_data = true;
                 loop {
                     match field.chunk().await {
-                        Ok(Some(bytes)) => send(PublishChunk { part: Some(Part::Data(bytes.to_vec())) }).await?,
+                        Ok(Some(bytes)) => {
+                            size += bytes.len() as u64;
+                            send(PublishChunk { part: Some(Part::Data(bytes.to_vec())) }).await?;
+                        }
                         Ok(None) => break,
                         Err(e) => return Err(body_error(e.status(), "uploaded file")),
                     }
@@ -156,6 +164,7 @@ async fn publish_inner(state: AppState, headers: HeaderMap, request: Request) ->
         if !header_sent {
             return Err(Error::invalid("title is required"));
         }
+        send(PublishChunk { part: Some(Part::End(PublishEnd { size })) }).await?;
         drop(tx);
         Ok(())
     });
@@ -165,7 +174,8 @@ async fn publish_inner(state: AppState, headers: HeaderMap, request: Request) ->
         Either::Left((Ok(()), call)) => Ok(call.await?.into_inner().video_id),
         // A refusal while reading: dropping the call cancels the upload.
         Either::Left((Err(error), _call)) => Err(error),
-        // The video role refused before the body ended (too large, not a video…).
+        // The video role answered before the body ended: a refusal (too
+        // large, bad title…), as it accepts nothing without the end marker.
         Either::Right((result, _feed)) => match result {
             Ok(reply) => Ok(reply.into_inner().video_id),
             Err(status) => Err(status.into()),
