@@ -33,7 +33,11 @@ pub fn routes(media_dir: Option<PathBuf>) -> Router<AppState> {
         .route("/readyz", get(ready))
         .fallback(fallback);
     if let Some(dir) = media_dir {
-        let media = tower_http::services::ServeDir::new(dir).append_index_html_on_directories(false);
+        // Keys are generated (`videos/<uuid>.mp4`), so the extension gives the
+        // type; ServeDir answers Range requests and refuses `..` segments.
+        let media = tower_http::services::ServeDir::new(dir)
+            .append_index_html_on_directories(false)
+            .not_found_service(axum::handler::HandlerWithoutStateExt::into_service(|| async { not_found() }));
         router = router.nest_service("/media", media);
     }
     router
