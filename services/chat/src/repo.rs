@@ -2,7 +2,7 @@
 
 use douyin_kit::{
     Error, Result,
-    db::{Db, inserted_id, now_ms, placeholders},
+    db::{Db, Dialect, inserted_id, now_ms, placeholders, retry_tx},
     error::is_unique_violation,
 };
 use douyin_proto::common::Message;
@@ -35,50 +35,62 @@ impl ChatRepo {
     }
 
     /// Stores a message with a `create_time` (ms) later than every earlier one
-    /// of the conversation.
+    /// of the conversation: the later of now and the newest time plus one.
+    ///
+    /// The newest time is read under a lock on the conversation (SQLite: the
+    /// write lock of `BEGIN IMMEDIATE`; MySQL: `FOR UPDATE` on its newest row),
+    /// so a message commits before any later one of the same conversation gets
+    /// its time. A poller that holds a message therefore already sees every
+    /// older one, across clock skew between replicas too.
     pub async fn insert(&self, from: i64, to: i64, content: &str) -> Result<Message> {
         let (lo, hi) = pair(from, to);
-        let mut create_time = now_ms();
-        let mut conn = self.db.pool().acquire().await?;
-        for _ in 0..1000 {
-            let inserted = sqlx::query(
-                "INSERT INTO messages (lo_user, hi_user, from_user_id, to_user_id, content, create_time) \
-                 VALUES (?, ?, ?, ?, ?, ?)",
-            )
-            .bind(lo)
-            .bind(hi)
-            .bind(from)
-            .bind(to)
-            .bind(content)
-            .bind(create_time)
-            .execute(&mut *conn)
-            .await;
-            match inserted {
-                Ok(r) => {
-                    let id = inserted_id(&mut conn, &r).await?;
-                    return Ok(Message { id, to_user_id: to, from_user_id: from, content: content.to_owned(), create_time });
-                }
-                Err(e) if is_unique_violation(&e) => {
-                    create_time = self.latest_time(lo, hi).await?.max(create_time) + 1;
-                }
-                Err(e) => return Err(e.into()),
+        for _ in 0..10 {
+            let attempt = retry_tx(|| async {
+                let mut tx = self.db.begin_write().await?;
+                let locking = match self.db.dialect() {
+                    Dialect::MySql => " FOR UPDATE",
+                    Dialect::Sqlite => "",
+                };
+                let sql = format!(
+                    "SELECT create_time FROM messages WHERE lo_user = ? AND hi_user = ? \
+                     ORDER BY create_time DESC LIMIT 1{locking}"
+                );
+                let newest: Option<i64> = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(lo)
+                    .bind(hi)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .map(|r| r.try_get(0))
+                    .transpose()?;
+                let create_time = newest.map_or(now_ms(), |t| now_ms().max(t + 1));
+                let inserted = sqlx::query(
+                    "INSERT INTO messages (lo_user, hi_user, from_user_id, to_user_id, content, create_time) \
+                     VALUES (?, ?, ?, ?, ?, ?)",
+                )
+                .bind(lo)
+                .bind(hi)
+                .bind(from)
+                .bind(to)
+                .bind(content)
+                .bind(create_time)
+                .execute(&mut *tx)
+                .await;
+                let id = match inserted {
+                    Ok(r) => inserted_id(&mut tx, &r).await?,
+                    // Another writer took this time (MySQL without gap locks on
+                    // an empty conversation): read again.
+                    Err(e) if is_unique_violation(&e) => return Ok(None),
+                    Err(e) => return Err(e.into()),
+                };
+                tx.commit().await?;
+                Ok(Some(Message { id, to_user_id: to, from_user_id: from, content: content.to_owned(), create_time }))
+            })
+            .await?;
+            if let Some(message) = attempt {
+                return Ok(message);
             }
         }
         Err(Error::Unavailable("could not allocate a message time".into()))
-    }
-
-    async fn latest_time(&self, lo: i64, hi: i64) -> Result<i64> {
-        let row = sqlx::query(
-            "SELECT create_time FROM messages WHERE lo_user = ? AND hi_user = ? ORDER BY create_time DESC LIMIT 1",
-        )
-        .bind(lo)
-        .bind(hi)
-        .fetch_optional(self.db.pool())
-        .await?;
-        Ok(match row {
-            Some(r) => r.try_get(0)?,
-            None => 0,
-        })
     }
 
     /// The conversation of `a` and `b` after `after_ms`, oldest first.

@@ -353,9 +353,43 @@ async fn polling_with_the_newest_time_receives_every_message_once() {
         assert_eq!((m["from_user_id"].as_i64(), m["to_user_id"].as_i64()), (Some(from), Some(to)), "{m}");
     }
 
+    // Both sides sending at once while the receiver polls: nothing is missed
+    // or repeated.
+    let newest = got.last().unwrap()["create_time"].as_i64().unwrap();
+    let burst = async |token: &str, to: i64, tag: &str| {
+        let contents: Vec<String> = (0..8).map(|i| format!("{tag} {i}")).collect();
+        let sends = contents.iter().map(|content| send(&app, token, to, content));
+        for reply in futures::future::join_all(sends).await {
+            assert_ok(&reply);
+        }
+    };
+    let poller = async {
+        let mut got: Vec<Value> = Vec::new();
+        let mut newest = newest;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while got.len() < 16 && Instant::now() < deadline {
+            let fresh = chat(&app, &tb, a, Some(newest)).await;
+            assert_ordered(&fresh);
+            if let Some(last) = fresh.last() {
+                newest = last["create_time"].as_i64().unwrap();
+            }
+            got.extend(fresh);
+            tokio::task::yield_now().await;
+        }
+        got
+    };
+    let ((), (), burst_got) = tokio::join!(burst(&ta, b, "from a"), burst(&tb, a, "from b"), poller);
+    assert_ordered(&burst_got);
+    let mut contents: Vec<String> = burst_got.iter().map(|m| m["content"].as_str().unwrap().to_owned()).collect();
+    contents.sort();
+    let mut expected: Vec<String> = (0..8).flat_map(|i| [format!("from a {i}"), format!("from b {i}")]).collect();
+    expected.sort();
+    assert_eq!(contents, expected, "each message exactly once");
+    assert!(chat(&app, &tb, a, Some(burst_got.last().unwrap()["create_time"].as_i64().unwrap())).await.is_empty());
+
     // The whole conversation, from either side, without or with pre_msg_time 0.
     let whole = chat(&app, &ta, b, None).await;
-    assert_eq!(whole.len(), 15);
+    assert_eq!(whole.len(), 31);
     assert_ordered(&whole);
     assert_eq!(chat(&app, &tb, a, Some(0)).await, whole);
     assert_eq!(whole[..5], held[..]);
@@ -366,9 +400,52 @@ async fn polling_with_the_newest_time_receives_every_message_once() {
     assert!(chat(&app, &tc, a, None).await.is_empty());
     assert_ok(&send(&app, &tc, a, "private").await);
     assert_eq!(chat(&app, &ta, c, None).await.len(), 1);
-    assert_eq!(chat(&app, &ta, b, None).await.len(), 15);
+    assert_eq!(chat(&app, &ta, b, None).await.len(), 31);
     let refused = app.get("/douyin/message/chat/", &[("token", &ta), ("to_user_id", &b.to_string()), ("pre_msg_time", "soon")]).await;
     assert_refused(&refused, "pre_msg_time");
+    app.stop().await;
+}
+
+/// The app's database, opened directly (to stage what another replica wrote).
+async fn database(config: &Config) -> sqlx::AnyPool {
+    sqlx::any::install_default_drivers();
+    let url = config
+        .database_url
+        .clone()
+        .unwrap_or_else(|| format!("sqlite://{}/douyin.db", config.data_dir.display()));
+    sqlx::any::AnyPoolOptions::new().max_connections(1).connect(&url).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_replica_with_its_clock_ahead_does_not_hide_later_messages() {
+    let app = TestApp::spawn().await;
+    let (a, ta) = app.register("skew-a").await;
+    let (b, tb) = app.register("skew-b").await;
+    // Another chat replica, its clock 5 s ahead, stored a message.
+    let ahead = now_ms() + 5_000;
+    let db = database(&app.config).await;
+    sqlx::query(
+        "INSERT INTO messages (lo_user, hi_user, from_user_id, to_user_id, content, create_time) \
+         VALUES (?, ?, ?, ?, ?, ?)",
+    )
+    .bind(a.min(b))
+    .bind(a.max(b))
+    .bind(a)
+    .bind(b)
+    .bind("from the future")
+    .bind(ahead)
+    .execute(&db)
+    .await
+    .unwrap();
+    db.close().await;
+
+    let held = chat(&app, &tb, a, None).await;
+    assert_eq!(held.len(), 1);
+    assert_ok(&send(&app, &ta, b, "sent after").await);
+    let fresh = chat(&app, &tb, a, Some(ahead)).await;
+    assert_eq!(fresh.len(), 1, "a poller holding the newest message still gets the next one");
+    assert_eq!(fresh[0]["content"], "sent after");
+    assert!(fresh[0]["create_time"].as_i64().unwrap() > ahead);
     app.stop().await;
 }
 
@@ -598,7 +675,7 @@ async fn a_message_sent_through_one_gateway_reaches_a_socket_on_another() {
     assert_eq!((pushed["content"].as_str(), pushed["from_user_id"].as_i64()), (Some("across"), Some(b)));
     assert_eq!(next_push(&mut b_socket, sent_at + PUSH_DEADLINE).await, pushed, "sender's session on the other replica");
     let stored = chat(&first, &ta, b, None).await;
-    assert_eq!(stored, [pushed.clone()]);
+    assert_eq!(stored, std::slice::from_ref(&pushed));
 
     // And back: sent through the first, received on the second.
     let sent_at = Instant::now();
