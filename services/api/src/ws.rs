@@ -14,7 +14,7 @@ use std::{
 use axum::{
     extract::{
         State,
-        ws::{Message, WebSocket, WebSocketUpgrade, rejection::WebSocketUpgradeRejection},
+        ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code, rejection::WebSocketUpgradeRejection},
     },
     http::{HeaderMap, StatusCode, Uri},
     response::{IntoResponse, Response},
@@ -32,6 +32,10 @@ use crate::{AppState, Need, Params, reply::Refusal};
 /// Messages queued per session before a slow client starts losing them.
 const SESSION_QUEUE: usize = 256;
 const PING_EVERY: Duration = Duration::from_secs(25);
+/// A session that sends nothing (not even a pong) for this long is closed.
+const SILENT_LIMIT: Duration = Duration::from_secs(60);
+/// How long an upgrade waits for the push bus to be subscribed.
+const BUS_WAIT: Duration = Duration::from_secs(3);
 /// Largest frame a client may send.
 const MAX_CLIENT_FRAME: usize = 16 * 1024;
 /// Frames a client may send per minute before the session is closed.
@@ -43,13 +47,20 @@ type Sessions = HashMap<i64, Vec<(u64, mpsc::Sender<String>)>>;
 pub struct Hub {
     sessions: Mutex<Sessions>,
     next_id: AtomicU64,
+    pubsub: Arc<dyn PubSub>,
+    shutdown: Shutdown,
 }
 
 impl Hub {
     /// Starts forwarding published messages to local sessions.
     pub fn start(pubsub: Arc<dyn PubSub>, shutdown: Shutdown) -> Arc<Hub> {
-        let hub = Arc::new(Hub { sessions: Mutex::default(), next_id: AtomicU64::new(1) });
         let mut messages = pubsub.subscribe(CHAT_MESSAGES);
+        let hub = Arc::new(Hub {
+            sessions: Mutex::default(),
+            next_id: AtomicU64::new(1),
+            pubsub,
+            shutdown: shutdown.clone(),
+        });
         let forwarder = hub.clone();
         tokio::spawn(async move {
             loop {
@@ -95,11 +106,11 @@ impl Hub {
         }
     }
 
-    fn register(&self, user_id: i64) -> (u64, mpsc::Receiver<String>) {
+    fn register(self: &Arc<Self>, user_id: i64) -> Registration {
         let (tx, rx) = mpsc::channel(SESSION_QUEUE);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         self.lock().entry(user_id).or_default().push((id, tx));
-        (id, rx)
+        Registration { hub: self.clone(), user_id, id, outgoing: rx }
     }
 
     fn unregister(&self, user_id: i64, id: u64) {
@@ -111,11 +122,27 @@ impl Hub {
             }
         }
     }
+}
 
+/// A session's place in the hub, taken before the upgrade completes (so a
+/// client that holds an open socket receives every message sent after) and
+/// given back when dropped, also when the upgrade never completes.
+struct Registration {
+    hub: Arc<Hub>,
+    user_id: i64,
+    id: u64,
+    outgoing: mpsc::Receiver<String>,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.hub.unregister(self.user_id, self.id);
+    }
 }
 
 /// Authenticates, then upgrades. A missing or bad token refuses the upgrade
-/// with 401 and the contract's JSON shape.
+/// with 401 and the contract's JSON shape; so does every other refusal, with
+/// the HTTP status of its `status_code`.
 pub async fn upgrade(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -125,34 +152,44 @@ pub async fn upgrade(
     let params = Params::from_query(uri.query());
     let user_id = match state.viewer(&params, &headers, Need::User).await {
         Ok(id) => id,
-        Err(error) => {
-            let mut response = Refusal(error).into_response();
-            *response.status_mut() = StatusCode::UNAUTHORIZED;
-            return response;
-        }
+        Err(error) => return refuse_upgrade(error),
     };
     let ws = match ws {
         Ok(ws) => ws,
-        Err(_) => {
-            return Refusal(Error::invalid("this route needs a WebSocket upgrade request")).into_response();
-        }
+        Err(_) => return refuse_upgrade(Error::invalid("this route needs a WebSocket upgrade request")),
     };
-    let hub = state.hub.clone();
+    if !state.hub.pubsub.until_listening(CHAT_MESSAGES, BUS_WAIT).await {
+        return refuse_upgrade(Error::Unavailable("push bus is not subscribed".into()));
+    }
+    let registration = state.hub.register(user_id);
+    let shutdown = state.hub.shutdown.clone();
     ws.max_message_size(MAX_CLIENT_FRAME)
         .max_frame_size(MAX_CLIENT_FRAME)
-        .on_upgrade(move |socket| session(socket, hub, user_id))
+        .on_upgrade(move |socket| session(socket, registration, shutdown))
 }
 
-async fn session(socket: WebSocket, hub: Arc<Hub>, user_id: i64) {
-    let (id, mut outgoing) = hub.register(user_id);
+fn refuse_upgrade(error: Error) -> Response {
+    let status = u16::try_from(error.status_code())
+        .ok()
+        .and_then(|code| StatusCode::from_u16(code).ok())
+        .unwrap_or(StatusCode::BAD_REQUEST);
+    let mut response = Refusal(error).into_response();
+    *response.status_mut() = status;
+    response
+}
+
+async fn session(socket: WebSocket, mut registration: Registration, shutdown: Shutdown) {
     let (mut sink, mut stream) = socket.split();
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.tick().await;
     let mut window = tokio::time::Instant::now();
     let mut frames = 0u32;
+    let mut last_heard = tokio::time::Instant::now();
+    let stopping = shutdown.wait();
+    tokio::pin!(stopping);
     loop {
         tokio::select! {
-            message = outgoing.recv() => match message {
+            message = registration.outgoing.recv() => match message {
                 Some(text) => {
                     if sink.send(Message::Text(text.into())).await.is_err() {
                         break;
@@ -161,13 +198,25 @@ async fn session(socket: WebSocket, hub: Arc<Hub>, user_id: i64) {
                 None => break,
             },
             _ = ping.tick() => {
+                if last_heard.elapsed() > SILENT_LIMIT {
+                    // The peer is gone without closing (no pong to our pings).
+                    break;
+                }
                 if sink.send(Message::Ping(Default::default())).await.is_err() {
                     break;
                 }
             }
+            () = &mut stopping => {
+                // Going away: the client reconnects, to another replica.
+                let close = CloseFrame { code: close_code::AWAY, reason: "server shutting down".into() };
+                let _ = sink.send(Message::Close(Some(close))).await;
+                break;
+            }
             incoming = stream.next() => match incoming {
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                Some(Ok(Message::Pong(_))) => last_heard = tokio::time::Instant::now(),
                 Some(Ok(_)) => {
+                    last_heard = tokio::time::Instant::now();
                     if window.elapsed() > Duration::from_secs(60) {
                         window = tokio::time::Instant::now();
                         frames = 0;
@@ -181,5 +230,4 @@ async fn session(socket: WebSocket, hub: Arc<Hub>, user_id: i64) {
             },
         }
     }
-    hub.unregister(user_id, id);
 }

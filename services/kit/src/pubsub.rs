@@ -6,7 +6,7 @@ use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use futures::StreamExt;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 use crate::{Config, Error, Result};
 
@@ -19,6 +19,14 @@ pub trait PubSub: Send + Sync + 'static {
     async fn publish(&self, channel: &str, payload: String) -> Result<()>;
     /// A receiver of everything published on `channel` from now on.
     fn subscribe(&self, channel: &str) -> Subscription;
+
+    /// Waits at most `timeout` until this process receives what is published
+    /// on `channel` (a subscription is live); false if it does not in time.
+    /// Redis subscribes in the background, and again after a reconnect.
+    async fn until_listening(&self, channel: &str, timeout: Duration) -> bool {
+        let _ = (channel, timeout);
+        true
+    }
 }
 
 pub async fn from_config(config: &Config) -> Result<Arc<dyn PubSub>> {
@@ -61,10 +69,11 @@ impl PubSub for MemoryPubSub {
 #[derive(Clone)]
 pub struct RedisPubSub {
     client: redis::Client,
-    publisher: redis::aio::ConnectionManager,
+    publisher: crate::telemetry::TracedConnection<redis::aio::ConnectionManager>,
     prefix: String,
     local: MemoryPubSub,
-    subscribed: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    /// Per subscribed channel: whether its Redis subscription is live.
+    listening: Arc<std::sync::Mutex<std::collections::HashMap<String, watch::Sender<bool>>>>,
 }
 
 impl RedisPubSub {
@@ -77,10 +86,10 @@ impl RedisPubSub {
             .map_err(|e| Error::Unavailable(format!("redis: {e}")))?;
         Ok(Self {
             client,
-            publisher,
+            publisher: crate::telemetry::TracedConnection::new(publisher),
             prefix: prefix.to_owned(),
             local: MemoryPubSub::default(),
-            subscribed: Arc::default(),
+            listening: Arc::default(),
         })
     }
 
@@ -89,10 +98,12 @@ impl RedisPubSub {
     }
 
     fn ensure_listener(&self, channel: &str) {
-        let mut subscribed = self.subscribed.lock().unwrap_or_else(|e| e.into_inner());
-        if !subscribed.insert(channel.to_owned()) {
+        let mut listening = self.listening.lock().unwrap_or_else(|e| e.into_inner());
+        if listening.contains_key(channel) {
             return;
         }
+        let live = watch::Sender::new(false);
+        listening.insert(channel.to_owned(), live.clone());
         let client = self.client.clone();
         let redis_channel = self.channel(channel);
         let local = self.local.sender(channel);
@@ -103,12 +114,9 @@ impl RedisPubSub {
                     Ok(mut pubsub) => {
                         if pubsub.subscribe(&redis_channel).await.is_ok() {
                             backoff = Duration::from_millis(100);
-                            let mut messages = pubsub.into_on_message();
-                            while let Some(msg) = messages.next().await {
-                                if let Ok(payload) = msg.get_payload::<String>() {
-                                    let _ = local.send(payload);
-                                }
-                            }
+                            live.send_replace(true);
+                            forward(pubsub, &local).await;
+                            live.send_replace(false);
                         }
                         tracing::warn!(channel = %redis_channel, "redis subscription ended; resubscribing");
                     }
@@ -120,6 +128,36 @@ impl RedisPubSub {
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
         });
+    }
+}
+
+/// How often an idle subscription checks that its connection is alive.
+const LIVENESS_EVERY: Duration = Duration::from_secs(15);
+
+/// Fans payloads out to local receivers until the connection ends or stops
+/// answering pings (a half-open connection would otherwise look subscribed
+/// forever).
+async fn forward(pubsub: redis::aio::PubSub, local: &broadcast::Sender<String>) {
+    let (mut sink, mut messages) = pubsub.split();
+    let mut check = tokio::time::interval(LIVENESS_EVERY);
+    check.tick().await;
+    loop {
+        tokio::select! {
+            msg = messages.next() => match msg {
+                Some(msg) => {
+                    if let Ok(payload) = msg.get_payload::<String>() {
+                        let _ = local.send(payload);
+                    }
+                }
+                None => return,
+            },
+            _ = check.tick() => {
+                let pong = tokio::time::timeout(LIVENESS_EVERY, sink.ping::<redis::Value>()).await;
+                if !matches!(pong, Ok(Ok(_))) {
+                    return;
+                }
+            }
+        }
     }
 }
 
@@ -139,6 +177,12 @@ impl PubSub for RedisPubSub {
         let receiver = self.local.subscribe(channel);
         self.ensure_listener(channel);
         receiver
+    }
+
+    async fn until_listening(&self, channel: &str, timeout: Duration) -> bool {
+        let live = self.listening.lock().unwrap_or_else(|e| e.into_inner()).get(channel).map(watch::Sender::subscribe);
+        let Some(mut live) = live else { return false };
+        matches!(tokio::time::timeout(timeout, live.wait_for(|up| *up)).await, Ok(Ok(_)))
     }
 }
 
