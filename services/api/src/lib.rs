@@ -2,7 +2,9 @@
 //! and the web client, and pushes chat messages over WebSocket.
 
 mod auth;
+mod openapi;
 mod params;
+mod ratelimit;
 mod reply;
 mod routes;
 mod web;
@@ -19,6 +21,7 @@ use axum::{
 use douyin_kit::{
     Config, Error, Result,
     auth::Tokens,
+    cache::Cache,
     grpc::Clients,
     health::Readiness,
     pubsub::PubSub,
@@ -37,6 +40,7 @@ pub struct AppState {
     known_users: Arc<auth::KnownUsers>,
     hub: Arc<ws::Hub>,
     readiness: Readiness,
+    limits: Arc<ratelimit::Limits>,
 }
 
 /// Whether a route needs a signed-in user.
@@ -79,6 +83,7 @@ pub fn router(
     clients: Clients,
     tokens: Tokens,
     pubsub: Arc<dyn PubSub>,
+    cache: Arc<dyn Cache>,
     media_dir: Option<PathBuf>,
     readiness: Readiness,
     shutdown: Shutdown,
@@ -91,6 +96,7 @@ pub fn router(
         known_users: Arc::default(),
         hub,
         readiness,
+        limits: Arc::new(ratelimit::Limits::new(&config, cache)),
     };
     let upload_limit = usize::try_from(config.max_upload_bytes).unwrap_or(usize::MAX).saturating_add(1 << 20);
     let mut app = Router::new();
@@ -104,8 +110,10 @@ pub fn router(
             .get(routes::video::publish)
             .layer(DefaultBodyLimit::max(upload_limit)),
     );
+    app = app.route("/openapi.json", axum::routing::get(openapi::serve));
     app = app.merge(web::routes(media_dir));
     app.layer(DefaultBodyLimit::max(usize::try_from(config.max_body_bytes).unwrap_or(usize::MAX)))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), ratelimit::enforce))
         .with_state(state)
 }
 

@@ -100,6 +100,9 @@ impl Params {
     }
 }
 
+/// Multipart parts a parameter body may carry.
+const MAX_PARTS: usize = 64;
+
 fn truncate(raw: &str) -> String {
     raw.chars().take(32).collect()
 }
@@ -128,12 +131,15 @@ impl<S: Send + Sync> FromRequest<S> for Params {
             let mut multipart = Multipart::from_request(req, state)
                 .await
                 .map_err(|_| Error::invalid("multipart body is malformed"))?;
-            loop {
+            for part in 1.. {
                 let field = match multipart.next_field().await {
                     Ok(Some(field)) => field,
                     Ok(None) => break,
                     Err(e) => return Err(body_error(e.status(), "multipart body").into()),
                 };
+                if part > MAX_PARTS {
+                    return Err(Error::invalid(format!("a request takes at most {MAX_PARTS} multipart parts")).into());
+                }
                 let Some(name) = field.name().map(str::to_owned) else { continue };
                 if field.file_name().is_some() {
                     // Files are only read by the publish route.

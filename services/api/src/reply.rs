@@ -10,6 +10,7 @@ use axum::{
 use douyin_kit::Error;
 use douyin_proto::common::{Comment, Message, User, Video};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 /// `status_code` and `status_msg` followed by the route's own keys.
 #[derive(Serialize)]
@@ -61,7 +62,7 @@ impl IntoResponse for Refusal {
     }
 }
 
-#[derive(Serialize, Default)]
+#[derive(Serialize, Default, ToSchema)]
 pub struct Empty {}
 
 /// Turns gateway paths (`/media/…`, `/static/…`) into absolute URLs.
@@ -76,7 +77,8 @@ impl Urls {
     }
 }
 
-#[derive(Serialize, Default, Clone)]
+#[derive(Serialize, Default, Clone, ToSchema)]
+#[schema(as = User)]
 pub struct UserJson {
     pub id: i64,
     pub name: String,
@@ -115,7 +117,8 @@ impl UserJson {
     }
 }
 
-#[derive(Serialize, Default, Clone)]
+#[derive(Serialize, Default, Clone, ToSchema)]
+#[schema(as = Video)]
 pub struct VideoJson {
     pub id: i64,
     pub author: UserJson,
@@ -146,7 +149,8 @@ impl VideoJson {
     }
 }
 
-#[derive(Serialize, Default, Clone)]
+#[derive(Serialize, Default, Clone, ToSchema)]
+#[schema(as = Comment)]
 pub struct CommentJson {
     pub id: i64,
     pub user: UserJson,
@@ -172,7 +176,8 @@ pub fn month_day(ms: i64) -> String {
     format!("{:02}-{:02}", u8::from(date.month()), date.day())
 }
 
-#[derive(Serialize, Default, Clone)]
+#[derive(Serialize, Default, Clone, ToSchema)]
+#[schema(as = FriendUser)]
 pub struct FriendJson {
     #[serde(flatten)]
     pub user: UserJson,
@@ -181,7 +186,8 @@ pub struct FriendJson {
     pub msg_type: i64,
 }
 
-#[derive(Serialize, Default, Clone, PartialEq, Eq, Debug)]
+#[derive(Serialize, Default, Clone, PartialEq, Eq, Debug, ToSchema)]
+#[schema(as = Message)]
 pub struct MessageJson {
     pub id: i64,
     pub to_user_id: i64,

@@ -229,6 +229,7 @@ pub async fn start(config: Config, roles: &[Role], shutdown: Shutdown) -> anyhow
             clients.clone(),
             tokens.clone().expect("tokens"),
             pubsub.clone(),
+            cache.clone(),
             media_dir,
             readiness.clone(),
             shutdown.clone(),

@@ -11,7 +11,7 @@ use crate::{
     routes::video::Nothing,
 };
 
-#[derive(Serialize, Default)]
+#[derive(Serialize, Default, utoipa::ToSchema)]
 pub struct MessageListBody {
     message_list: Vec<MessageJson>,
 }

@@ -11,12 +11,12 @@ use crate::{
     routes::video::{Nothing, VideoListBody},
 };
 
-#[derive(Serialize, Default)]
+#[derive(Serialize, Default, utoipa::ToSchema)]
 pub struct CommentBody {
     comment: CommentJson,
 }
 
-#[derive(Serialize, Default)]
+#[derive(Serialize, Default, utoipa::ToSchema)]
 pub struct CommentListBody {
     comment_list: Vec<CommentJson>,
 }

@@ -10,7 +10,7 @@ use crate::{
     routes::video::Nothing,
 };
 
-#[derive(Serialize, Default)]
+#[derive(Serialize, Default, utoipa::ToSchema)]
 pub struct UserListBody {
     user_list: Vec<UserJson>,
 }
@@ -21,7 +21,7 @@ impl UserListBody {
     }
 }
 
-#[derive(Serialize, Default)]
+#[derive(Serialize, Default, utoipa::ToSchema)]
 pub struct FriendListBody {
     user_list: Vec<FriendJson>,
 }

@@ -7,13 +7,13 @@ use serde::Serialize;
 
 use crate::{AppState, Need, Params, reply::{UserJson, reply}};
 
-#[derive(Serialize, Default)]
+#[derive(Serialize, Default, utoipa::ToSchema)]
 pub struct SessionBody {
     user_id: i64,
     token: String,
 }
 
-#[derive(Serialize, Default)]
+#[derive(Serialize, Default, utoipa::ToSchema)]
 pub struct UserBody {
     user: UserJson,
 }

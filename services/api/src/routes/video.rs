@@ -19,13 +19,13 @@ use crate::{
     reply::{VideoJson, reply},
 };
 
-#[derive(Serialize, Default)]
+#[derive(Serialize, Default, utoipa::ToSchema)]
 pub struct FeedBody {
     video_list: Vec<VideoJson>,
     next_time: i64,
 }
 
-#[derive(Serialize, Default)]
+#[derive(Serialize, Default, utoipa::ToSchema)]
 pub struct VideoListBody {
     video_list: Vec<VideoJson>,
 }
@@ -36,8 +36,11 @@ impl VideoListBody {
     }
 }
 
-#[derive(Serialize, Default)]
+#[derive(Serialize, Default, utoipa::ToSchema)]
 pub struct Nothing {}
+
+/// Multipart parts a publish may carry (`data`, `token`, `title` and a few spare).
+const MAX_PUBLISH_PARTS: usize = 8;
 
 /// `latest_time` in ms: absent or 0 = now; values below 10^12 are seconds.
 fn latest_time_ms(params: &Params) -> Result<i64> {
@@ -87,6 +90,7 @@ pub async fn publish(State(state): State<AppState>, headers: HeaderMap, request:
 
 async fn publish_inner(state: AppState, headers: HeaderMap, request: Request) -> Result<i64> {
     let mut params = Params::from_query(request.uri().query());
+    let quota = request.extensions().get::<crate::ratelimit::PublishQuota>().cloned();
     let is_multipart = request
         .headers()
         .get(CONTENT_TYPE)
@@ -111,6 +115,7 @@ async fn publish_inner(state: AppState, headers: HeaderMap, request: Request) ->
     let feed = Box::pin(async {
         let mut header_sent = false;
         let mut saw_data = false;
+        let mut parts = 0;
         let mut size: u64 = 0;
         let send = |chunk: PublishChunk| {
             let tx = tx.clone();
@@ -122,6 +127,10 @@ async fn publish_inner(state: AppState, headers: HeaderMap, request: Request) ->
                 Ok(None) => break,
                 Err(e) => return Err(body_error(e.status(), "multipart body")),
             };
+            parts += 1;
+            if parts > MAX_PUBLISH_PARTS {
+                return Err(Error::invalid(format!("publish takes at most {MAX_PUBLISH_PARTS} multipart parts")));
+            }
             let name = field.name().unwrap_or_default().to_owned();
             if name == "data" {
                 if saw_data {
@@ -147,6 +156,9 @@ async fn publish_inner(state: AppState, headers: HeaderMap, request: Request) ->
                     author = Some(state.viewer(&params, &headers, Need::User).await?);
                 }
                 if let (Some(author_id), Some(title)) = (author, params.get("title")) {
+                    if let Some(quota) = &quota {
+                        quota.admit(author_id).await?;
+                    }
                     send(PublishChunk {
                         part: Some(Part::Header(PublishHeader { author_id, title: title.to_owned() })),
                     })
