@@ -1,12 +1,17 @@
 //! Counts served from the cache, filled from the stats tables on a miss, and
 //! rankings kept in sorted sets that are rebuilt when the cache was lost.
+//!
+//! Every write of numbers read from the database is conditional: on the cache
+//! epoch read before the database read (a flush in between drops the write)
+//! and on the row version (an older read never replaces a newer one). So a
+//! flush at any moment, or a reader racing a writer, leaves no stale number.
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use douyin_kit::{
     Result,
-    cache::{Cache, versioned},
-    db::Db,
+    cache::{Cache, Ranked, versioned},
+    db::{Db, now_ms},
     ids, stats,
 };
 use douyin_proto::counter::{UserCounts, VideoCounts};
@@ -57,18 +62,19 @@ impl CounterService {
         Self { db, cache }
     }
 
-    /// Counts of many videos and users: one cache round trip, plus at most one
-    /// query per kind and one cache write for the misses.
+    /// Counts of many videos and users: one cache round trip, plus for misses
+    /// at most one query per kind and one cache write (and one more round trip
+    /// to start an epoch right after the cache was lost).
     pub async fn counts(&self, video_ids: &[i64], user_ids: &[i64]) -> Result<(Vec<VideoCounts>, Vec<UserCounts>)> {
         let video_ids = ids::unique(video_ids);
         let user_ids = ids::unique(user_ids);
         let keys: Vec<String> =
             video_ids.iter().map(|id| video_key(*id)).chain(user_ids.iter().map(|id| user_key(*id))).collect();
-        let cached = match self.cache.get_many(&keys).await {
-            Ok(values) => values,
+        let (mut epoch, cached) = match self.cache.get_many_with_epoch(&keys).await {
+            Ok(read) => read,
             Err(error) => {
                 tracing::warn!(%error, "cache unavailable; reading counts from the database");
-                vec![None; keys.len()]
+                (None, vec![None; keys.len()])
             }
         };
         let (cached_videos, cached_users) = cached.split_at(video_ids.len());
@@ -93,7 +99,13 @@ impl CounterService {
                 None => missing_users.push(*id),
             }
         }
+        let misses = missing_videos.len() + missing_users.len();
+        douyin_kit::metrics::cache_lookups("counts", (keys.len() - misses) as u64, misses as u64);
 
+        if epoch.is_none() && !(missing_videos.is_empty() && missing_users.is_empty()) {
+            // Before reading the database: fills carry the epoch they saw.
+            epoch = self.cache.epoch().await.ok();
+        }
         let mut fills = Vec::new();
         for s in stats::videos(self.db.pool(), &missing_videos).await? {
             fills.push((video_key(s.video_id), encode_video(&s)));
@@ -112,7 +124,9 @@ impl CounterService {
                 ),
             );
         }
-        if let Err(error) = self.cache.set_versioned(&fills, FILL_TTL).await {
+        if let Some(epoch) = &epoch
+            && let Err(error) = self.cache.set_versioned(epoch, &fills, FILL_TTL).await
+        {
             tracing::warn!(%error, "could not fill the counts cache");
         }
 
@@ -128,8 +142,10 @@ impl CounterService {
     }
 
     /// Re-reads the given rows after a writer committed, and updates cache
-    /// entries and rankings with them.
+    /// entries and rankings with them: one epoch read, one query per kind,
+    /// one write of the entries and one of both rankings.
     pub async fn refresh(&self, video_ids: &[i64], user_ids: &[i64]) -> Result<()> {
+        let epoch = self.cache.epoch().await?;
         let videos = stats::videos(self.db.pool(), &ids::unique(video_ids)).await?;
         let users = stats::users(self.db.pool(), &ids::unique(user_ids)).await?;
         let entries: Vec<(String, String)> = videos
@@ -137,11 +153,17 @@ impl CounterService {
             .map(|s| (video_key(s.video_id), encode_video(s)))
             .chain(users.iter().map(|s| (user_key(s.user_id), encode_user(s))))
             .collect();
-        self.cache.set_versioned(&entries, WRITE_TTL).await?;
-        let video_scores: Vec<(i64, i64)> = videos.iter().map(|s| (s.video_id, s.favorite_count)).collect();
-        let user_scores: Vec<(i64, i64)> = users.iter().map(|s| (s.user_id, s.follower_count)).collect();
-        self.cache.zadd(RANK_VIDEOS, &video_scores).await?;
-        self.cache.zadd(RANK_USERS, &user_scores).await?;
+        if !self.cache.set_versioned(&epoch, &entries, WRITE_TTL).await? {
+            // The cache was lost meanwhile; readers fill it from the database.
+            return Ok(());
+        }
+        let video_scores: Vec<Ranked> = videos
+            .iter()
+            .map(|s| Ranked { id: s.video_id, score: s.favorite_count, version: s.version })
+            .collect();
+        let user_scores: Vec<Ranked> =
+            users.iter().map(|s| Ranked { id: s.user_id, score: s.follower_count, version: s.version }).collect();
+        self.cache.zadd_versioned(&epoch, &[(RANK_VIDEOS, &video_scores), (RANK_USERS, &user_scores)]).await?;
         Ok(())
     }
 
@@ -155,18 +177,30 @@ impl CounterService {
         self.top(RANK_USERS, limit).await
     }
 
+    /// The ranking's top, rebuilt from the database once per cache epoch (its
+    /// marker names the epoch it was built in): two round trips when built.
     async fn top(&self, key: &str, limit: usize) -> Result<Vec<(i64, i64)>> {
         let limit = limit.clamp(1, MAX_TOP);
         let marker = format!("{key}:built");
-        let built = self.cache.get_many(std::slice::from_ref(&marker)).await?;
-        if built.first().is_none_or(Option::is_none) {
+        let (epoch, built) = self.cache.get_many_with_epoch(std::slice::from_ref(&marker)).await?;
+        let built_in = built.into_iter().next().flatten();
+        let is_built = matches!((&epoch, &built_in), (Some(e), Some(b)) if b.split_once(':').is_some_and(|(_, v)| v == e));
+        if !is_built {
+            let epoch = match epoch {
+                Some(epoch) => epoch,
+                None => self.cache.epoch().await?,
+            };
             let entries = if key == RANK_VIDEOS {
                 stats::top_videos(self.db.pool(), RANK_DEPTH).await?
             } else {
                 stats::top_users(self.db.pool(), RANK_DEPTH).await?
             };
-            self.cache.zadd(key, &entries).await?;
-            self.cache.set(&marker, "1", WRITE_TTL).await?;
+            if !self.cache.zadd_versioned(&epoch, &[(key, &entries)]).await? {
+                // Lost again while rebuilding: answer from the database.
+                return Ok(entries.into_iter().take(limit).map(|r| (r.id, r.score)).collect());
+            }
+            let mark = versioned(now_ms(), &epoch);
+            self.cache.set_versioned(&epoch, &[(marker, mark)], WRITE_TTL).await?;
         }
         let top = self.cache.ztop(key, limit).await?;
         Ok(top.into_iter().filter(|(_, score)| *score > 0).collect())

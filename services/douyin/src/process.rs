@@ -51,6 +51,8 @@ pub struct Running {
     pub http_addr: Option<SocketAddr>,
     pub grpc_addr: Option<SocketAddr>,
     pub admin_addr: SocketAddr,
+    /// The cache this process opened (tests flush it to prove nothing depends on it).
+    pub cache: Arc<dyn cache::Cache>,
     tasks: Vec<BoxFuture<'static, anyhow::Result<()>>>,
     shutdown: Shutdown,
     grace: std::time::Duration,
@@ -249,7 +251,7 @@ pub async fn start(config: Config, roles: &[Role], shutdown: Shutdown) -> anyhow
         admin = %admin_addr,
         "douyin started"
     );
-    Ok(Running { http_addr, grpc_addr, admin_addr, tasks, shutdown, grace: config.shutdown_grace() })
+    Ok(Running { http_addr, grpc_addr, admin_addr, cache, tasks, shutdown, grace: config.shutdown_grace() })
 }
 
 /// The admin listener: liveness, readiness and metrics.

@@ -18,19 +18,14 @@ pub async fn refresh(clients: &Clients, video_ids: Vec<i64>, user_ids: Vec<i64>)
     }
 }
 
-fn retry(
-    mut counter: CounterServiceClient<GrpcChannel>,
-    request: CountsRequest,
-) -> impl Future<Output = ()> + Send {
-    async move {
-        let mut delay = Duration::from_millis(200);
-        for _ in 0..8 {
-            tokio::time::sleep(delay).await;
-            if counter.refresh(request.clone()).await.is_ok() {
-                return;
-            }
-            delay = (delay * 2).min(Duration::from_secs(10));
+async fn retry(mut counter: CounterServiceClient<GrpcChannel>, request: CountsRequest) {
+    let mut delay = Duration::from_millis(200);
+    for _ in 0..8 {
+        tokio::time::sleep(delay).await;
+        if counter.refresh(request.clone()).await.is_ok() {
+            return;
         }
-        tracing::error!("count refresh gave up; cached counts expire within the hour");
+        delay = (delay * 2).min(Duration::from_secs(10));
     }
+    tracing::error!("count refresh gave up; cached counts expire within the hour");
 }

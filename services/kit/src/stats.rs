@@ -4,7 +4,7 @@
 
 use sqlx::{AnyConnection, Row};
 
-use crate::{Result, db::placeholders};
+use crate::{Result, cache::Ranked, db::placeholders};
 
 pub static MIGRATIONS: crate::db::ServiceMigrations = crate::db::ServiceMigrations {
     service: "stats",
@@ -152,26 +152,30 @@ pub async fn videos(pool: &sqlx::AnyPool, ids: &[i64]) -> Result<Vec<VideoStats>
         .collect()
 }
 
-/// The `limit` most-liked videos (ties: lower id first).
-pub async fn top_videos(pool: &sqlx::AnyPool, limit: i64) -> Result<Vec<(i64, i64)>> {
+/// The `limit` most-liked videos (ties: lower id first), scores with versions.
+pub async fn top_videos(pool: &sqlx::AnyPool, limit: i64) -> Result<Vec<Ranked>> {
     let rows = sqlx::query(
-        "SELECT video_id, favorite_count FROM video_stats WHERE favorite_count > 0 \
+        "SELECT video_id, favorite_count, version FROM video_stats WHERE favorite_count > 0 \
          ORDER BY favorite_count DESC, video_id LIMIT ?",
     )
     .bind(limit)
     .fetch_all(pool)
     .await?;
-    rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
+    rows.iter().map(ranked).collect()
 }
 
-/// The `limit` most-followed users (ties: lower id first).
-pub async fn top_users(pool: &sqlx::AnyPool, limit: i64) -> Result<Vec<(i64, i64)>> {
+/// The `limit` most-followed users (ties: lower id first), scores with versions.
+pub async fn top_users(pool: &sqlx::AnyPool, limit: i64) -> Result<Vec<Ranked>> {
     let rows = sqlx::query(
-        "SELECT user_id, follower_count FROM user_stats WHERE follower_count > 0 \
+        "SELECT user_id, follower_count, version FROM user_stats WHERE follower_count > 0 \
          ORDER BY follower_count DESC, user_id LIMIT ?",
     )
     .bind(limit)
     .fetch_all(pool)
     .await?;
-    rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
+    rows.iter().map(ranked).collect()
+}
+
+fn ranked(r: &sqlx::any::AnyRow) -> Result<Ranked> {
+    Ok(Ranked { id: r.try_get(0)?, score: r.try_get(1)?, version: r.try_get(2)? })
 }

@@ -15,6 +15,8 @@ pub struct TestApp {
     pub config: Config,
     pub grpc_addr: SocketAddr,
     pub admin_addr: SocketAddr,
+    /// The app's cache (Redis under the test's prefix, or the in-process one).
+    pub cache: std::sync::Arc<dyn douyin_kit::cache::Cache>,
     trigger: shutdown::ShutdownTrigger,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
     _data_dir: tempfile::TempDir,
@@ -94,9 +96,10 @@ impl TestApp {
         let base = format!("http://{}", running.http_addr.unwrap());
         let grpc_addr = running.grpc_addr.unwrap();
         let admin_addr = running.admin_addr;
+        let cache = running.cache.clone();
         let task = tokio::spawn(running.wait());
         let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
-        TestApp { base, http, config, grpc_addr, admin_addr, trigger, task, _data_dir: data_dir, schema }
+        TestApp { base, http, config, grpc_addr, admin_addr, cache, trigger, task, _data_dir: data_dir, schema }
     }
 
     /// Stops the app and drops its schema.

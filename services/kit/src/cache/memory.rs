@@ -1,0 +1,171 @@
+//! The embedded cache: the same semantics as Redis inside one process.
+
+use std::{
+    collections::{BTreeSet, HashMap},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use async_trait::async_trait;
+
+use super::{Cache, EPOCH_KEY, Ranked, new_epoch, version_of};
+use crate::Result;
+
+#[derive(Default)]
+struct SortedSet {
+    scores: HashMap<i64, i64>,
+    versions: HashMap<i64, i64>,
+    order: BTreeSet<(std::cmp::Reverse<i64>, i64)>,
+}
+
+#[derive(Default)]
+struct MemoryState {
+    values: HashMap<String, (String, Instant)>,
+    sets: HashMap<String, SortedSet>,
+    epoch: Option<String>,
+}
+
+impl MemoryState {
+    fn in_epoch(&self, epoch: &str) -> bool {
+        self.epoch.as_deref() == Some(epoch)
+    }
+}
+
+/// The embedded cache: the same semantics as [`RedisCache`] in one process.
+#[derive(Default, Clone)]
+pub struct MemoryCache {
+    state: Arc<Mutex<MemoryState>>,
+    commands: Arc<AtomicU64>,
+}
+
+impl MemoryCache {
+    fn state(&self) -> std::sync::MutexGuard<'_, MemoryState> {
+        self.commands.fetch_add(1, Ordering::Relaxed);
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[async_trait]
+impl Cache for MemoryCache {
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<String>>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = Instant::now();
+        let state = self.state();
+        Ok(keys
+            .iter()
+            .map(|k| {
+                if k == EPOCH_KEY {
+                    return state.epoch.clone();
+                }
+                state.values.get(k).filter(|(_, exp)| *exp > now).map(|(v, _)| v.clone())
+            })
+            .collect())
+    }
+
+    async fn epoch(&self) -> Result<String> {
+        let mut state = self.state();
+        Ok(state.epoch.get_or_insert_with(new_epoch).clone())
+    }
+
+    async fn set_versioned(&self, epoch: &str, entries: &[(String, String)], ttl: Duration) -> Result<bool> {
+        if entries.is_empty() {
+            return Ok(true);
+        }
+        let now = Instant::now();
+        let mut state = self.state();
+        if !state.in_epoch(epoch) {
+            return Ok(false);
+        }
+        for (key, value) in entries {
+            let current = state
+                .values
+                .get(key)
+                .filter(|(_, exp)| *exp > now)
+                .map(|(v, _)| version_of(v))
+                .unwrap_or(-1);
+            if version_of(value) > current {
+                state.values.insert(key.clone(), (value.clone(), now + ttl));
+            }
+        }
+        Ok(true)
+    }
+
+    async fn set(&self, key: &str, value: &str, ttl: Duration) -> Result<()> {
+        let mut state = self.state();
+        state.values.insert(key.to_owned(), (value.to_owned(), Instant::now() + ttl));
+        Ok(())
+    }
+
+    async fn zadd_versioned(&self, epoch: &str, sets: &[(&str, &[Ranked])]) -> Result<bool> {
+        if sets.iter().all(|(_, members)| members.is_empty()) {
+            return Ok(true);
+        }
+        let mut state = self.state();
+        if !state.in_epoch(epoch) {
+            return Ok(false);
+        }
+        for (key, members) in sets {
+            let set = state.sets.entry((*key).to_owned()).or_default();
+            for m in *members {
+                if set.versions.get(&m.id).is_some_and(|v| *v >= m.version) {
+                    continue;
+                }
+                set.versions.insert(m.id, m.version);
+                if let Some(old) = set.scores.insert(m.id, m.score) {
+                    set.order.remove(&(std::cmp::Reverse(old), m.id));
+                }
+                set.order.insert((std::cmp::Reverse(m.score), m.id));
+            }
+        }
+        Ok(true)
+    }
+
+    async fn ztop(&self, key: &str, limit: usize) -> Result<Vec<(i64, i64)>> {
+        let state = self.state();
+        Ok(state
+            .sets
+            .get(key)
+            .map(|set| set.order.iter().take(limit).map(|(s, m)| (*m, s.0)).collect())
+            .unwrap_or_default())
+    }
+
+    async fn hit(&self, key: &str, window: Duration) -> Result<(u64, Duration)> {
+        let now = Instant::now();
+        let mut state = self.state();
+        let entry = state.values.entry(key.to_owned()).or_insert_with(|| ("0".into(), now + window));
+        if entry.1 <= now {
+            *entry = ("0".into(), now + window);
+        }
+        let count = entry.0.parse::<u64>().unwrap_or(0) + 1;
+        entry.0 = count.to_string();
+        Ok((count, entry.1.saturating_duration_since(now)))
+    }
+
+    async fn clear(&self) -> Result<()> {
+        *self.state() = MemoryState::default();
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<()> {
+        Ok(())
+    }
+
+    fn commands(&self) -> u64 {
+        self.commands.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn memory_cache_behaves_like_redis() {
+        super::super::suite::all(&MemoryCache::default()).await;
+    }
+}

@@ -1,0 +1,93 @@
+//! The cache behind counts, rankings and rate limits: Redis in production, an
+//! in-process map with the same semantics in the embedded mode. Nothing stored
+//! here is the truth; every entry can be rebuilt from the database.
+
+mod memory;
+mod redis_cache;
+pub mod suite;
+
+use std::{sync::Arc, time::Duration};
+
+use async_trait::async_trait;
+
+pub use memory::MemoryCache;
+pub use redis_cache::RedisCache;
+
+use crate::{Config, Result};
+
+/// A versioned value: `version:payload`. A write only replaces an entry whose
+/// version is lower, so late writers can never put an older count back.
+pub fn versioned(version: i64, payload: &str) -> String {
+    format!("{version}:{payload}")
+}
+
+pub(crate) fn version_of(value: &str) -> i64 {
+    value.split(':').next().and_then(|v| v.parse().ok()).unwrap_or(-1)
+}
+
+/// The key holding the cache's epoch: a random token created when missing, so
+/// it changes whenever the cache is lost (`FLUSHALL`, eviction, a restart of
+/// the in-process cache).
+pub const EPOCH_KEY: &str = "epoch";
+
+/// A member of a ranking with its score and the version of the row the score
+/// was read from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ranked {
+    pub id: i64,
+    pub score: i64,
+    pub version: i64,
+}
+
+/// Values read from the database are written back only while the cache is in
+/// the epoch read *before* the database was read, and only over older
+/// versions. Together the two rules mean no write that lost a race with a
+/// newer write or with a flush can leave an old number behind.
+#[async_trait]
+pub trait Cache: Send + Sync + 'static {
+    /// Values of many keys in one round trip (missing or expired = None).
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<String>>>;
+    /// The current epoch (None when the cache was lost since) and the values
+    /// of `keys`, in one round trip.
+    async fn get_many_with_epoch(&self, keys: &[String]) -> Result<(Option<String>, Vec<Option<String>>)> {
+        let all: Vec<String> = std::iter::once(EPOCH_KEY.to_owned()).chain(keys.iter().cloned()).collect();
+        let mut values = self.get_many(&all).await?.into_iter();
+        let epoch = values.next().flatten();
+        Ok((epoch, values.collect()))
+    }
+    /// The current epoch, starting a new one when there is none.
+    async fn epoch(&self) -> Result<String>;
+    /// Stores each `(key, versioned value)` unless the stored version is
+    /// newer, all only while the cache is still in `epoch`; returns whether it
+    /// was (false = nothing written).
+    async fn set_versioned(&self, epoch: &str, entries: &[(String, String)], ttl: Duration) -> Result<bool>;
+    /// Plain set with expiry.
+    async fn set(&self, key: &str, value: &str, ttl: Duration) -> Result<()>;
+    /// Sets members' scores in sorted sets, each only over an older version,
+    /// all only while the cache is still in `epoch`; returns whether it was.
+    async fn zadd_versioned(&self, epoch: &str, sets: &[(&str, &[Ranked])]) -> Result<bool>;
+    /// The `limit` members with the highest scores as `(id, score)`, highest
+    /// first (ties: lower id first).
+    async fn ztop(&self, key: &str, limit: usize) -> Result<Vec<(i64, i64)>>;
+    /// Increments a counter that expires `window` after its first increment;
+    /// returns the new value and the time left in the window.
+    async fn hit(&self, key: &str, window: Duration) -> Result<(u64, Duration)>;
+    /// Forgets every entry of this deployment (its key prefix) in one atomic
+    /// step, as `FLUSHALL` would.
+    async fn clear(&self) -> Result<()>;
+    async fn ping(&self) -> Result<()>;
+    /// Commands sent so far (cost accounting for benchmarks and metrics).
+    fn commands(&self) -> u64;
+}
+
+pub(crate) fn new_epoch() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// Opens Redis when configured, the in-process cache otherwise.
+pub async fn from_config(config: &Config) -> Result<Arc<dyn Cache>> {
+    Ok(match &config.redis_url {
+        Some(url) => Arc::new(RedisCache::connect(url, &config.redis_prefix).await?),
+        None => Arc::new(MemoryCache::default()),
+    })
+}
