@@ -1,6 +1,14 @@
 //! One process: the roles it hosts and the listeners it serves.
 
-use std::{collections::HashSet, net::SocketAddr, sync::Arc};
+use std::{
+    collections::HashSet,
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use anyhow::Context;
 use douyin_kit::{
@@ -44,6 +52,46 @@ pub async fn migrate(config: &Config) -> anyhow::Result<()> {
     tracing::info!("migrations applied");
     db.close().await;
     Ok(())
+}
+
+/// Brings the database to the current schema and seeds demo content.
+struct Prepare {
+    db: Db,
+    migrate: bool,
+    storage: Option<Arc<dyn douyin_kit::storage::ObjectStore>>,
+    done: Arc<AtomicBool>,
+}
+
+impl Prepare {
+    async fn run_once(&self) -> douyin_kit::Result<()> {
+        self.db.ping().await?;
+        if self.migrate {
+            self.db.migrate(&migrations()).await?;
+        }
+        if let Some(storage) = &self.storage {
+            douyin_video::seed_demo_content(&self.db, storage).await?;
+        }
+        self.done.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    async fn retry(self, shutdown: Shutdown) {
+        let mut delay = Duration::from_secs(1);
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = shutdown.clone().wait() => return,
+            }
+            match self.run_once().await {
+                Ok(()) => {
+                    tracing::info!("database prepared");
+                    return;
+                }
+                Err(error) => tracing::warn!(%error, "database still not prepared"),
+            }
+            delay = (delay * 2).min(Duration::from_secs(15));
+        }
+    }
 }
 
 /// A started process.
@@ -100,8 +148,8 @@ pub async fn start(config: Config, roles: &[Role], shutdown: Shutdown) -> anyhow
     let serves_api = roles.contains(&Role::Api);
 
     let db = if hosted.is_empty() { None } else { Some(Db::connect(&config).await.context("database")?) };
-    if let (Some(db), true) = (&db, config.migrate) {
-        db.migrate(&migrations()).await.context("migrating the database")?;
+    if let Some(db) = &db {
+        douyin_kit::metrics::watch_pool(db);
     }
     let cache = cache::from_config(&config).await.context("cache")?;
     let pubsub = pubsub::from_config(&config).await.context("pub/sub")?;
@@ -195,9 +243,29 @@ pub async fn start(config: Config, roles: &[Role], shutdown: Shutdown) -> anyhow
         probes.push((Role::Api, vec![cache_probe.clone()]));
     }
 
-    if let (Some(db), Some(storage)) = (&db, &storage) {
-        if hosted.contains(&Role::Video) && config.demo_content() {
-            douyin_video::seed_demo_content(db, storage).await.context("seeding demo content")?;
+    // Migrations and demo content. When the database does not answer yet, this
+    // goes on in the background and the roles report NOT_SERVING until it is done.
+    let prepared = Arc::new(AtomicBool::new(db.is_none()));
+    if let Some(db) = &db {
+        let seed_storage = storage.clone().filter(|_| hosted.contains(&Role::Video) && config.demo_content());
+        let prepare = Prepare { db: db.clone(), migrate: config.migrate, storage: seed_storage, done: prepared.clone() };
+        match prepare.run_once().await {
+            Ok(()) => {}
+            Err(error @ douyin_kit::Error::Unavailable(_)) => {
+                tracing::warn!(%error, "database not reachable yet; preparing it in the background");
+                tokio::spawn(prepare.retry(shutdown.clone()));
+            }
+            Err(error) => return Err(error).context("preparing the database"),
+        }
+        let flag = prepared.clone();
+        let prepared_probe = probe(move || {
+            let done = flag.load(Ordering::Acquire);
+            async move {
+                if done { Ok(()) } else { Err(douyin_kit::Error::Unavailable("database not prepared yet".into())) }
+            }
+        });
+        for (_, role_probes) in probes.iter_mut().filter(|(role, _)| *role != Role::Api) {
+            role_probes.push(prepared_probe.clone());
         }
     }
 
@@ -259,6 +327,7 @@ async fn admin(listener: TcpListener, readiness: Readiness, shutdown: Shutdown) 
     use axum::{Router, http::StatusCode, routing::get};
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .route("/metrics", get(douyin_kit::metrics::handler))
         .route(
             "/readyz",
             get(move || {

@@ -26,6 +26,14 @@ pub enum Dialect {
 pub struct Db {
     pool: AnyPool,
     dialect: Dialect,
+    /// SQLite: a file next to the database, locked while migrating.
+    sqlite_lock_path: Option<std::path::PathBuf>,
+}
+
+/// Held while migrations run; released on drop (SQLite) or explicitly (MySQL).
+enum MigrationLock {
+    MySql(sqlx::pool::PoolConnection<sqlx::Any>),
+    Sqlite(#[allow(dead_code)] Option<std::fs::File>),
 }
 
 /// The migrations of one service, one set per dialect.
@@ -39,6 +47,8 @@ static DRIVERS: Once = Once::new();
 
 impl Db {
     /// Opens the configured database (creating the SQLite file on first start).
+    /// Connections are made lazily: a database that is down at start is reported
+    /// by health checks, not by a failed start.
     pub async fn connect(config: &Config) -> Result<Self> {
         DRIVERS.call_once(sqlx::any::install_default_drivers);
         let url = match &config.database_url {
@@ -72,10 +82,14 @@ impl Db {
                     Ok(())
                 })
             })
-            .connect(&url)
-            .await
-            .map_err(|e| Error::Unavailable(format!("database connect: {e}")))?;
-        Ok(Self { pool, dialect })
+            .connect_lazy(&url)
+            .map_err(|e| Error::internal(format!("database url: {e}")))?;
+        let sqlite_lock_path = url
+            .strip_prefix("sqlite://")
+            .map(|rest| rest.split('?').next().unwrap_or(rest))
+            .filter(|path| !path.is_empty() && !path.contains(":memory:"))
+            .map(|path| std::path::PathBuf::from(format!("{path}.migrate-lock")));
+        Ok(Self { pool, dialect, sqlite_lock_path })
     }
 
     pub fn pool(&self) -> &AnyPool {
@@ -112,6 +126,9 @@ impl Db {
     /// Applies every pending migration of the given services, each service with
     /// its own bookkeeping table so sets never collide.
     pub async fn migrate(&self, sets: &[&ServiceMigrations]) -> Result<()> {
+        // Several processes may start at once against one database: one
+        // migrates while the others wait (MySQL advisory lock; SQLite file lock).
+        let _guard = self.migration_lock().await?;
         for set in sets {
             let source = match self.dialect {
                 Dialect::Sqlite => set.sqlite,
@@ -125,7 +142,38 @@ impl Db {
                 .await
                 .map_err(|e| Error::internal(format!("migrating {}: {e}", set.service)))?;
         }
+        if let MigrationLock::MySql(mut conn) = _guard {
+            sqlx::query("SELECT RELEASE_LOCK('douyin_migrations')").execute(&mut *conn).await?;
+        }
         Ok(())
+    }
+
+    async fn migration_lock(&self) -> Result<MigrationLock> {
+        match self.dialect {
+            Dialect::MySql => {
+                use sqlx::Row;
+                let mut conn = self.pool.acquire().await?;
+                let row = sqlx::query("SELECT GET_LOCK('douyin_migrations', 120)").fetch_one(&mut *conn).await?;
+                let got: Option<i64> = row.try_get(0).ok();
+                if got != Some(1) {
+                    return Err(Error::Unavailable("another process holds the migration lock".into()));
+                }
+                Ok(MigrationLock::MySql(conn))
+            }
+            Dialect::Sqlite => {
+                let path = self.sqlite_lock_path.clone();
+                let file = tokio::task::spawn_blocking(move || -> std::io::Result<Option<std::fs::File>> {
+                    let Some(path) = path else { return Ok(None) };
+                    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(path)?;
+                    file.lock()?;
+                    Ok(Some(file))
+                })
+                .await
+                .map_err(|e| Error::internal(format!("migration lock: {e}")))?
+                .map_err(|e| Error::internal(format!("migration lock: {e}")))?;
+                Ok(MigrationLock::Sqlite(file))
+            }
+        }
     }
 
     pub async fn close(&self) {
