@@ -107,6 +107,14 @@ fn truncate(raw: &str) -> String {
     raw.chars().take(32).collect()
 }
 
+/// A multipart text field exactly as sent (`Field::text` would drop a
+/// leading byte-order mark); not UTF-8 is refused.
+pub async fn field_text(field: axum::extract::multipart::Field<'_>) -> Result<String> {
+    let name = field.name().unwrap_or_default().to_owned();
+    let bytes = field.bytes().await.map_err(|e| body_error(e.status(), "multipart body"))?;
+    String::from_utf8(bytes.to_vec()).map_err(|_| Error::invalid(format!("{} must be UTF-8 text", truncate(&name))))
+}
+
 /// Maps a body-reading failure to the contract's errors (413 over the limit).
 pub fn body_error(status: http::StatusCode, what: &str) -> Error {
     if status == http::StatusCode::PAYLOAD_TOO_LARGE {
@@ -145,7 +153,7 @@ impl<S: Send + Sync> FromRequest<S> for Params {
                     // Files are only read by the publish route.
                     continue;
                 }
-                let value = field.text().await.map_err(|e| body_error(e.status(), "multipart body"))?;
+                let value = field_text(field).await?;
                 params.push(name, value);
             }
             return Ok(params);

@@ -148,7 +148,7 @@ async fn publish_inner(state: AppState, headers: HeaderMap, request: Request) ->
                     }
                 }
             } else if field.file_name().is_none() {
-                let value = field.text().await.map_err(|e| body_error(e.status(), "multipart body"))?;
+                let value = crate::params::field_text(field).await?;
                 params.push(name, value);
             }
             if !header_sent {
