@@ -252,9 +252,11 @@ where
         let path = req.uri().path().to_owned();
         let deadline =
             if path.ends_with("/Publish") { self.policy.upload_timeout } else { self.policy.timeout };
-        crate::telemetry::inject_context(req.headers_mut());
+        let span = crate::telemetry::client_span(&path);
+        span.in_scope(|| crate::telemetry::inject_context(req.headers_mut()));
         req.headers_mut().insert("grpc-timeout", grpc_timeout(deadline));
-        Box::pin(async move {
+        let outcome_span = span.clone();
+        let call = async move {
             let attempt = async move {
                 if !is_idempotent_read(&path) {
                     return call_once(inner, req).await;
@@ -280,11 +282,14 @@ where
                     }
                 }
             };
-            match tokio::time::timeout(deadline, attempt).await {
+            let result = match tokio::time::timeout(deadline, attempt).await {
                 Ok(result) => result,
                 Err(_) => Err(Status::deadline_exceeded("peer did not answer in time")),
-            }
-        })
+            };
+            crate::telemetry::record_client_outcome(&outcome_span, &result);
+            result
+        };
+        Box::pin(tracing::Instrument::instrument(call, span))
     }
 }
 

@@ -11,6 +11,7 @@ pub mod error;
 pub mod grpc;
 pub mod health;
 pub mod ids;
+pub mod metrics;
 pub mod pubsub;
 pub mod shutdown;
 pub mod stats;

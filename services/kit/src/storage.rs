@@ -14,6 +14,7 @@ use aws_sdk_s3::{
     presigning::PresigningConfig,
     primitives::ByteStream,
 };
+use tracing::Instrument;
 
 use crate::{Config, Error, Result};
 
@@ -191,6 +192,22 @@ fn s3_client(config: &Config, endpoint: &str) -> aws_sdk_s3::Client {
     aws_sdk_s3::Client::from_conf(conf)
 }
 
+/// A client span for one S3 call inside a request (none outside: health checks).
+fn s3_span(operation: &str, bucket: &str) -> tracing::Span {
+    if tracing::Span::current().is_none() {
+        return tracing::Span::none();
+    }
+    tracing::info_span!(
+        "s3",
+        otel.name = %format!("S3.{operation}"),
+        otel.kind = "client",
+        rpc.system = "aws-api",
+        rpc.service = "S3",
+        rpc.method = %operation,
+        aws.s3.bucket = %bucket,
+    )
+}
+
 fn s3_error(what: &str, e: impl std::fmt::Debug) -> Error {
     Error::Unavailable(format!("s3 {what}: {e:?}"))
 }
@@ -240,6 +257,7 @@ impl ObjectStore for S3Store {
             .content_type(content_type)
             .body(body)
             .send()
+            .instrument(s3_span("PutObject", &self.bucket))
             .await
             .map_err(|e| s3_error("put", e))?;
         Ok(())
@@ -247,13 +265,21 @@ impl ObjectStore for S3Store {
 
     async fn delete(&self, key: &str) -> Result<()> {
         check_key(key)?;
-        self.client.delete_object().bucket(&self.bucket).key(key).send().await.map_err(|e| s3_error("delete", e))?;
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .instrument(s3_span("DeleteObject", &self.bucket))
+            .await
+            .map_err(|e| s3_error("delete", e))?;
         Ok(())
     }
 
     async fn exists(&self, key: &str) -> Result<bool> {
         check_key(key)?;
-        match self.client.head_object().bucket(&self.bucket).key(key).send().await {
+        let head = self.client.head_object().bucket(&self.bucket).key(key).send();
+        match head.instrument(s3_span("HeadObject", &self.bucket)).await {
             Ok(_) => Ok(true),
             Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(false),
             Err(e) => Err(s3_error("head", e)),
@@ -263,7 +289,7 @@ impl ObjectStore for S3Store {
     async fn list(&self, prefix: &str) -> Result<Vec<String>> {
         let mut keys = Vec::new();
         let mut pages = self.client.list_objects_v2().bucket(&self.bucket).prefix(prefix).into_paginator().send();
-        while let Some(page) = pages.next().await {
+        while let Some(page) = pages.next().instrument(s3_span("ListObjectsV2", &self.bucket)).await {
             let page = page.map_err(|e| s3_error("list", e))?;
             keys.extend(page.contents().iter().filter_map(|o| o.key().map(str::to_owned)));
         }

@@ -1,81 +1,237 @@
-//! Logs and spans. Spans follow OpenTelemetry semantic conventions
-//! (`rpc.system`, `rpc.service`, `rpc.method`, `http.route`).
+//! Logs, traces and trace-context propagation.
+//!
+//! Logs are JSON lines (or pretty output in a terminal) that carry the
+//! `trace_id`/`span_id` of the span they were written in. Traces are exported
+//! over OTLP gRPC when `OTEL_EXPORTER_OTLP_ENDPOINT` is set, configured by the
+//! standard `OTEL_*` variables; spans follow OpenTelemetry semantic conventions
+//! (`http.route`, `rpc.method`, `db.operation.name`). W3C trace context travels
+//! in gRPC metadata, so one app request is one trace across every role.
+//!
+//! Exporting never holds up a request: finished spans go to a bounded queue
+//! that a background thread sends in batches, dropping spans when the
+//! collector cannot keep up or is down.
 
-use std::task::{Context, Poll};
+mod grpc;
+mod logs;
+mod redis;
+mod sql;
 
-use tracing::Instrument;
-use tracing_subscriber::{EnvFilter, layer::SubscriberExt, util::SubscriberInitExt};
+use opentelemetry::{
+    propagation::{Extractor, Injector, TextMapPropagator},
+    trace::TracerProvider as _,
+};
+use opentelemetry_sdk::{Resource, propagation::TraceContextPropagator, trace::SdkTracerProvider};
+use tracing::Level;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::{
+    EnvFilter, Layer, Registry, filter::Targets, fmt::format::JsonFields, layer::SubscriberExt,
+    util::SubscriberInitExt,
+};
+
+pub use grpc::{GrpcServerLayer, GrpcServerSpan, client_span, record_client_outcome};
+pub use redis::TracedConnection;
 
 use crate::Config;
 
-/// Installs the log subscriber: JSON lines, or pretty output in a terminal.
-/// `RUST_LOG` filters (default `info`).
-pub fn init(config: &Config, service_name: &str) {
+/// Log filter when `RUST_LOG` is unset.
+const DEFAULT_LOG_FILTER: &str = "info,sqlx=warn,h2=warn,tower=warn,hyper=warn,aws=warn,opentelemetry=warn";
+
+/// Keeps the trace pipeline alive; dropping it flushes the spans not yet sent
+/// (bounded by the exporter's timeout). Hold it in `main` until the process exits.
+#[must_use = "dropping the guard stops trace export"]
+pub struct Telemetry {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Telemetry {
+    /// Whether spans are exported.
+    pub fn exporting(&self) -> bool {
+        self.provider.is_some()
+    }
+}
+
+impl Drop for Telemetry {
+    fn drop(&mut self) {
+        if let Some(provider) = self.provider.take()
+            && let Err(error) = provider.shutdown()
+        {
+            eprintln!("trace export did not shut down cleanly: {error}");
+        }
+    }
+}
+
+/// Installs the global subscriber: logs filtered by `RUST_LOG` (default
+/// `info`), and when an OTLP endpoint is configured, spans exported under
+/// `service.name` = `OTEL_SERVICE_NAME`, else `service_name`.
+/// Must run inside the Tokio runtime (the exporter's connection lives there).
+/// A second call (tests starting several apps) changes nothing.
+pub fn init(config: &Config, service_name: &str) -> Telemetry {
     use std::io::IsTerminal;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,h2=warn,tower=warn,hyper=warn,aws=warn"));
     let json = match config.log_format.as_deref() {
         Some("json") => true,
         Some("pretty") => false,
         _ => !std::io::stderr().is_terminal(),
     };
-    let registry = tracing_subscriber::registry().with(filter);
-    let result = if json {
-        registry
-            .with(tracing_subscriber::fmt::layer().json().with_current_span(true).with_span_list(false).with_writer(std::io::stderr))
-            .try_init()
+    let log_filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
+    let logs = if json {
+        tracing_subscriber::fmt::layer()
+            .event_format(logs::JsonWithTrace)
+            .fmt_fields(JsonFields::new())
+            .with_writer(std::io::stderr)
+            .with_filter(log_filter)
+            .boxed()
     } else {
-        registry.with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr)).try_init()
+        tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_filter(log_filter).boxed()
     };
-    if result.is_ok() {
-        tracing::debug!(service = service_name, "logging initialised");
-    }
-}
+    let mut layers: Vec<Box<dyn Layer<Registry> + Send + Sync>> = vec![logs];
 
-/// Writes the current trace context into outgoing gRPC metadata.
-pub fn inject_context(_headers: &mut http::HeaderMap) {}
-
-/// A server span around every gRPC call.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct GrpcServerLayer;
-
-impl<S> tower::Layer<S> for GrpcServerLayer {
-    type Service = GrpcServerSpan<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        GrpcServerSpan { inner }
-    }
-}
-
-#[derive(Clone, Debug)]
-pub struct GrpcServerSpan<S> {
-    inner: S,
-}
-
-impl<S, B> tower::Service<http::Request<B>> for GrpcServerSpan<S>
-where
-    S: tower::Service<http::Request<B>>,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = tracing::instrument::Instrumented<S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        let path = req.uri().path();
-        let mut parts = path.trim_start_matches('/').splitn(2, '/');
-        let service = parts.next().unwrap_or_default().to_owned();
-        let method = parts.next().unwrap_or_default().to_owned();
-        let span = tracing::info_span!(
-            "rpc",
-            otel.name = %format!("{service}/{method}"),
-            otel.kind = "server",
-            rpc.system = "grpc",
-            rpc.service = %service,
-            rpc.method = %method,
+    let provider = if export_configured() {
+        match tracer_provider(service_name) {
+            Ok(provider) => Some(provider),
+            Err(error) => {
+                eprintln!("traces are not exported: {error}");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    if let Some(provider) = &provider {
+        let tracer = provider.tracer("douyin");
+        layers.push(
+            tracing_opentelemetry::layer()
+                .with_tracer(tracer.clone())
+                .with_threads(false)
+                .with_target(false)
+                .with_filter(span_filter())
+                .boxed(),
         );
-        self.inner.call(req).instrument(span)
+        let system = if config.is_sqlite() { "sqlite" } else { "mysql" };
+        // sqlx reports each statement as a DEBUG event; only this layer sees them.
+        layers.push(
+            sql::SqlSpans::new(tracer, system)
+                .with_filter(Targets::new().with_target(sql::TARGET, Level::TRACE))
+                .boxed(),
+        );
+    }
+    match tracing_subscriber::registry().with(layers).try_init() {
+        Ok(()) => {
+            tracing::debug!(service = service_name, traces = provider.is_some(), "telemetry initialised");
+            Telemetry { provider }
+        }
+        Err(_) => Telemetry { provider: None },
+    }
+}
+
+/// Spans worth a place in a trace: this code's, at INFO and above, without
+/// the transport crates' internals.
+fn span_filter() -> Targets {
+    Targets::new()
+        .with_default(Level::INFO)
+        .with_target("h2", Level::WARN)
+        .with_target("hyper", Level::WARN)
+        .with_target("tower", Level::WARN)
+        .with_target("tonic", Level::WARN)
+        .with_target("opentelemetry", tracing::level_filters::LevelFilter::OFF)
+        .with_target(sql::TARGET, Level::WARN)
+}
+
+fn env_set(key: &str) -> bool {
+    std::env::var(key).is_ok_and(|v| !v.trim().is_empty())
+}
+
+/// An endpoint is set and the SDK is not disabled.
+fn export_configured() -> bool {
+    let disabled = std::env::var("OTEL_SDK_DISABLED").is_ok_and(|v| v.trim().eq_ignore_ascii_case("true"))
+        || std::env::var("OTEL_TRACES_EXPORTER").is_ok_and(|v| v.trim().eq_ignore_ascii_case("none"));
+    !disabled && (env_set("OTEL_EXPORTER_OTLP_ENDPOINT") || env_set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
+}
+
+/// OTLP over gRPC with a batch processor; endpoint, headers, timeout, batch
+/// sizes and sampler come from the standard `OTEL_*` variables.
+fn tracer_provider(default_name: &str) -> Result<SdkTracerProvider, String> {
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_tonic()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let named_by_env = env_set("OTEL_SERVICE_NAME")
+        || std::env::var("OTEL_RESOURCE_ATTRIBUTES")
+            .is_ok_and(|attrs| attrs.split(',').any(|kv| kv.trim_start().starts_with("service.name=")));
+    let mut resource = Resource::builder();
+    if !named_by_env {
+        resource = resource.with_service_name(default_name.to_owned());
+    }
+    Ok(SdkTracerProvider::builder().with_resource(resource.build()).with_batch_exporter(exporter).build())
+}
+
+/// Reads W3C `traceparent`/`tracestate` from HTTP headers or gRPC metadata.
+struct HeaderExtractor<'a>(&'a http::HeaderMap);
+
+impl Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(http::HeaderName::as_str).collect()
+    }
+}
+
+struct HeaderInjector<'a>(&'a mut http::HeaderMap);
+
+impl Injector for HeaderInjector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if let (Ok(name), Ok(value)) =
+            (http::HeaderName::from_bytes(key.as_bytes()), http::HeaderValue::from_str(&value))
+        {
+            self.0.insert(name, value);
+        }
+    }
+}
+
+/// Writes the current span's trace context into outgoing gRPC metadata
+/// (nothing when traces are off).
+pub fn inject_context(headers: &mut http::HeaderMap) {
+    let cx = tracing::Span::current().context();
+    TraceContextPropagator::new().inject_context(&cx, &mut HeaderInjector(headers));
+}
+
+/// Makes `span` a child of the trace context carried by incoming `headers`,
+/// when they carry one. Call before the span is first entered.
+pub fn continue_trace(span: &tracing::Span, headers: &http::HeaderMap) {
+    if headers.contains_key("traceparent") {
+        let parent = TraceContextPropagator::new().extract(&HeaderExtractor(headers));
+        let _ = span.set_parent(parent);
+    }
+}
+
+/// The trace and span ids of the current span, when traces are on.
+pub fn current_ids() -> Option<(String, String)> {
+    use opentelemetry::trace::TraceContextExt;
+    let cx = opentelemetry::Context::current();
+    let span = cx.span();
+    let sc = span.span_context();
+    sc.is_valid().then(|| (sc.trace_id().to_string(), sc.span_id().to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn context_round_trips_through_headers() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".parse().unwrap());
+        let cx = TraceContextPropagator::new().extract(&HeaderExtractor(&headers));
+        let mut out = http::HeaderMap::new();
+        TraceContextPropagator::new().inject_context(&cx, &mut HeaderInjector(&mut out));
+        assert_eq!(out["traceparent"], headers["traceparent"]);
+    }
+
+    #[test]
+    fn nothing_is_injected_without_a_trace() {
+        let mut headers = http::HeaderMap::new();
+        inject_context(&mut headers);
+        assert!(headers.is_empty());
     }
 }
