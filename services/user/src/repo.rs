@@ -60,29 +60,38 @@ impl UserRepo {
         })
     }
 
-    /// Profiles of `ids` (any order; unknown ids absent).
-    pub async fn profiles(&self, ids: &[i64]) -> Result<Vec<Profile>> {
+    /// Profiles of `ids` (any order; unknown ids absent), each with whether
+    /// `viewer_id` follows that user — one statement for a whole page. The
+    /// follow flag reads the relation role's `follows` table in the same
+    /// database instead of asking that role for it.
+    pub async fn profiles(&self, ids: &[i64], viewer_id: i64) -> Result<Vec<(Profile, bool)>> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
         let sql = format!(
-            "SELECT id, name, avatar, background_image, signature FROM users WHERE id IN ({})",
+            "SELECT u.id, u.name, u.avatar, u.background_image, u.signature, \
+             CASE WHEN f.follower_id IS NULL THEN 0 ELSE 1 END \
+             FROM users u LEFT JOIN follows f ON f.follower_id = ? AND f.followee_id = u.id \
+             WHERE u.id IN ({})",
             placeholders(ids.len())
         );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(viewer_id);
         for id in ids {
             query = query.bind(*id);
         }
         let rows = query.fetch_all(self.db.pool()).await?;
         rows.iter()
             .map(|r| {
-                Ok(Profile {
+                let followed: i64 = r.try_get(5)?;
+                let profile = Profile {
                     id: r.try_get(0)?,
                     name: r.try_get(1)?,
                     avatar: r.try_get(2)?,
                     background_image: r.try_get(3)?,
                     signature: r.try_get(4)?,
-                })
+                };
+                let is_follow = followed == 1 && profile.id != viewer_id;
+                Ok((profile, is_follow))
             })
             .collect()
     }

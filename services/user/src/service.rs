@@ -9,7 +9,7 @@ use douyin_kit::{
     ids,
     text::check_length,
 };
-use douyin_proto::{common::User, counter::CountsRequest, relation::FollowFlagsRequest};
+use douyin_proto::{common::User, counter::CountsRequest};
 
 use crate::repo::UserRepo;
 
@@ -75,52 +75,38 @@ impl UserService {
     }
 
     /// Users in the order of `ids` (unknown ones left out), with counts and
-    /// `is_follow` relative to `viewer_id` — one query, one counter call and
-    /// one relation call for the whole list.
+    /// `is_follow` relative to `viewer_id` — one query (profiles and follow
+    /// flags together) and one counter call for the whole list.
     pub async fn users(&self, ids: &[i64], viewer_id: i64) -> Result<Vec<User>> {
         let wanted = ids::unique(ids);
         if wanted.is_empty() {
             return Ok(Vec::new());
         }
-        let profiles = self.repo.profiles(&wanted).await?;
-        let found: Vec<i64> = profiles.iter().map(|p| p.id).collect();
+        let profiles = self.repo.profiles(&wanted, viewer_id.max(0)).await?;
+        let found: Vec<i64> = profiles.iter().map(|(p, _)| p.id).collect();
         if found.is_empty() {
             return Ok(Vec::new());
         }
-        let counts = async {
-            let mut counter = self.clients.counter.clone();
-            let reply = counter
-                .counts(CountsRequest { video_ids: vec![], user_ids: found.clone() })
-                .await
-                .map_err(Error::from)?;
-            Ok::<_, Error>(reply.into_inner().users)
-        };
-        let flags = async {
-            let others: Vec<i64> = found.iter().copied().filter(|id| *id != viewer_id).collect();
-            if viewer_id <= 0 || others.is_empty() {
-                return Ok::<_, Error>(HashMap::new());
-            }
-            let mut relation = self.clients.relation.clone();
-            let reply = relation
-                .follow_flags(FollowFlagsRequest { user_id: viewer_id, ids: others.clone() })
-                .await
-                .map_err(Error::from)?;
-            Ok(others.into_iter().zip(reply.into_inner().flags).collect())
-        };
-        let (counts, flags) = tokio::try_join!(counts, flags)?;
+        let mut counter = self.clients.counter.clone();
+        let counts = counter
+            .counts(CountsRequest { video_ids: vec![], user_ids: found })
+            .await
+            .map_err(Error::from)?
+            .into_inner()
+            .users;
         let counts: HashMap<i64, _> = counts.into_iter().map(|c| (c.user_id, c)).collect();
-        let profiles: HashMap<i64, _> = profiles.into_iter().map(|p| (p.id, p)).collect();
+        let profiles: HashMap<i64, _> = profiles.into_iter().map(|(p, follows)| (p.id, (p, follows))).collect();
         Ok(wanted
             .iter()
             .filter_map(|id| {
-                let p = profiles.get(id)?;
+                let (p, is_follow) = profiles.get(id)?;
                 let c = counts.get(id).copied().unwrap_or_default();
                 Some(User {
                     id: p.id,
                     name: p.name.clone(),
                     follow_count: c.follow_count,
                     follower_count: c.follower_count,
-                    is_follow: flags.get(id).copied().unwrap_or(false),
+                    is_follow: *is_follow,
                     avatar: p.avatar.clone(),
                     background_image: p.background_image.clone(),
                     signature: p.signature.clone(),
