@@ -2,6 +2,7 @@
 //! and the web client, and pushes chat messages over WebSocket.
 
 mod auth;
+mod observe;
 mod openapi;
 mod params;
 mod ratelimit;
@@ -111,9 +112,10 @@ pub fn router(
             .layer(DefaultBodyLimit::max(upload_limit)),
     );
     app = app.route("/openapi.json", axum::routing::get(openapi::serve));
-    app = app.merge(web::routes(media_dir));
+    app = app.merge(web::routes(media_dir)).route("/metrics", axum::routing::get(douyin_kit::metrics::handler));
     app.layer(DefaultBodyLimit::max(usize::try_from(config.max_body_bytes).unwrap_or(usize::MAX)))
         .layer(axum::middleware::from_fn_with_state(state.clone(), ratelimit::enforce))
+        .layer(axum::middleware::from_fn(observe::observe))
         .with_state(state)
 }
 

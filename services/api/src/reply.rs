@@ -12,6 +12,8 @@ use douyin_proto::common::{Comment, Message, User, Video};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::observe::AppStatus;
+
 /// `status_code` and `status_msg` followed by the route's own keys.
 #[derive(Serialize)]
 pub struct Envelope<T: Serialize> {
@@ -24,7 +26,11 @@ pub struct Envelope<T: Serialize> {
 /// A route's result: its body on success, its empty body on refusal.
 pub fn reply<T: Serialize + Default>(result: Result<T, Error>) -> Response {
     match result {
-        Ok(body) => Json(Envelope { status_code: 0, status_msg: "success".into(), body }).into_response(),
+        Ok(body) => {
+            let mut response = Json(Envelope { status_code: 0, status_msg: "success".into(), body }).into_response();
+            response.extensions_mut().insert(AppStatus(0));
+            response
+        }
         Err(error) => refuse::<T>(error),
     }
 }
@@ -41,6 +47,7 @@ pub fn refuse<T: Serialize + Default>(error: Error) -> Response {
     }
     let body = Envelope { status_code: error.status_code(), status_msg: error.public_message(), body: T::default() };
     let mut response = (status, Json(body)).into_response();
+    response.extensions_mut().insert(AppStatus(error.status_code()));
     if status == StatusCode::TOO_MANY_REQUESTS {
         response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     }
