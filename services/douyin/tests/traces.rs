@@ -1,0 +1,305 @@
+//! Observability across the mesh: every role its own OS process of the
+//! `douyin` binary (SQLite file shared through the data dir), exporting OTLP to
+//! a receiver inside this test. One app request is one trace across processes,
+//! with SQL spans that carry no parameter values; a collector that goes away
+//! costs requests nothing; `/metrics` counts the requests made.
+
+mod otlp;
+
+use std::{
+    collections::{HashMap, HashSet},
+    net::TcpListener,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use otlp::{Collector, Received, parse_metrics};
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_douyin");
+const ROLES: [&str; 7] = ["user", "video", "interaction", "relation", "chat", "counter", "api"];
+const SPAN_KIND_SERVER: i32 = 2;
+const SPAN_KIND_CLIENT: i32 = 3;
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+struct Proc {
+    role: &'static str,
+    child: Child,
+    admin: u16,
+    http: u16,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn command(env: &[(String, String)]) -> Command {
+    let mut command = Command::new(BIN);
+    command
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    command
+}
+
+struct Mesh {
+    procs: Vec<Proc>,
+    http: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+impl Mesh {
+    async fn start(otlp_endpoint: &str) -> Mesh {
+        let dir = tempfile::tempdir().unwrap();
+        let ports: HashMap<&str, (u16, u16, u16)> =
+            ROLES.iter().map(|r| (*r, (free_port(), free_port(), free_port()))).collect();
+        let mut env: Vec<(String, String)> = vec![
+            ("DOUYIN_DATA_DIR".into(), dir.path().display().to_string()),
+            ("DOUYIN_JWT_SECRET".into(), "traces-test-secret-0123456789abcdef0123456789".into()),
+            ("DOUYIN_DEMO_CONTENT".into(), "false".into()),
+            ("DOUYIN_HEALTH_INTERVAL_SECS".into(), "1".into()),
+            ("DOUYIN_RATE_LIMIT_IP_PER_SEC".into(), "0".into()),
+            ("DOUYIN_RATE_LIMIT_USER_PER_SEC".into(), "0".into()),
+            ("DOUYIN_RATE_LIMIT_AUTH_PER_MIN".into(), "0".into()),
+            ("DOUYIN_RATE_LIMIT_PUBLISH_PER_MIN".into(), "0".into()),
+            ("DOUYIN_LOG_FORMAT".into(), "json".into()),
+            ("RUST_LOG".into(), "warn".into()),
+        ];
+        for role in ROLES.iter().filter(|r| **r != "api") {
+            env.push((format!("DOUYIN_{}_ENDPOINT", role.to_uppercase()), format!("http://127.0.0.1:{}", ports[role].0)));
+        }
+        // One schema for every process, made before any of them starts.
+        let status = command(&env).arg("migrate").status().unwrap();
+        assert!(status.success(), "douyin migrate: {status:?}");
+        env.push(("DOUYIN_MIGRATE".into(), "false".into()));
+        env.push(("OTEL_EXPORTER_OTLP_ENDPOINT".into(), otlp_endpoint.to_owned()));
+        env.push(("OTEL_BSP_SCHEDULE_DELAY".into(), "100".into()));
+        env.push(("OTEL_EXPORTER_OTLP_TIMEOUT".into(), "2000".into()));
+
+        let mut procs = Vec::new();
+        for role in ROLES {
+            let (grpc, admin, http) = ports[role];
+            let child = command(&env)
+                .args(["serve", role])
+                .env("DOUYIN_GRPC_ADDR", format!("127.0.0.1:{grpc}"))
+                .env("DOUYIN_ADMIN_ADDR", format!("127.0.0.1:{admin}"))
+                .env("DOUYIN_HTTP_ADDR", format!("127.0.0.1:{http}"))
+                .spawn()
+                .expect("spawn douyin");
+            procs.push(Proc { role, child, admin, http });
+        }
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for p in &procs {
+            loop {
+                let ready = http.get(format!("http://127.0.0.1:{}/readyz", p.admin)).send().await;
+                if ready.is_ok_and(|r| r.status().is_success()) {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "{} did not become ready", p.role);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        Mesh { procs, http, _dir: dir }
+    }
+
+    fn proc(&self, role: &str) -> &Proc {
+        self.procs.iter().find(|p| p.role == role).unwrap()
+    }
+
+    fn base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.proc("api").http)
+    }
+
+    async fn call(&self, method: &str, path: &str, query: &[(&str, &str)]) -> Value {
+        let url = format!("{}{path}", self.base());
+        let request = if method == "GET" { self.http.get(url) } else { self.http.post(url) };
+        let response = request.query(query).send().await.unwrap();
+        let text = response.text().await.unwrap();
+        let value: Value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"));
+        assert_eq!(value["status_code"], 0, "{path}: {value}");
+        value
+    }
+
+    async fn publish(&self, token: &str, title: &str) -> Value {
+        let form = reqwest::multipart::Form::new().text("token", token.to_owned()).text("title", title.to_owned()).part(
+            "data",
+            reqwest::multipart::Part::bytes(include_bytes!("../../video/demo/demo1.mp4").to_vec()).file_name("v.mp4"),
+        );
+        let response = self.http.post(format!("{}/douyin/publish/action/", self.base())).multipart(form).send().await.unwrap();
+        let value: Value = response.json().await.unwrap();
+        assert_eq!(value["status_code"], 0, "publish: {value}");
+        value
+    }
+
+    async fn metrics(&self, url: String) -> HashMap<String, f64> {
+        let response = self.http.get(url).send().await.unwrap();
+        assert!(response.status().is_success());
+        let content_type = response.headers()[reqwest::header::CONTENT_TYPE].to_str().unwrap().to_owned();
+        assert!(content_type.starts_with("application/openmetrics-text"), "{content_type}");
+        parse_metrics(&response.text().await.unwrap())
+    }
+}
+
+/// Spans of the trace whose gateway span served `route`, once that trace has
+/// spans from every one of `services` and every parent it names arrived.
+fn complete_trace(spans: &[Received], route: &str, services: &[&str]) -> Option<Vec<Received>> {
+    let root = spans.iter().find(|s| s.service == "douyin-api" && s.attr("http.route") == Some(route))?;
+    let trace: Vec<Received> = spans.iter().filter(|s| s.trace_id == root.trace_id).cloned().collect();
+    let have: HashSet<&str> = trace.iter().map(|s| s.service.as_str()).collect();
+    let ids: HashSet<&[u8]> = trace.iter().map(|s| s.span_id.as_slice()).collect();
+    let linked = trace.iter().all(|s| s.parent.is_empty() || ids.contains(s.parent.as_slice()));
+    (services.iter().all(|s| have.contains(s)) && linked).then_some(trace)
+}
+
+async fn wait_for_trace(collector: &Collector, route: &str, services: &[&str]) -> Vec<Received> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let spans = collector.spans();
+        if let Some(trace) = complete_trace(&spans, route, services) {
+            return trace;
+        }
+        if Instant::now() > deadline {
+            let summary: Vec<String> = spans.iter().map(|s| format!("{} {} {:?}", s.service, s.name, s.attributes)).collect();
+            panic!("no complete trace for {route} across {services:?}; received:\n{}", summary.join("\n"));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The span `span` is a child of.
+fn parent_of<'a>(trace: &'a [Received], span: &Received) -> Option<&'a Received> {
+    trace.iter().find(|p| p.span_id == span.parent)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_request_is_one_trace_across_processes() {
+    let mut collector = Collector::start();
+    let mesh = Mesh::start(&collector.endpoint()).await;
+    let tag = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
+    let username = format!("tracer{tag}");
+    let password = format!("pw-{tag}-secret");
+    let title = format!("title-{tag}-private");
+
+    let registered = mesh.call("POST", "/douyin/user/register/", &[("username", &username), ("password", &password)]).await;
+    let token = registered["token"].as_str().unwrap().to_owned();
+    mesh.publish(&token, &title).await;
+    let feed = mesh.call("GET", "/douyin/feed/", &[("token", &token)]).await;
+    assert_eq!(feed["video_list"][0]["title"], title.as_str());
+
+    // One trace holds the gateway and the roles behind it.
+    let feed_trace =
+        wait_for_trace(&collector, "/douyin/feed/", &["douyin-api", "douyin-video", "douyin-user", "douyin-counter"]).await;
+    let roots: Vec<&Received> = feed_trace.iter().filter(|s| s.parent.is_empty()).collect();
+    assert_eq!(roots.len(), 1, "one root span: {roots:?}");
+    assert_eq!(roots[0].service, "douyin-api");
+    assert_eq!(roots[0].kind, SPAN_KIND_SERVER);
+    assert_eq!(roots[0].attr("http.request.method"), Some("GET"));
+    assert_eq!(roots[0].attr("http.response.status_code"), Some("200"));
+    assert_eq!(roots[0].attr("app.status_code"), Some("0"));
+
+    // Parent/child links cross process boundaries: gateway → video → user and counter.
+    let server = |service: &str, method: &str| {
+        feed_trace
+            .iter()
+            .find(|s| s.service == service && s.kind == SPAN_KIND_SERVER && s.attr("rpc.method") == Some(method))
+            .unwrap_or_else(|| panic!("no {method} server span in {service}"))
+    };
+    for (service, method, caller) in [
+        ("douyin-video", "Feed", "douyin-api"),
+        ("douyin-user", "GetUsers", "douyin-video"),
+        ("douyin-counter", "Counts", "douyin-video"),
+    ] {
+        let span = server(service, method);
+        assert_eq!(span.attr("rpc.system"), Some("grpc"));
+        let parent = parent_of(&feed_trace, span).unwrap();
+        assert_eq!(parent.service, caller, "{service} {method} is called from {caller}");
+        assert_eq!(parent.kind, SPAN_KIND_CLIENT);
+        assert_eq!(parent.attr("rpc.method"), Some(method));
+    }
+
+    // SQL spans under the RPCs, naming operation and table.
+    let sql: Vec<&Received> = feed_trace.iter().filter(|s| s.attr("db.system") == Some("sqlite")).collect();
+    assert!(
+        sql.iter().any(|s| s.service == "douyin-video"
+            && s.attr("db.operation.name") == Some("SELECT")
+            && s.attr("db.collection.name").is_some()),
+        "video's SELECT: {sql:?}"
+    );
+    assert!(sql.iter().all(|s| s.kind == SPAN_KIND_CLIENT && parent_of(&feed_trace, s).is_some()));
+
+    let publish_trace = wait_for_trace(&collector, "/douyin/publish/action/", &["douyin-api", "douyin-video"]).await;
+    assert!(
+        publish_trace.iter().any(|s| s.attr("db.system") == Some("sqlite") && s.attr("db.operation.name") == Some("INSERT")),
+        "publish writes a row under its trace"
+    );
+
+    // Nothing sent, not the name, password, title or token, appears in any span.
+    let spans = collector.spans();
+    for span in &spans {
+        for text in &span.texts {
+            for secret in [&username, &password, &title, &token] {
+                assert!(!text.contains(secret.as_str()), "{} span {:?} leaks {secret:?}: {text}", span.service, span.name);
+            }
+        }
+    }
+
+    // /metrics on the gateway's port and on every admin listener.
+    let gateway = mesh.metrics(format!("{}/metrics", mesh.base())).await;
+    let requests = |route: &str, method: &str| {
+        gateway
+            .get(&format!(r#"douyin_http_server_requests_total{{http_route="{route}",http_request_method="{method}"}}"#))
+            .copied()
+            .unwrap_or_default()
+    };
+    assert_eq!(requests("/douyin/feed/", "GET"), 1.0);
+    assert_eq!(requests("/douyin/publish/action/", "POST"), 1.0);
+    assert_eq!(requests("/douyin/user/register/", "POST"), 1.0);
+    let feed_latency = r#"douyin_http_server_request_duration_seconds_count{http_route="/douyin/feed/",http_request_method="GET"}"#;
+    assert_eq!(gateway.get(feed_latency).copied(), Some(1.0));
+    let video = mesh.metrics(format!("http://127.0.0.1:{}/metrics", mesh.proc("video").admin)).await;
+    let feed_rpcs = r#"douyin_rpc_server_requests_total{rpc_service="douyin.video.v1.VideoService",rpc_method="Feed"}"#;
+    assert_eq!(video.get(feed_rpcs).copied(), Some(1.0));
+    assert!(video.contains_key("douyin_db_pool_size"), "pool gauges");
+    let counter = mesh.metrics(format!("http://127.0.0.1:{}/metrics", mesh.proc("counter").admin)).await;
+    let lookups = counter.get(r#"douyin_cache_hits_total{cache="counts"}"#).copied().unwrap_or_default()
+        + counter.get(r#"douyin_cache_misses_total{cache="counts"}"#).copied().unwrap_or_default();
+    assert!(lookups >= 1.0, "cache lookups counted: {counter:?}");
+
+    // The collector goes away: requests still succeed, without waiting on it.
+    collector.stop();
+    for round in 0..3 {
+        let started = Instant::now();
+        mesh.call("GET", "/douyin/feed/", &[("token", &token)]).await;
+        mesh.publish(&token, &format!("after-{round}")).await;
+        let elapsed = started.elapsed();
+        assert!(elapsed < Duration::from_secs(3), "requests with the collector down took {elapsed:?}");
+    }
+    let gateway = mesh.metrics(format!("{}/metrics", mesh.base())).await;
+    assert_eq!(
+        gateway[r#"douyin_http_server_requests_total{http_route="/douyin/feed/",http_request_method="GET"}"#],
+        4.0
+    );
+}
+
+#[test]
+fn the_metrics_parser_refuses_malformed_text() {
+    let good = "# TYPE a counter\n# HELP a help\na_total{x=\"1\",y=\"a\\\"b\"} 3\n# EOF\n";
+    assert_eq!(parse_metrics(good)[r#"a_total{x="1",y="a\"b"}"#], 3.0);
+    for bad in [
+        "# TYPE a counter\na_total 3\n",
+        "# TYPE a counter\na_total{x=\"1} 3\n# EOF\n",
+        "b_total 1\n# EOF\n",
+        "# TYPE a counter\na_total three\n# EOF\n",
+    ] {
+        assert!(std::panic::catch_unwind(|| parse_metrics(bad)).is_err(), "{bad:?}");
+    }
+}
