@@ -82,7 +82,6 @@ impl Mesh {
         env.push(("DOUYIN_MIGRATE".into(), "false".into()));
         env.push(("OTEL_EXPORTER_OTLP_ENDPOINT".into(), otlp_endpoint.to_owned()));
         env.push(("OTEL_BSP_SCHEDULE_DELAY".into(), "100".into()));
-        env.push(("OTEL_EXPORTER_OTLP_TIMEOUT".into(), "2000".into()));
 
         let mut procs = Vec::new();
         for role in ROLES {
@@ -281,7 +280,8 @@ async fn one_request_is_one_trace_across_processes() {
         mesh.call("GET", "/douyin/feed/", &[("token", &token)]).await;
         mesh.publish(&token, &format!("after-{round}")).await;
         let elapsed = started.elapsed();
-        assert!(elapsed < Duration::from_secs(3), "requests with the collector down took {elapsed:?}");
+        // Generous for a loaded machine; export waits (10 s timeouts) would show.
+        assert!(elapsed < Duration::from_secs(5), "requests with the collector down took {elapsed:?}");
     }
     let gateway = mesh.metrics(format!("{}/metrics", mesh.base())).await;
     assert_eq!(
