@@ -50,6 +50,10 @@ fn command(env: &[(String, String)]) -> Command {
     command
 }
 
+fn redis_url() -> Option<String> {
+    std::env::var("DOUYIN_TEST_REDIS_URL").ok().filter(|v| !v.is_empty())
+}
+
 struct Mesh {
     procs: Vec<Proc>,
     http: reqwest::Client,
@@ -73,6 +77,11 @@ impl Mesh {
             ("DOUYIN_LOG_FORMAT".into(), "json".into()),
             ("RUST_LOG".into(), "warn".into()),
         ];
+        // Redis when the environment names one (as .ci/mesh.sh does), under a fresh prefix.
+        if let Some(redis) = redis_url() {
+            env.push(("DOUYIN_REDIS_URL".into(), redis));
+            env.push(("DOUYIN_REDIS_PREFIX".into(), format!("traces-{}", uuid::Uuid::new_v4().simple())));
+        }
         for role in ROLES.iter().filter(|r| **r != "api") {
             env.push((format!("DOUYIN_{}_ENDPOINT", role.to_uppercase()), format!("http://127.0.0.1:{}", ports[role].0)));
         }
@@ -234,6 +243,14 @@ async fn one_request_is_one_trace_across_processes() {
         "video's SELECT: {sql:?}"
     );
     assert!(sql.iter().all(|s| s.kind == SPAN_KIND_CLIENT && parent_of(&feed_trace, s).is_some()));
+
+    if redis_url().is_some() {
+        let redis: Vec<&Received> = feed_trace.iter().filter(|s| s.attr("db.system") == Some("redis")).collect();
+        assert!(
+            redis.iter().any(|s| s.service == "douyin-counter" && s.attr("db.operation.name") == Some("MGET")),
+            "counter reads counts with MGET: {redis:?}"
+        );
+    }
 
     let publish_trace = wait_for_trace(&collector, "/douyin/publish/action/", &["douyin-api", "douyin-video"]).await;
     assert!(
