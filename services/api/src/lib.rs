@@ -78,18 +78,25 @@ impl AppState {
     }
 }
 
+/// What the gateway is built from.
+pub struct Gateway {
+    pub config: Arc<Config>,
+    pub clients: Clients,
+    pub tokens: Tokens,
+    /// The bus chat messages are pushed on.
+    pub pubsub: Arc<dyn PubSub>,
+    /// Rate-limit counters (Redis when configured, shared across replicas).
+    pub cache: Arc<dyn Cache>,
+    /// The local media directory, when media is stored locally.
+    pub media_dir: Option<PathBuf>,
+    pub readiness: Readiness,
+    pub shutdown: Shutdown,
+}
+
 /// Builds the gateway's router.
 #[allow(clippy::too_many_arguments)] // each is a distinct backend built once by the process
-pub fn router(
-    config: Arc<Config>,
-    clients: Clients,
-    tokens: Tokens,
-    pubsub: Arc<dyn PubSub>,
-    cache: Arc<dyn Cache>,
-    media_dir: Option<PathBuf>,
-    readiness: Readiness,
-    shutdown: Shutdown,
-) -> Router {
+pub fn router(gateway: Gateway) -> Router {
+    let Gateway { config, clients, tokens, pubsub, cache, media_dir, readiness, shutdown } = gateway;
     let hub = ws::Hub::start(pubsub, shutdown);
     let state = AppState {
         config: config.clone(),

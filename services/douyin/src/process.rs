@@ -294,16 +294,16 @@ pub async fn start(config: Config, roles: &[Role], shutdown: Shutdown) -> anyhow
         let listener = bind(config.http_addr, "HTTP").await?;
         http_addr = Some(listener.local_addr()?);
         let media_dir = storage.as_ref().and_then(|s| s.local_dir().map(ToOwned::to_owned));
-        let router = douyin_api::router(
-            config.clone(),
-            clients.clone(),
-            tokens.clone().expect("tokens"),
-            pubsub.clone(),
-            cache.clone(),
+        let router = douyin_api::router(douyin_api::Gateway {
+            config: config.clone(),
+            clients: clients.clone(),
+            tokens: tokens.clone().expect("tokens"),
+            pubsub: pubsub.clone(),
+            cache: cache.clone(),
             media_dir,
-            readiness.clone(),
-            shutdown.clone(),
-        );
+            readiness: readiness.clone(),
+            shutdown: shutdown.clone(),
+        });
         let shutdown = shutdown.clone();
         tasks.push(Box::pin(async move { Ok(douyin_api::serve(router, listener, shutdown).await?) }));
     }

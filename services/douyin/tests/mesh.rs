@@ -76,10 +76,10 @@ impl Drop for Proc {
 async fn wait_ready(http: &reqwest::Client, admin: u16, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
-        if let Ok(r) = http.get(format!("http://127.0.0.1:{admin}/readyz")).send().await {
-            if r.status().is_success() {
-                return;
-            }
+        if let Ok(r) = http.get(format!("http://127.0.0.1:{admin}/readyz")).send().await
+            && r.status().is_success()
+        {
+            return;
         }
         assert!(Instant::now() < deadline, "{what} did not become ready");
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -99,10 +99,10 @@ impl Tokens {
 fn load_or_generate_key(dir: &Path) -> Result<Vec<u8>> {
     use std::io::Write;
     let path = dir.join("jwt.key");
-    if let Ok(existing) = std::fs::read(&path) {
-        if existing.len() >= 32 {
-            return Ok(existing);
-        }
+    if let Ok(existing) = std::fs::read(&path)
+        && existing.len() >= 32
+    {
+        return Ok(existing);
     }
     std::fs::create_dir_all(dir).map_err(|e| Error::internal(format!("creating data dir: {e}")))?;
     let key: [u8; 48] = rand::random();

@@ -145,6 +145,13 @@ impl From<redis::RedisError> for Error {
     }
 }
 
+impl Error {
+    /// The gRPC status of this error (for `map_err`).
+    pub fn into_status(self) -> Status {
+        self.into()
+    }
+}
+
 /// True when a database error is a unique-key violation.
 pub fn is_unique_violation(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(e) if e.is_unique_violation())
@@ -177,12 +184,5 @@ mod tests {
         assert_eq!(status.message(), "service temporarily unavailable");
         let back = Error::from(Status::deadline_exceeded("timeout"));
         assert_eq!(back.public_message(), "service temporarily unavailable");
-    }
-}
-
-impl Error {
-    /// The gRPC status of this error (for `map_err`).
-    pub fn into_status(self) -> Status {
-        self.into()
     }
 }
