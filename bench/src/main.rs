@@ -1,0 +1,42 @@
+//! `douyin-bench`: seed data, load a server, run the direct-SQL baseline, or
+//! run the whole suite and write a report. See bench/README.md.
+
+mod baseline;
+mod costs;
+mod load;
+mod procs;
+mod report;
+mod seed;
+mod shape;
+mod suite;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "douyin-bench", about = "Benchmark harness of douyin-rs")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Write users, videos, likes, follows, comments, messages and their counts.
+    Seed(seed::SeedArgs),
+    /// Closed-loop load against a loopback server; prints throughput and latency.
+    Load(load::LoadArgs),
+    /// Serve GET /douyin/feed/ straight from SQL (the baseline).
+    Baseline(baseline::BaselineArgs),
+    /// The standard suite: every target, baseline ratios, costs, scale curve, report.
+    Suite(suite::SuiteArgs),
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Seed(args) => seed::run(&args).await,
+        Command::Load(args) => load::main(&args).await,
+        Command::Baseline(args) => baseline::main(&args).await,
+        Command::Suite(args) => suite::main(args).await,
+    }
+}
