@@ -26,9 +26,24 @@ struct MemoryState {
     values: HashMap<String, (String, Instant)>,
     sets: HashMap<String, SortedSet>,
     epoch: Option<String>,
+    /// Size at which expired values are swept out (rate-limit windows and
+    /// count entries would otherwise pile up, one per client address).
+    sweep_at: usize,
 }
 
+/// Fewest values kept before a sweep is considered.
+const SWEEP_FLOOR: usize = 10_000;
+
 impl MemoryState {
+    /// Drops expired values once the map has doubled since the last sweep.
+    fn sweep(&mut self, now: Instant) {
+        if self.values.len() < self.sweep_at.max(SWEEP_FLOOR) {
+            return;
+        }
+        self.values.retain(|_, (_, expires)| *expires > now);
+        self.sweep_at = (self.values.len() * 2).max(SWEEP_FLOOR);
+    }
+
     fn in_epoch(&self, epoch: &str) -> bool {
         self.epoch.as_deref() == Some(epoch)
     }
@@ -97,7 +112,9 @@ impl Cache for MemoryCache {
 
     async fn set(&self, key: &str, value: &str, ttl: Duration) -> Result<()> {
         let mut state = self.state();
-        state.values.insert(key.to_owned(), (value.to_owned(), Instant::now() + ttl));
+        let now = Instant::now();
+        state.sweep(now);
+        state.values.insert(key.to_owned(), (value.to_owned(), now + ttl));
         Ok(())
     }
 
@@ -137,6 +154,7 @@ impl Cache for MemoryCache {
     async fn hit(&self, key: &str, window: Duration) -> Result<(u64, Duration)> {
         let now = Instant::now();
         let mut state = self.state();
+        state.sweep(now);
         let entry = state.values.entry(key.to_owned()).or_insert_with(|| ("0".into(), now + window));
         if entry.1 <= now {
             *entry = ("0".into(), now + window);
@@ -157,6 +175,23 @@ impl Cache for MemoryCache {
 
     fn commands(&self) -> u64 {
         self.commands.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod sweep_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn expired_windows_are_swept() {
+        let cache = MemoryCache::default();
+        for i in 0..SWEEP_FLOOR {
+            cache.hit(&format!("ip:{i}"), Duration::from_millis(1)).await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        cache.hit("ip:next", Duration::from_secs(60)).await.unwrap();
+        cache.hit("ip:last", Duration::from_secs(60)).await.unwrap();
+        assert!(cache.state.lock().unwrap().values.len() < 100, "expired windows were kept");
     }
 }
 
