@@ -123,12 +123,19 @@ impl From<Status> for Error {
 impl From<sqlx::Error> for Error {
     fn from(error: sqlx::Error) -> Self {
         if let sqlx::Error::Database(db) = &error {
-            let code = db.code();
-            let busy = matches!(code.as_deref(), Some("40001" | "5" | "6" | "517" | "261" | "262"));
+            let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+            let busy = matches!(code.as_str(), "40001" | "5" | "6" | "517" | "261" | "262");
             let msg = db.message();
             if busy || msg.contains("Deadlock") || msg.contains("Lock wait timeout") {
-                return Self::Unavailable(format!("{RETRYABLE}: {db}"));
+                return Self::Unavailable(format!("{RETRYABLE}: code {code}"));
             }
+            // The server's message may quote stored values (a duplicate key names
+            // the value); logs keep only its kind, code and constraint.
+            return Self::Internal(format!(
+                "database error {:?}, code {code}, constraint {:?}",
+                db.kind(),
+                db.constraint().unwrap_or_default()
+            ));
         }
         match error {
             sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
@@ -174,6 +181,41 @@ mod tests {
             assert_eq!(back.status_code(), code);
             assert_eq!(back.public_message(), msg);
         }
+    }
+
+    #[test]
+    fn database_errors_do_not_carry_stored_values() {
+        #[derive(Debug)]
+        struct Duplicate;
+        impl std::fmt::Display for Duplicate {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("Duplicate entry 'alice-secret' for key 'users_username'")
+            }
+        }
+        impl std::error::Error for Duplicate {}
+        impl sqlx::error::DatabaseError for Duplicate {
+            fn message(&self) -> &str {
+                "Duplicate entry 'alice-secret' for key 'users_username'"
+            }
+            fn code(&self) -> Option<std::borrow::Cow<'_, str>> {
+                Some("23000".into())
+            }
+            fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+                self
+            }
+            fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+                self
+            }
+            fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+                self
+            }
+            fn kind(&self) -> sqlx::error::ErrorKind {
+                sqlx::error::ErrorKind::UniqueViolation
+            }
+        }
+        let error = Error::from(sqlx::Error::Database(Box::new(Duplicate)));
+        assert!(!error.to_string().contains("alice-secret"), "{error}");
+        assert!(error.to_string().contains("23000"), "{error}");
     }
 
     #[test]
