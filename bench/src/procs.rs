@@ -73,6 +73,33 @@ impl Servers {
         Ok(servers)
     }
 
+    /// A private `redis-server` on a free port, so command counts are the system's alone.
+    pub async fn redis(logs: &Path) -> anyhow::Result<Self> {
+        let port = free_port()?;
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--save", "", "--appendonly", "no"])
+            .stdout(log_file(logs, "redis")?)
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting redis-server (install it, or pass --redis-url)")?;
+        let url = format!("redis://127.0.0.1:{port}");
+        let servers = Self { children: vec![("redis".into(), child)], url: url.clone() };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let ping = async {
+                let mut conn = redis::Client::open(url.as_str())?.get_multiplexed_async_connection().await?;
+                redis::cmd("PING").query_async::<String>(&mut conn).await
+            };
+            if ping.await.is_ok() {
+                return Ok(servers);
+            }
+            if Instant::now() > deadline {
+                bail!("redis-server on port {port} did not answer within 20 s");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// SIGTERM, then SIGKILL after a few seconds.
     pub async fn stop(mut self) {
         for (_, child) in self.children.iter_mut().rev() {

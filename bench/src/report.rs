@@ -115,7 +115,7 @@ impl Results {
 
     fn workloads(&self) -> String {
         let mut md = String::from(
-            "\n## Workloads\n\nSQL = MariaDB `Questions` per request, Redis = `INFO commandstats` calls per request, \
+            "\n## Workloads\n\nSQL = statements MariaDB ran for the system's account (USER_STATISTICS) per request, Redis = `INFO commandstats` calls of the suite's Redis per request, \
              both measured over sequential requests after the timed run (n/a on SQLite with the in-process cache).\n\n\
              | target | videos | server | workload | req/s | p50 ms | p90 ms | p99 ms | max ms | errors | SQL/req | Redis/req |\n\
              |---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",

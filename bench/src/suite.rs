@@ -59,11 +59,13 @@ pub struct SuiteArgs {
     /// Sequential requests per workload for the SQL/Redis cost counters.
     #[arg(long, default_value_t = 200)]
     pub cost_requests: u64,
-    /// MariaDB server (the suite creates and drops the schema `douyin_bench`).
+    /// MariaDB server, as an account that may create schemas and users: the suite
+    /// (re)creates the schema and user `douyin_bench` and turns `userstat` on.
     #[arg(long, default_value = "mysql://root@127.0.0.1:3306")]
     pub mysql_url: String,
-    #[arg(long, default_value = "redis://127.0.0.1:6379")]
-    pub redis_url: String,
+    /// Redis for the MariaDB targets [default: a private redis-server on a free port].
+    #[arg(long)]
+    pub redis_url: Option<String>,
     /// Where the report goes [default: bench/results; a temp dir with --smoke].
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -80,7 +82,11 @@ struct Suite {
     bin: PathBuf,
     workdir: PathBuf,
     results: Results,
+    redis: Option<Servers>,
 }
+
+/// The MariaDB account and schema the system uses.
+const BENCH_USER: &str = "douyin_bench";
 
 /// A seeded database the servers are pointed at.
 struct Data {
@@ -111,7 +117,7 @@ pub async fn main(mut args: SuiteArgs) -> anyhow::Result<()> {
         None => std::env::temp_dir().join(format!("douyin-bench-{}", std::process::id())),
     };
     std::fs::create_dir_all(&workdir)?;
-    let mut suite = Suite { args, bin, workdir, results: Results::default() };
+    let mut suite = Suite { args, bin, workdir, results: Results::default(), redis: None };
     suite.settings();
     for (index, videos) in suite.args.sizes.clone().into_iter().enumerate() {
         let mut mariadb: Option<Data> = None;
@@ -128,6 +134,9 @@ pub async fn main(mut args: SuiteArgs) -> anyhow::Result<()> {
                 mariadb = Some(data);
             }
         }
+    }
+    if let Some(redis) = suite.redis.take() {
+        redis.stop().await;
     }
     suite.finish()
 }
@@ -178,18 +187,39 @@ impl Suite {
         sqlx::any::install_default_drivers();
         let server = self.args.mysql_url.trim_end_matches('/');
         let admin = AnyPoolOptions::new().max_connections(1).connect(server).await.context("connecting to MariaDB")?;
-        sqlx::raw_sql("DROP DATABASE IF EXISTS douyin_bench").execute(&admin).await?;
-        sqlx::raw_sql("CREATE DATABASE douyin_bench").execute(&admin).await?;
+        for sql in [
+            "DROP DATABASE IF EXISTS douyin_bench",
+            "CREATE DATABASE douyin_bench",
+            "CREATE USER IF NOT EXISTS 'douyin_bench'@'%' IDENTIFIED BY 'douyin_bench'",
+            "CREATE USER IF NOT EXISTS 'douyin_bench'@'localhost' IDENTIFIED BY 'douyin_bench'",
+            "GRANT ALL ON douyin_bench.* TO 'douyin_bench'@'%'",
+            "GRANT ALL ON douyin_bench.* TO 'douyin_bench'@'localhost'",
+            "SET GLOBAL userstat = 1",
+        ] {
+            sqlx::raw_sql(sql).execute(&admin).await.with_context(|| sql.to_owned())?;
+        }
         admin.close().await;
         let data_dir = self.workdir.join(format!("mariadb-{videos}"));
         std::fs::create_dir_all(&data_dir)?;
-        let url = format!("{server}/douyin_bench");
+        let host = server.rsplit('@').next().unwrap_or(server).trim_start_matches("mysql://");
+        let url = format!("mysql://{BENCH_USER}:{BENCH_USER}@{host}/douyin_bench");
         println!("== seeding MariaDB: {} users, {videos} videos", self.args.users);
         seed::run(&self.seed_args(url.clone(), data_dir.clone(), videos)).await?;
         Ok(Data { url, data_dir, redis: true })
     }
 
-    fn env(&self, data: &Data, run: &str) -> Vec<(String, String)> {
+    /// The Redis the MariaDB targets use: --redis-url, else a private server.
+    async fn redis_url(&mut self) -> anyhow::Result<String> {
+        if let Some(url) = &self.args.redis_url {
+            return Ok(url.clone());
+        }
+        if self.redis.is_none() {
+            self.redis = Some(Servers::redis(&self.workdir.join("logs")).await?);
+        }
+        Ok(self.redis.as_ref().map(|r| r.url.clone()).unwrap_or_default())
+    }
+
+    fn env(&self, data: &Data, run: &str, redis_url: &str) -> Vec<(String, String)> {
         let mut env: Vec<(String, String)> = [
             ("DOUYIN_DATABASE_URL", data.url.as_str()),
             ("DOUYIN_JWT_SECRET", DEFAULT_SECRET),
@@ -209,24 +239,25 @@ impl Suite {
         .collect();
         env.push(("DOUYIN_DATA_DIR".into(), data.data_dir.display().to_string()));
         if data.redis {
-            env.push(("DOUYIN_REDIS_URL".into(), self.args.redis_url.clone()));
+            env.push(("DOUYIN_REDIS_URL".into(), redis_url.to_owned()));
             env.push(("DOUYIN_REDIS_PREFIX".into(), format!("bench-{run}-{}", std::process::id())));
         }
         env
     }
 
-    async fn counters(&self, data: &Data) -> anyhow::Result<Option<Counters>> {
+    async fn counters(&self, data: &Data, redis_url: &str) -> anyhow::Result<Option<Counters>> {
         if !data.redis || self.args.cost_requests == 0 {
             return Ok(None);
         }
-        Ok(Some(Counters::connect(self.args.mysql_url.trim_end_matches('/'), Some(&self.args.redis_url)).await?))
+        Ok(Some(Counters::connect(self.args.mysql_url.trim_end_matches('/'), BENCH_USER, Some(redis_url)).await?))
     }
 
     async fn measure(&mut self, kind: Kind, data: &Data, videos: u64, full: bool) -> anyhow::Result<()> {
         let a = self.args.clone();
         let logs = self.workdir.join("logs").join(format!("{}-{videos}", kind.name()));
         let feeds: &[Workload] = if full { &[Workload::FeedToken, Workload::FeedAnon] } else { &[Workload::FeedToken] };
-        let mut counters = self.counters(data).await?;
+        let redis_url = if data.redis { self.redis_url().await? } else { String::new() };
+        let mut counters = self.counters(data, &redis_url).await?;
 
         println!("== {} at {videos} videos: baseline", kind.name());
         let baseline = Servers::baseline(&data.url, DEFAULT_SECRET, &logs).await?;
@@ -237,7 +268,7 @@ impl Suite {
         baseline.stop().await;
 
         println!("== {} at {videos} videos: system", kind.name());
-        let env = self.env(data, &format!("{}-{videos}", kind.name()));
+        let env = self.env(data, &format!("{}-{videos}", kind.name()), &redis_url);
         let system = match kind {
             Kind::Mesh => Servers::mesh(&self.bin, &env, &logs).await?,
             _ => Servers::all(&self.bin, &env, &logs).await?,
