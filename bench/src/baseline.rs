@@ -182,11 +182,14 @@ async fn page(pool: &AnyPool, before: i64, viewer: Option<i64>, base: &str) -> s
     }
     if let (Some(viewer), false) = (viewer, videos.is_empty()) {
         let video_ids: Vec<i64> = videos.iter().map(|v| v.0.id).collect();
-        let liked = ids(pool, "SELECT video_id FROM favorites WHERE user_id = ? AND video_id IN", viewer, &video_ids).await?;
+        let liked =
+            ids(pool, "SELECT video_id FROM favorites WHERE user_id = ? AND video_id IN", viewer, &video_ids).await?;
         let mut author_ids: Vec<i64> = videos.iter().map(|v| v.0.author.id).collect();
         author_ids.sort_unstable();
         author_ids.dedup();
-        let followed = ids(pool, "SELECT followee_id FROM follows WHERE follower_id = ? AND followee_id IN", viewer, &author_ids).await?;
+        let followed =
+            ids(pool, "SELECT followee_id FROM follows WHERE follower_id = ? AND followee_id IN", viewer, &author_ids)
+                .await?;
         for (video, _) in &mut videos {
             video.is_favorite = liked.contains(&video.id);
             video.author.is_follow = followed.contains(&video.author.id);

@@ -230,11 +230,23 @@ impl Worker {
                         (video, 1)
                     }
                 };
-                ("POST", format!("/douyin/favorite/action/?video_id={video}&action_type={action}&token={}", t.token(self.user)))
+                (
+                    "POST",
+                    format!(
+                        "/douyin/favorite/action/?video_id={video}&action_type={action}&token={}",
+                        t.token(self.user)
+                    ),
+                )
             }
             Workload::Comment => {
                 let video = self.hot_video();
-                ("POST", format!("/douyin/comment/action/?video_id={video}&action_type=1&comment_text=bench%20comment&token={}", t.token(self.user)))
+                (
+                    "POST",
+                    format!(
+                        "/douyin/comment/action/?video_id={video}&action_type=1&comment_text=bench%20comment&token={}",
+                        t.token(self.user)
+                    ),
+                )
             }
             Workload::Follow => {
                 let (other, action) = match self.pending.take() {
@@ -245,7 +257,13 @@ impl Worker {
                         (other, 1)
                     }
                 };
-                ("POST", format!("/douyin/relation/action/?to_user_id={other}&action_type={action}&token={}", t.token(self.user)))
+                (
+                    "POST",
+                    format!(
+                        "/douyin/relation/action/?to_user_id={other}&action_type={action}&token={}",
+                        t.token(self.user)
+                    ),
+                )
             }
             Workload::ChatPoll => {
                 let (from, to, last) = self.chat;

@@ -119,7 +119,11 @@ impl Servers {
 fn log_file(logs: &Path, name: &str) -> anyhow::Result<std::fs::File> {
     std::fs::create_dir_all(logs)?;
     let path: PathBuf = logs.join(format!("{name}.log"));
-    std::fs::OpenOptions::new().create(true).append(true).open(&path).with_context(|| format!("opening {}", path.display()))
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))
 }
 
 fn spawn_douyin(

@@ -36,13 +36,15 @@ pub struct Results {
     pub settings: Vec<(String, String)>,
     pub rows: Vec<Row>,
     pub checks: Vec<CountsCheck>,
+    /// Runs that could not be measured, with the reason.
+    pub failures: Vec<String>,
 }
 
 impl Results {
     fn find(&self, target: &str, videos: u64, baseline: bool, workload: &str) -> Option<&Row> {
-        self.rows
-            .iter()
-            .find(|r| r.target == target && r.videos == videos && r.baseline == baseline && r.report.workload == workload)
+        self.rows.iter().find(|r| {
+            r.target == target && r.videos == videos && r.baseline == baseline && r.report.workload == workload
+        })
     }
 
     fn sizes(&self) -> Vec<u64> {
@@ -78,6 +80,12 @@ impl Results {
         md.push_str(&self.scale());
         md.push_str(&self.checks());
         md.push_str(&self.targets_section());
+        if !self.failures.is_empty() {
+            md.push_str("\n## Runs that failed\n\n");
+            for failure in &self.failures {
+                let _ = writeln!(md, "- {failure}");
+            }
+        }
         md
     }
 
@@ -124,7 +132,10 @@ impl Results {
         for row in self.rows.iter().filter(|r| r.videos == first) {
             let r = &row.report;
             let (sql, redis) = match row.cost {
-                Some(c) => (format!("{:.2}", c.sql_per_request), c.redis_per_request.map_or("n/a".into(), |x| format!("{x:.2}"))),
+                Some(c) => (
+                    format!("{:.2}", c.sql_per_request),
+                    c.redis_per_request.map_or("n/a".into(), |x| format!("{x:.2}")),
+                ),
                 None => ("n/a".into(), "n/a".into()),
             };
             let _ = writeln!(
@@ -143,7 +154,13 @@ impl Results {
             );
         }
         for row in self.rows.iter().filter(|r| r.report.first_error.is_some()) {
-            let _ = writeln!(md, "\nFirst error of {} {}: `{}`", row.target, row.report.workload, row.report.first_error.as_deref().unwrap_or(""));
+            let _ = writeln!(
+                md,
+                "\nFirst error of {} {}: `{}`",
+                row.target,
+                row.report.workload,
+                row.report.first_error.as_deref().unwrap_or("")
+            );
         }
         md
     }
@@ -154,9 +171,12 @@ impl Results {
         );
         let sizes = self.sizes();
         for target in self.targets() {
-            let smallest = sizes.first().and_then(|v| self.find(target, *v, false, "feed-token")).map(|r| r.report.p50_ms);
+            let smallest =
+                sizes.first().and_then(|v| self.find(target, *v, false, "feed-token")).map(|r| r.report.p50_ms);
             for videos in &sizes {
-                let Some(s) = self.find(target, *videos, false, "feed-token") else { continue };
+                let Some(s) = self.find(target, *videos, false, "feed-token") else {
+                    continue;
+                };
                 let b = self.find(target, *videos, true, "feed-token");
                 let _ = writeln!(
                     md,
@@ -193,7 +213,11 @@ impl Results {
         let verdict = |ok: bool| if ok { "met" } else { "**missed**" };
         for (target, want) in [("all-sqlite", 1.5), ("all-mariadb", 1.5), ("mesh", 1.0)] {
             if let Some(r) = ratio(target) {
-                let _ = writeln!(md, "- feed with token, {target}: {r:.2}× the baseline (target ≥ {want}×): {}", verdict(r >= want));
+                let _ = writeln!(
+                    md,
+                    "- feed with token, {target}: {r:.2}× the baseline (target ≥ {want}×): {}",
+                    verdict(r >= want)
+                );
             }
         }
         for target in ["all-mariadb", "mesh"] {
@@ -212,9 +236,15 @@ impl Results {
             && small != large
         {
             for target in self.targets() {
-                if let (Some(a), Some(b)) = (self.find(target, small, false, "feed-token"), self.find(target, large, false, "feed-token")) {
+                if let (Some(a), Some(b)) =
+                    (self.find(target, small, false, "feed-token"), self.find(target, large, false, "feed-token"))
+                {
                     let r = b.report.p50_ms / a.report.p50_ms.max(1e-9);
-                    let _ = writeln!(md, "- feed p50 at {large} videos vs {small}, {target}: {r:.2}× (target ≤ 1.2× from 10k to 1M): {}", verdict(r <= 1.2));
+                    let _ = writeln!(
+                        md,
+                        "- feed p50 at {large} videos vs {small}, {target}: {r:.2}× (target ≤ 1.2× from 10k to 1M): {}",
+                        verdict(r <= 1.2)
+                    );
                 }
             }
         }

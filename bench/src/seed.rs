@@ -188,7 +188,17 @@ impl Dataset {
             .collect();
         let messages = shape::chat_pairs(users) * args.messages_per_pair;
         let hash = password_hash();
-        Self { users, videos, authors, favorites, follows, comments, messages, messages_per_pair: args.messages_per_pair, hash }
+        Self {
+            users,
+            videos,
+            authors,
+            favorites,
+            follows,
+            comments,
+            messages,
+            messages_per_pair: args.messages_per_pair,
+            hash,
+        }
     }
 
     fn rows(&self) -> u64 {
@@ -205,9 +215,13 @@ impl Dataset {
 
         bar.set_message("users");
         let hash = &self.hash;
-        insert(pool, bar, "users (id, username, password_hash, name, signature, created_at_ms)", 1..=self.users, |id| {
-            format!("({id},'{u}','{hash}','{u}','seeded by douyin-bench',{base})", u = shape::username(id))
-        })
+        insert(
+            pool,
+            bar,
+            "users (id, username, password_hash, name, signature, created_at_ms)",
+            1..=self.users,
+            |id| format!("({id},'{u}','{hash}','{u}','seeded by douyin-bench',{base})", u = shape::username(id)),
+        )
         .await?;
 
         bar.set_message("videos");
@@ -215,11 +229,17 @@ impl Dataset {
             user_stats[*author as usize][3] += 1;
         }
         let authors = &self.authors;
-        insert(pool, bar, "videos (id, author_id, title, play_key, cover_key, published_at_ms)", 1..=self.videos, |id| {
-            let author = authors[id as usize - 1];
-            let key = PLAY_KEYS[id as usize % PLAY_KEYS.len()];
-            format!("({id},{author},'video {id}','{key}','',{})", shape::published_at_ms(id))
-        })
+        insert(
+            pool,
+            bar,
+            "videos (id, author_id, title, play_key, cover_key, published_at_ms)",
+            1..=self.videos,
+            |id| {
+                let author = authors[id as usize - 1];
+                let key = PLAY_KEYS[id as usize % PLAY_KEYS.len()];
+                format!("({id},{author},'video {id}','{key}','',{})", shape::published_at_ms(id))
+            },
+        )
         .await?;
 
         bar.set_message("likes");
@@ -247,26 +267,42 @@ impl Dataset {
         for (video, _) in &self.comments {
             video_stats[*video as usize][1] += 1;
         }
-        insert(pool, bar, "comments (id, video_id, user_id, content, created_at_ms)", self.comments.iter().enumerate(), |(i, (v, u))| {
-            format!("({},{v},{u},'comment {i}',{})", i + 1, base + i as i64)
-        })
+        insert(
+            pool,
+            bar,
+            "comments (id, video_id, user_id, content, created_at_ms)",
+            self.comments.iter().enumerate(),
+            |(i, (v, u))| format!("({},{v},{u},'comment {i}',{})", i + 1, base + i as i64),
+        )
         .await?;
 
         bar.set_message("messages");
         let per_pair = self.messages_per_pair;
-        insert(pool, bar, "messages (id, lo_user, hi_user, from_user_id, to_user_id, content, create_time)", 0..self.messages, |i| {
-            let pair = i / per_pair.max(1);
-            let (lo, hi) = (2 * pair + 1, 2 * pair + 2);
-            let (from, to) = if i % 2 == 0 { (lo, hi) } else { (hi, lo) };
-            format!("({},{lo},{hi},{from},{to},'message {i}',{})", i + 1, base + i as i64)
-        })
+        insert(
+            pool,
+            bar,
+            "messages (id, lo_user, hi_user, from_user_id, to_user_id, content, create_time)",
+            0..self.messages,
+            |i| {
+                let pair = i / per_pair.max(1);
+                let (lo, hi) = (2 * pair + 1, 2 * pair + 2);
+                let (from, to) = if i % 2 == 0 { (lo, hi) } else { (hi, lo) };
+                format!("({},{lo},{hi},{from},{to},'message {i}',{})", i + 1, base + i as i64)
+            },
+        )
         .await?;
 
         bar.set_message("stats");
-        insert(pool, bar, "user_stats (user_id, follow_count, follower_count, total_favorited, work_count, favorite_count, version)", 1..=self.users, |id| {
-            let s = user_stats[id as usize];
-            format!("({id},{},{},{},{},{},1)", s[0], s[1], s[2], s[3], s[4])
-        })
+        insert(
+            pool,
+            bar,
+            "user_stats (user_id, follow_count, follower_count, total_favorited, work_count, favorite_count, version)",
+            1..=self.users,
+            |id| {
+                let s = user_stats[id as usize];
+                format!("({id},{},{},{},{},{},1)", s[0], s[1], s[2], s[3], s[4])
+            },
+        )
         .await?;
         insert(pool, bar, "video_stats (video_id, favorite_count, comment_count, version)", 1..=self.videos, |id| {
             let s = video_stats[id as usize];

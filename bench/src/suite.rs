@@ -123,13 +123,27 @@ pub async fn main(mut args: SuiteArgs) -> anyhow::Result<()> {
         let mut mariadb: Option<Data> = None;
         for kind in suite.args.targets.clone() {
             let data = match kind {
-                Kind::AllSqlite => suite.seed_sqlite(videos).await?,
+                Kind::AllSqlite => suite.seed_sqlite(videos).await,
                 Kind::AllMariadb | Kind::Mesh => match mariadb.take() {
-                    Some(data) => data,
-                    None => suite.seed_mariadb(videos).await?,
+                    Some(data) => Ok(data),
+                    None => suite.seed_mariadb(videos).await,
                 },
             };
-            suite.measure(kind, &data, videos, index == 0).await.with_context(|| format!("{} at {videos} videos", kind.name()))?;
+            let data = match data {
+                Ok(data) => data,
+                Err(error) => {
+                    let note = format!("seeding for {} at {videos} videos failed: {error:#}", kind.name());
+                    eprintln!("!! {note}");
+                    suite.results.failures.push(note);
+                    continue;
+                }
+            };
+            if let Err(error) = suite.measure(kind, &data, videos, index == 0).await {
+                // Keep what was measured: report the failure and go on with the next target.
+                let note = format!("{} at {videos} videos failed: {error:#}", kind.name());
+                eprintln!("!! {note}");
+                suite.results.failures.push(note);
+            }
             if data.redis {
                 mariadb = Some(data);
             }
@@ -149,9 +163,15 @@ impl Suite {
             ("douyin binary".into(), format!("{} ({profile} profile)", self.bin.display())),
             ("users".into(), a.users.to_string()),
             ("video counts".into(), a.sizes.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")),
-            ("concurrency".into(), format!("{} closed-loop clients (load generator on the same machine)", a.concurrency)),
+            (
+                "concurrency".into(),
+                format!("{} closed-loop clients (load generator on the same machine)", a.concurrency),
+            ),
             ("time per workload".into(), format!("{} s measured after {} s warmup", a.duration, a.warmup)),
-            ("feed requests".into(), "half the newest page, half a random page (latest_time in the seeded range), 30 videos each".into()),
+            (
+                "feed requests".into(),
+                "half the newest page, half a random page (latest_time in the seeded range), 30 videos each".into(),
+            ),
         ];
     }
 
@@ -280,7 +300,10 @@ impl Suite {
         }
         if full {
             let check = counts_check(kind, data, &system.url).await?;
-            println!("   counts: {} stats rows disagree, {}/{} feed videos disagree via the API", check.db_mismatches, check.api_mismatches, check.api_checked);
+            println!(
+                "   counts: {} stats rows disagree, {}/{} feed videos disagree via the API",
+                check.db_mismatches, check.api_mismatches, check.api_checked
+            );
             self.results.checks.push(check);
         }
         system.stop().await;
@@ -306,7 +329,11 @@ impl Suite {
                 if errors > 0 {
                     println!("   ({errors} errors while counting costs)");
                 }
-                println!("            {:.2} SQL statements, {} Redis commands per request", cost.sql_per_request, cost.redis_per_request.map_or("n/a".into(), |x| format!("{x:.2}")));
+                println!(
+                    "            {:.2} SQL statements, {} Redis commands per request",
+                    cost.sql_per_request,
+                    cost.redis_per_request.map_or("n/a".into(), |x| format!("{x:.2}"))
+                );
                 Some(cost)
             }
             None => None,
@@ -332,8 +359,9 @@ impl Suite {
         println!("== report written to {}", path.display());
         let errors = self.results.errors();
         let bad_counts = self.results.checks.iter().filter(|c| !c.ok()).count();
-        if errors > 0 || bad_counts > 0 {
-            bail!("{errors} failed requests, {bad_counts} targets with wrong counts");
+        let failures = self.results.failures.len();
+        if errors > 0 || bad_counts > 0 || failures > 0 {
+            bail!("{errors} failed requests, {bad_counts} targets with wrong counts, {failures} failed runs");
         }
         if self.args.workdir.is_none() && !self.args.smoke {
             let _ = std::fs::remove_dir_all(&self.workdir);
