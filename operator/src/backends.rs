@@ -33,11 +33,7 @@ fn build_statefulset(e: &Environment, backend: Backend, storage: &StorageSpec) -
 }
 /// Applies a backend's Services and StatefulSet (and MinIO's bucket Job) and reads
 /// back how far it got.
-pub async fn provision(
-    e: &Environment<'_>,
-    ctx: &Context,
-    backend: Backend,
-) -> Result<BackendState> {
+pub async fn provision(e: &Environment<'_>, ctx: &Context, backend: Backend) -> Result<BackendState> {
     let statefulsets: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &e.namespace);
     let services: Api<Service> = Api::namespaced(ctx.client.clone(), &e.namespace);
     let name = backend.object_name(&e.name);
@@ -52,33 +48,19 @@ pub async fn provision(
         }
     };
 
-    for service in [
-        builders::headless_service(e, backend),
-        builders::client_service(e, backend),
-    ] {
+    for service in [builders::headless_service(e, backend), builders::client_service(e, backend)] {
         let service_name = service.name_any();
-        services
-            .patch(&service_name, &apply_params(), &Patch::Apply(service))
-            .await?;
+        services.patch(&service_name, &apply_params(), &Patch::Apply(service)).await?;
     }
-    let applied = statefulsets
-        .patch(
-            &name,
-            &apply_params(),
-            &Patch::Apply(build_statefulset(e, backend, &storage)),
-        )
-        .await?;
+    let applied =
+        statefulsets.patch(&name, &apply_params(), &Patch::Apply(build_statefulset(e, backend, &storage))).await?;
 
     let replicas = match backend {
         Backend::Mysql => e.spec.mysql.replicas,
         Backend::Redis => e.spec.redis.replicas,
         Backend::Minio => e.spec.minio.replicas,
     };
-    let ready_replicas = applied
-        .status
-        .as_ref()
-        .and_then(|s| s.ready_replicas)
-        .unwrap_or(0);
+    let ready_replicas = applied.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0);
     let rolling_out = rolling_out(&applied);
     let setup = if backend != Backend::Minio {
         Setup::NotNeeded
@@ -87,13 +69,7 @@ pub async fn provision(
     } else {
         Setup::Pending
     };
-    Ok(BackendState::Provisioned {
-        replicas,
-        ready_replicas,
-        rolling_out,
-        storage_drift,
-        setup,
-    })
+    Ok(BackendState::Provisioned { replicas, ready_replicas, rolling_out, storage_drift, setup })
 }
 
 /// Whether the StatefulSet controller is still working on the latest spec: it has
@@ -115,19 +91,10 @@ pub fn rolling_out(sts: &StatefulSet) -> bool {
 }
 
 /// Why the spec's storage cannot be applied to the existing claim template, if it differs.
-pub fn storage_drift(
-    backend: Backend,
-    current: &StorageSpec,
-    wanted: &StorageSpec,
-) -> Option<String> {
-    let class = |s: &StorageSpec| {
-        s.storage_class_name
-            .clone()
-            .unwrap_or_else(|| "default".into())
-    };
+pub fn storage_drift(backend: Backend, current: &StorageSpec, wanted: &StorageSpec) -> Option<String> {
+    let class = |s: &StorageSpec| s.storage_class_name.clone().unwrap_or_else(|| "default".into());
     let size_differs = !quantity::same(&current.size, &wanted.size);
-    let class_differs = wanted.storage_class_name.is_some()
-        && current.storage_class_name != wanted.storage_class_name;
+    let class_differs = wanted.storage_class_name.is_some() && current.storage_class_name != wanted.storage_class_name;
     (size_differs || class_differs).then(|| {
         format!(
             "spec.{key}.storage asks for {} ({}) but the volume was created as {} ({}); a StatefulSet's \
@@ -147,10 +114,7 @@ async fn bucket_setup(e: &Environment<'_>, ctx: &Context) -> Result<Setup> {
     let name = names::bucket_job(&e.name);
     let job = match jobs.get_opt(&name).await? {
         Some(job) => job,
-        None => {
-            jobs.patch(&name, &apply_params(), &Patch::Apply(minio::bucket_job(e)))
-                .await?
-        }
+        None => jobs.patch(&name, &apply_params(), &Patch::Apply(minio::bucket_job(e))).await?,
     };
     Ok(match minio::job_outcome(&job) {
         Some(true) => Setup::Done,
@@ -168,41 +132,19 @@ pub async fn remove(e: &Environment<'_>, ctx: &Context, backend: Backend) -> Res
     let Some(existing) = statefulsets.get_opt(&name).await? else {
         return Ok(());
     };
-    let ours = existing
-        .owner_references()
-        .iter()
-        .any(|o| o.uid == e.owner.uid);
+    let ours = existing.owner_references().iter().any(|o| o.uid == e.owner.uid);
     if !ours {
         return Ok(());
     }
     info!(environment = %e.name, backend = backend.key(), "removing a backend that is no longer provisioned");
     let services: Api<Service> = Api::namespaced(ctx.client.clone(), &e.namespace);
-    ignore_not_found(
-        statefulsets
-            .delete(&name, &DeleteParams::default())
-            .await
-            .map(drop),
-    )?;
-    ignore_not_found(
-        services
-            .delete(&backend.headless_name(&e.name), &DeleteParams::default())
-            .await
-            .map(drop),
-    )?;
-    ignore_not_found(
-        services
-            .delete(&name, &DeleteParams::default())
-            .await
-            .map(drop),
-    )?;
+    ignore_not_found(statefulsets.delete(&name, &DeleteParams::default()).await.map(drop))?;
+    ignore_not_found(services.delete(&backend.headless_name(&e.name), &DeleteParams::default()).await.map(drop))?;
+    ignore_not_found(services.delete(&name, &DeleteParams::default()).await.map(drop))?;
     if backend == Backend::Minio {
         let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &e.namespace);
         let job = names::bucket_job(&e.name);
-        ignore_not_found(
-            jobs.delete(&job, &DeleteParams::background())
-                .await
-                .map(drop),
-        )?;
+        ignore_not_found(jobs.delete(&job, &DeleteParams::background()).await.map(drop))?;
     }
     Ok(())
 }
@@ -223,10 +165,7 @@ mod tests {
     fn a_statefulset_rolls_out_until_the_new_revision_is_current() {
         let mut sts = StatefulSet::default();
         sts.metadata.generation = Some(2);
-        sts.status = Some(StatefulSetStatus {
-            observed_generation: Some(1),
-            ..Default::default()
-        });
+        sts.status = Some(StatefulSetStatus { observed_generation: Some(1), ..Default::default() });
         assert!(rolling_out(&sts));
         sts.status = Some(StatefulSetStatus {
             observed_generation: Some(2),
@@ -246,36 +185,18 @@ mod tests {
 
     #[test]
     fn storage_drift_ignores_spelling_and_an_unset_class() {
-        let current = StorageSpec {
-            size: "1Gi".into(),
-            storage_class_name: Some("standard".into()),
-        };
-        let same = StorageSpec {
-            size: "1024Mi".into(),
-            storage_class_name: None,
-        };
+        let current = StorageSpec { size: "1Gi".into(), storage_class_name: Some("standard".into()) };
+        let same = StorageSpec { size: "1024Mi".into(), storage_class_name: None };
         assert_eq!(storage_drift(Backend::Redis, &current, &same), None);
     }
 
     #[test]
     fn storage_drift_reports_size_and_class_changes() {
-        let current = StorageSpec {
-            size: "10Gi".into(),
-            storage_class_name: None,
-        };
-        let bigger = StorageSpec {
-            size: "20Gi".into(),
-            storage_class_name: None,
-        };
+        let current = StorageSpec { size: "10Gi".into(), storage_class_name: None };
+        let bigger = StorageSpec { size: "20Gi".into(), storage_class_name: None };
         let message = storage_drift(Backend::Mysql, &current, &bigger).unwrap();
-        assert!(
-            message.contains("spec.mysql.storage asks for 20Gi"),
-            "{message}"
-        );
-        let other_class = StorageSpec {
-            size: "10Gi".into(),
-            storage_class_name: Some("fast".into()),
-        };
+        assert!(message.contains("spec.mysql.storage asks for 20Gi"), "{message}");
+        let other_class = StorageSpec { size: "10Gi".into(), storage_class_name: Some("fast".into()) };
         assert!(storage_drift(Backend::Mysql, &current, &other_class).is_some());
     }
 }

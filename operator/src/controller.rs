@@ -37,18 +37,12 @@ pub struct Context {
 
 impl Context {
     pub fn new(client: Client, metrics: Metrics) -> Self {
-        Self {
-            client,
-            metrics,
-            failures: Mutex::default(),
-        }
+        Self { client, metrics, failures: Mutex::default() }
     }
 
     fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
         // A poisoned lock only means a panic elsewhere; the counts are still usable.
-        self.failures
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.failures.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Records a failure and returns how long to wait before the next attempt.
@@ -78,9 +72,7 @@ fn object_key(env: &DouyinEnvironment) -> String {
 pub async fn reconcile(env: Arc<DouyinEnvironment>, ctx: Arc<Context>) -> Result<Action> {
     let _timer = ctx.metrics.start_reconcile();
     let key = object_key(&env);
-    let namespace = env
-        .namespace()
-        .ok_or(Error::MissingObjectKey("metadata.namespace"))?;
+    let namespace = env.namespace().ok_or(Error::MissingObjectKey("metadata.namespace"))?;
     let api: Api<DouyinEnvironment> = Api::namespaced(ctx.client.clone(), &namespace);
     let span = info_span!("reconcile", environment = %key, generation = env.meta().generation);
     let action = finalizer(&api, FINALIZER, env, |event| async {
@@ -135,10 +127,7 @@ pub async fn run(
 ) -> Result<()> {
     let client = ctx.client.clone();
     let environments: Api<DouyinEnvironment> = scope.api(client.clone());
-    environments
-        .list(&ListParams::default().limit(1))
-        .await
-        .map_err(Error::CrdNotInstalled)?;
+    environments.list(&ListParams::default().limit(1)).await.map_err(Error::CrdNotInstalled)?;
 
     let (reader, writer) = reflector::store();
     let triggers = watcher(environments, watcher::Config::default().any_semantic())
@@ -146,13 +135,8 @@ pub async fn run(
         .reflect(writer)
         .applied_objects()
         // Spec changes bump the generation (deletion does too); finalizer edits do not.
-        .predicate_filter(
-            predicates::generation.combine(predicates::finalizers),
-            Default::default(),
-        );
-    let owned = watcher::Config::default()
-        .labels(&managed_selector())
-        .any_semantic();
+        .predicate_filter(predicates::generation.combine(predicates::finalizers), Default::default());
+    let owned = watcher::Config::default().labels(&managed_selector()).any_semantic();
 
     info!(?scope, "controller started");
     on_started();

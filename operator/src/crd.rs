@@ -270,10 +270,7 @@ fn region() -> String {
     DEFAULT_REGION.into()
 }
 fn storage(size: &str) -> StorageSpec {
-    StorageSpec {
-        size: size.into(),
-        storage_class_name: None,
-    }
+    StorageSpec { size: size.into(), storage_class_name: None }
 }
 fn mysql_storage() -> StorageSpec {
     storage("10Gi")
@@ -287,10 +284,7 @@ fn minio_storage() -> StorageSpec {
 
 fn resources(cpu: &str, memory: &str, memory_limit: &str) -> ResourceRequirements {
     let quantities = |pairs: &[(&str, &str)]| -> BTreeMap<String, Quantity> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), Quantity(v.to_string())))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), Quantity(v.to_string()))).collect()
     };
     ResourceRequirements {
         requests: Some(quantities(&[("cpu", cpu), ("memory", memory)])),
@@ -376,10 +370,7 @@ mod tests {
         assert_eq!(env.secret_name(), "dev-douyin-backends");
         let named = DouyinEnvironment::new(
             "dev",
-            DouyinEnvironmentSpec {
-                secret_name: Some("backends".into()),
-                ..Default::default()
-            },
+            DouyinEnvironmentSpec { secret_name: Some("backends".into()), ..Default::default() },
         );
         assert_eq!(named.secret_name(), "backends");
     }
@@ -392,17 +383,9 @@ mod tests {
         assert_eq!(crd.spec.names.short_names, Some(vec!["denv".to_string()]));
         let version = &crd.spec.versions[0];
         assert_eq!(version.name, "v1alpha1");
-        let columns: Vec<_> = version
-            .additional_printer_columns
-            .as_ref()
-            .unwrap()
-            .iter()
-            .map(|c| c.name.as_str())
-            .collect();
-        assert_eq!(
-            columns,
-            ["Phase", "MySQL", "Redis", "MinIO", "Secret", "Age"]
-        );
+        let columns: Vec<_> =
+            version.additional_printer_columns.as_ref().unwrap().iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(columns, ["Phase", "MySQL", "Redis", "MinIO", "Secret", "Age"]);
         assert!(version.subresources.as_ref().unwrap().status.is_some());
     }
 }

@@ -77,11 +77,7 @@ impl Credentials {
 
 /// A random alphanumeric string: safe inside URLs and shell words without escaping.
 pub fn random_token(length: usize) -> String {
-    rand::rng()
-        .sample_iter(&Alphanumeric)
-        .take(length)
-        .map(char::from)
-        .collect()
+    rand::rng().sample_iter(&Alphanumeric).take(length).map(char::from).collect()
 }
 
 #[cfg(test)]
@@ -94,12 +90,7 @@ mod tests {
         let data = creds.to_data();
         assert_eq!(data.len(), 7);
         assert_eq!(creds.mysql_password.len(), 32);
-        assert!(
-            creds
-                .mysql_password
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric())
-        );
+        assert!(creds.mysql_password.chars().all(|c| c.is_ascii_alphanumeric()));
         assert_ne!(creds.mysql_password, creds.mysql_root_password);
     }
 
@@ -117,9 +108,7 @@ mod tests {
     #[test]
     fn round_trips_through_secret_data() {
         let creds = Credentials::fill_missing(None, random_token);
-        let again = Credentials::fill_missing(Some(&creds.to_data()), |_| {
-            unreachable!("nothing is missing")
-        });
+        let again = Credentials::fill_missing(Some(&creds.to_data()), |_| unreachable!("nothing is missing"));
         assert_eq!(again, creds);
     }
 }

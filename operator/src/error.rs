@@ -29,8 +29,9 @@ impl Error {
         match self {
             Error::Kube(_) => "kube",
             Error::Finalizer(inner) => match inner.as_ref() {
-                kube::runtime::finalizer::Error::ApplyFailed(e)
-                | kube::runtime::finalizer::Error::CleanupFailed(e) => e.metric_label(),
+                kube::runtime::finalizer::Error::ApplyFailed(e) | kube::runtime::finalizer::Error::CleanupFailed(e) => {
+                    e.metric_label()
+                }
                 _ => "finalizer",
             },
             Error::MissingObjectKey(_) => "missing_object_key",

@@ -49,32 +49,23 @@ impl FakeApiServer {
     pub fn with(env: &DouyinEnvironment) -> Self {
         let mut server = Self::default();
         let name = env.metadata.name.clone().expect("named");
-        server.objects.insert(
-            env_path(&name),
-            serde_json::to_value(env).expect("serializable"),
-        );
+        server.objects.insert(env_path(&name), serde_json::to_value(env).expect("serializable"));
         server
     }
 
     pub fn insert(&mut self, path: String, object: impl serde::Serialize) {
-        self.objects
-            .insert(path, serde_json::to_value(object).expect("serializable"));
+        self.objects.insert(path, serde_json::to_value(object).expect("serializable"));
     }
 
     pub fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> Option<T> {
-        self.objects
-            .get(path)
-            .map(|v| serde_json::from_value(v.clone()).expect("stored object parses"))
+        self.objects.get(path).map(|v| serde_json::from_value(v.clone()).expect("stored object parses"))
     }
 
     /// Starts serving; the task ends, returning the server, once every client
     /// handle (the context) is dropped.
     pub fn start(mut self) -> (Arc<Context>, JoinHandle<FakeApiServer>) {
         let (service, mut handle) = mock::pair::<Request<Body>, Response<Body>>();
-        let ctx = Arc::new(Context::new(
-            Client::new(service, "default"),
-            Metrics::default(),
-        ));
+        let ctx = Arc::new(Context::new(Client::new(service, "default"), Metrics::default()));
         let task = tokio::spawn(async move {
             while let Some((request, respond)) = handle.next_request().await {
                 let (status, body) = self.answer(request).await;
@@ -100,16 +91,8 @@ impl FakeApiServer {
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
             .to_string();
-        let body = request
-            .into_body()
-            .collect_bytes()
-            .await
-            .expect("request body");
-        let body: Value = if body.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&body).expect("json body")
-        };
+        let body = request.into_body().collect_bytes().await.expect("request body");
+        let body: Value = if body.is_empty() { Value::Null } else { serde_json::from_slice(&body).expect("json body") };
 
         let verb = match (&method, content_type.as_str()) {
             (&Method::GET, _) => "GET",
@@ -124,10 +107,7 @@ impl FakeApiServer {
             return status(StatusCode::INTERNAL_SERVER_ERROR, "InternalError");
         }
         if verb == "APPLY" {
-            assert!(
-                query.contains("fieldManager=douyin-operator"),
-                "apply without field manager: {query}"
-            );
+            assert!(query.contains("fieldManager=douyin-operator"), "apply without field manager: {query}");
             assert!(query.contains("force=true"), "apply without force: {query}");
         }
 
@@ -146,9 +126,7 @@ impl FakeApiServer {
                 }
                 None => {
                     let mut object = body;
-                    if let Some(existing_status) =
-                        self.objects.get(&path).and_then(|o| o.get("status"))
-                    {
+                    if let Some(existing_status) = self.objects.get(&path).and_then(|o| o.get("status")) {
                         object["status"] = existing_status.clone();
                     }
                     self.objects.insert(path, object.clone());
@@ -168,8 +146,7 @@ impl FakeApiServer {
             }
             "DELETE" if query.contains("labelSelector") => {
                 let kind = path.rsplit('/').next().unwrap_or_default().to_string();
-                self.objects
-                    .retain(|p, _| !p.starts_with(&format!("{path}/")));
+                self.objects.retain(|p, _| !p.starts_with(&format!("{path}/")));
                 (
                     StatusCode::OK,
                     json!({ "apiVersion": "v1", "kind": format!("{kind}List"), "metadata": {}, "items": [] }),
@@ -225,9 +202,7 @@ fn json_patch(target: &mut Value, ops: &Value) {
             }
             "add" => match target.pointer_mut(parent).expect("parent exists") {
                 Value::Array(items) if last == "-" => items.push(op["value"].clone()),
-                Value::Array(items) => {
-                    items.insert(last.parse().expect("index"), op["value"].clone())
-                }
+                Value::Array(items) => items.insert(last.parse().expect("index"), op["value"].clone()),
                 Value::Object(map) => {
                     map.insert(last.to_string(), op["value"].clone());
                 }

@@ -36,10 +36,7 @@ async fn readyz(State(state): State<HttpState>) -> impl IntoResponse {
 
 async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
     (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
+        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
         crate::metrics::encode(&state.registry),
     )
 }
@@ -66,10 +63,7 @@ mod tests {
         let metrics = Metrics::default().register(&mut registry);
         drop(metrics.start_reconcile());
         let ready = Arc::new(AtomicBool::new(false));
-        let app = router(HttpState {
-            registry: Arc::new(registry),
-            ready: ready.clone(),
-        });
+        let app = router(HttpState { registry: Arc::new(registry), ready: ready.clone() });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let server = tokio::spawn(async move { axum::serve(listener, app).await });
@@ -80,10 +74,7 @@ mod tests {
         assert_eq!(get_text(addr, "/readyz").await.0, 200);
         let (code, body) = get_text(addr, "/metrics").await;
         assert_eq!(code, 200);
-        assert!(
-            body.contains("douyin_operator_reconciliations_total 1"),
-            "{body}"
-        );
+        assert!(body.contains("douyin_operator_reconciliations_total 1"), "{body}");
         server.abort();
     }
 }

@@ -8,17 +8,10 @@ use douyin_operator::manager::{self, Config};
 use douyin_operator::telemetry::{self, LogFormat};
 
 #[derive(Parser)]
-#[command(
-    version,
-    about = "Provisions MySQL, Redis and MinIO for each DouyinEnvironment"
-)]
+#[command(version, about = "Provisions MySQL, Redis and MinIO for each DouyinEnvironment")]
 struct Args {
     /// Address of /healthz, /readyz and /metrics.
-    #[arg(
-        long,
-        env = "DOUYIN_OPERATOR_HTTP_ADDR",
-        default_value = "0.0.0.0:8080"
-    )]
+    #[arg(long, env = "DOUYIN_OPERATOR_HTTP_ADDR", default_value = "0.0.0.0:8080")]
     http_addr: SocketAddr,
     /// Watch only this namespace (default: every namespace).
     #[arg(long, env = "DOUYIN_OPERATOR_NAMESPACE")]
@@ -35,10 +28,6 @@ async fn main() -> anyhow::Result<()> {
         Some(ns) => Scope::Namespace(ns),
         None => Scope::Cluster,
     };
-    manager::run(Config {
-        http_addr: args.http_addr,
-        scope,
-    })
-    .await?;
+    manager::run(Config { http_addr: args.http_addr, scope }).await?;
     Ok(())
 }

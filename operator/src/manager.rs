@@ -27,22 +27,15 @@ pub async fn run(config: Config) -> Result<()> {
     let metrics = Metrics::default().register(&mut registry);
     let ready = Arc::new(AtomicBool::new(false));
 
-    let listener = tokio::net::TcpListener::bind(config.http_addr)
-        .await
-        .map_err(Error::Http)?;
+    let listener = tokio::net::TcpListener::bind(config.http_addr).await.map_err(Error::Http)?;
     info!(addr = %config.http_addr, "serving /healthz, /readyz and /metrics");
-    let app = http::router(HttpState {
-        registry: Arc::new(registry),
-        ready: ready.clone(),
-    });
+    let app = http::router(HttpState { registry: Arc::new(registry), ready: ready.clone() });
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
 
     let ctx = Arc::new(Context::new(client, metrics));
     let started = ready.clone();
-    let result = controller::run(ctx, config.scope, shutdown_signal(), move || {
-        started.store(true, Ordering::Relaxed)
-    })
-    .await;
+    let result =
+        controller::run(ctx, config.scope, shutdown_signal(), move || started.store(true, Ordering::Relaxed)).await;
     ready.store(false, Ordering::Relaxed);
     server.abort();
     result

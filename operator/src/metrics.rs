@@ -34,39 +34,20 @@ impl Metrics {
     /// Registers the metrics under `douyin_operator_`.
     pub fn register(self, registry: &mut Registry) -> Self {
         let registry = registry.sub_registry_with_prefix("douyin_operator");
-        registry.register(
-            "reconciliations",
-            "Reconciliations started",
-            self.reconciliations.clone(),
-        );
-        registry.register(
-            "reconcile_failures",
-            "Reconciliations that failed, by error",
-            self.failures.clone(),
-        );
-        registry.register(
-            "reconcile_duration_seconds",
-            "Time one reconciliation took",
-            self.duration.clone(),
-        );
+        registry.register("reconciliations", "Reconciliations started", self.reconciliations.clone());
+        registry.register("reconcile_failures", "Reconciliations that failed, by error", self.failures.clone());
+        registry.register("reconcile_duration_seconds", "Time one reconciliation took", self.duration.clone());
         self
     }
 
     /// Counts a reconciliation and measures it until the guard drops.
     pub fn start_reconcile(&self) -> ReconcileTimer {
         self.reconciliations.inc();
-        ReconcileTimer {
-            started: Instant::now(),
-            histogram: self.duration.clone(),
-        }
+        ReconcileTimer { started: Instant::now(), histogram: self.duration.clone() }
     }
 
     pub fn reconcile_failed(&self, error: &crate::Error) {
-        self.failures
-            .get_or_create(&ErrorLabels {
-                error: error.metric_label().into(),
-            })
-            .inc();
+        self.failures.get_or_create(&ErrorLabels { error: error.metric_label().into() }).inc();
     }
 }
 
@@ -100,19 +81,8 @@ mod tests {
         drop(metrics.start_reconcile());
         metrics.reconcile_failed(&crate::Error::MissingObjectKey("metadata.uid"));
         let text = encode(&registry);
-        assert!(
-            text.contains("douyin_operator_reconciliations_total 1"),
-            "{text}"
-        );
-        assert!(
-            text.contains(
-                "douyin_operator_reconcile_failures_total{error=\"missing_object_key\"} 1"
-            ),
-            "{text}"
-        );
-        assert!(
-            text.contains("douyin_operator_reconcile_duration_seconds_count 1"),
-            "{text}"
-        );
+        assert!(text.contains("douyin_operator_reconciliations_total 1"), "{text}");
+        assert!(text.contains("douyin_operator_reconcile_failures_total{error=\"missing_object_key\"} 1"), "{text}");
+        assert!(text.contains("douyin_operator_reconcile_duration_seconds_count 1"), "{text}");
     }
 }

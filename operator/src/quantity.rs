@@ -4,14 +4,9 @@
 /// `None` when the text is not a quantity.
 pub fn parse(text: &str) -> Option<f64> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
-        .unwrap_or(text.len());
+    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-')).unwrap_or(text.len());
     let (number, suffix) = text.split_at(split);
-    if number.is_empty()
-        || number.matches('.').count() > 1
-        || !number.chars().any(|c| c.is_ascii_digit())
-    {
+    if number.is_empty() || number.matches('.').count() > 1 || !number.chars().any(|c| c.is_ascii_digit()) {
         return None;
     }
     let value: f64 = number.parse().ok()?;

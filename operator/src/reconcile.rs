@@ -51,26 +51,13 @@ pub async fn apply(env: &DouyinEnvironment, ctx: &Context) -> Result<Action> {
 
     let secret_api: Api<Secret> = Api::namespaced(client.clone(), &e.namespace);
     let existing = secret_api.get_opt(&e.credentials_secret()).await?;
-    let credentials = Credentials::fill_missing(
-        existing.as_ref().and_then(|s| s.data.as_ref()),
-        random_token,
-    );
+    let credentials = Credentials::fill_missing(existing.as_ref().and_then(|s| s.data.as_ref()), random_token);
     secret_api
-        .patch(
-            &e.credentials_secret(),
-            &apply_params(),
-            &Patch::Apply(secrets::credentials_secret(&e, &credentials)),
-        )
+        .patch(&e.credentials_secret(), &apply_params(), &Patch::Apply(secrets::credentials_secret(&e, &credentials)))
         .await?;
 
     let (settings, problems) = app_settings(&e, &credentials, &secret_api).await?;
-    secret_api
-        .patch(
-            &e.secret_name,
-            &apply_params(),
-            &Patch::Apply(secrets::app_secret(&e, &settings)),
-        )
-        .await?;
+    secret_api.patch(&e.secret_name, &apply_params(), &Patch::Apply(secrets::app_secret(&e, &settings))).await?;
 
     let mut observed = Vec::with_capacity(3);
     for backend in Backend::ALL {
@@ -82,22 +69,14 @@ pub async fn apply(env: &DouyinEnvironment, ctx: &Context) -> Result<Action> {
             }
             Source::External => {
                 remove(&e, ctx, backend).await?;
-                BackendState::External {
-                    problem: problems[backend as usize].clone(),
-                }
+                BackendState::External { problem: problems[backend as usize].clone() }
             }
         };
         observed.push((backend, state));
     }
     let observed: status::Observed = observed.try_into().expect("one state per backend");
 
-    let status = status::reconciled(
-        env.status.as_ref(),
-        generation,
-        &e.secret_name,
-        &observed,
-        Timestamp::now(),
-    );
+    let status = status::reconciled(env.status.as_ref(), generation, &e.secret_name, &observed, Timestamp::now());
     write_status(&environments, &e.name, &status).await?;
     Ok(match status.phase {
         Some(Phase::Ready) => Action::requeue(RESYNC),
@@ -109,18 +88,12 @@ pub async fn apply(env: &DouyinEnvironment, ctx: &Context) -> Result<Action> {
 /// they are retained, the credentials that open them.
 pub async fn cleanup(env: &DouyinEnvironment, ctx: &Context) -> Result<Action> {
     let name = env.name_any();
-    let namespace = env
-        .namespace()
-        .ok_or(crate::Error::MissingObjectKey("metadata.namespace"))?;
+    let namespace = env.namespace().ok_or(crate::Error::MissingObjectKey("metadata.namespace"))?;
     match env.spec.deletion_policy {
         DeletionPolicy::Delete => {
             let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &namespace);
             let selector = names::environment_selector(&name);
-            pvcs.delete_collection(
-                &DeleteParams::background(),
-                &ListParams::default().labels(&selector),
-            )
-            .await?;
+            pvcs.delete_collection(&DeleteParams::background(), &ListParams::default().labels(&selector)).await?;
             info!(environment = %name, %namespace, "deleted the environment's volume claims");
         }
         DeletionPolicy::Retain => {
@@ -128,14 +101,7 @@ pub async fn cleanup(env: &DouyinEnvironment, ctx: &Context) -> Result<Action> {
             // so an environment re-created under the same name opens the same volumes.
             let secret_api: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
             let release = Patch::Merge(json!({ "metadata": { "ownerReferences": null } }));
-            match secret_api
-                .patch(
-                    &names::credentials_secret(&name),
-                    &PatchParams::default(),
-                    &release,
-                )
-                .await
-            {
+            match secret_api.patch(&names::credentials_secret(&name), &PatchParams::default(), &release).await {
                 Ok(_) => {}
                 Err(kube::Error::Api(status)) if status.is_not_found() => {}
                 Err(e) => return Err(e.into()),
@@ -146,11 +112,7 @@ pub async fn cleanup(env: &DouyinEnvironment, ctx: &Context) -> Result<Action> {
     Ok(Action::await_change())
 }
 
-async fn write_status(
-    api: &Api<DouyinEnvironment>,
-    name: &str,
-    status: &DouyinEnvironmentStatus,
-) -> Result<()> {
+async fn write_status(api: &Api<DouyinEnvironment>, name: &str, status: &DouyinEnvironmentStatus) -> Result<()> {
     let patch = Patch::Apply(json!({
         "apiVersion": DouyinEnvironment::api_version(&()),
         "kind": DouyinEnvironment::kind(&()),

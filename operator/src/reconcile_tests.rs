@@ -13,12 +13,8 @@ use kube::runtime::controller::Action;
 
 use crate::builders::secret as app_keys;
 use crate::controller::{error_policy, reconcile};
-use crate::crd::{
-    DeletionPolicy, DouyinEnvironment, DouyinEnvironmentSpec, ExternalUrlSpec, Phase, SecretKeyRef,
-};
-use crate::fixtures::{
-    FakeApiServer, NS, env_path, job_path, secret_path, serve, service_path, sts_path,
-};
+use crate::crd::{DeletionPolicy, DouyinEnvironment, DouyinEnvironmentSpec, ExternalUrlSpec, Phase, SecretKeyRef};
+use crate::fixtures::{FakeApiServer, NS, env_path, job_path, secret_path, serve, service_path, sts_path};
 use crate::names::FINALIZER;
 
 fn environment(spec: DouyinEnvironmentSpec) -> DouyinEnvironment {
@@ -59,16 +55,9 @@ fn secret_requests() -> Vec<String> {
 
 fn ready_statefulset(name: &str) -> StatefulSet {
     StatefulSet {
-        metadata: kube::api::ObjectMeta {
-            name: Some(name.into()),
-            ..Default::default()
-        },
+        metadata: kube::api::ObjectMeta { name: Some(name.into()), ..Default::default() },
         spec: None,
-        status: Some(StatefulSetStatus {
-            replicas: 1,
-            ready_replicas: Some(1),
-            ..Default::default()
-        }),
+        status: Some(StatefulSetStatus { replicas: 1, ready_replicas: Some(1), ..Default::default() }),
     }
 }
 
@@ -78,19 +67,13 @@ fn stored_env(server: &FakeApiServer) -> DouyinEnvironment {
 
 fn condition<'a>(env: &'a DouyinEnvironment, type_: &str) -> &'a Condition {
     let status = env.status.as_ref().expect("status written");
-    status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == type_)
-        .unwrap_or_else(|| panic!("no {type_} condition"))
+    status.conditions.iter().find(|c| c.type_ == type_).unwrap_or_else(|| panic!("no {type_} condition"))
 }
 
 fn secret_data(server: &FakeApiServer, name: &str) -> Vec<(String, String)> {
     let secret: Secret = server.get(&secret_path(name)).expect("secret stored");
     let data = secret.data.unwrap_or_default();
-    data.into_iter()
-        .map(|(k, v)| (k, String::from_utf8(v.0).unwrap()))
-        .collect()
+    data.into_iter().map(|(k, v)| (k, String::from_utf8(v.0).unwrap())).collect()
 }
 
 async fn reconcile_once(server: FakeApiServer, env: DouyinEnvironment) -> (Action, FakeApiServer) {
@@ -104,10 +87,7 @@ async fn a_new_environment_first_gets_the_finalizer() {
     let (action, server) = reconcile_once(FakeApiServer::with(&env), env).await;
     assert_eq!(server.requests, [format!("JSONPATCH {}", env_path("dev"))]);
     assert_eq!(action, Action::await_change());
-    assert_eq!(
-        stored_env(&server).metadata.finalizers,
-        Some(vec![FINALIZER.to_string()])
-    );
+    assert_eq!(stored_env(&server).metadata.finalizers, Some(vec![FINALIZER.to_string()]));
 }
 
 #[tokio::test]
@@ -123,10 +103,7 @@ async fn a_new_environment_gets_secrets_services_and_statefulsets() {
     assert_eq!(server.requests, expected);
     assert_eq!(action, Action::requeue(Duration::from_secs(30)));
 
-    let keys: Vec<_> = secret_data(&server, "dev-douyin-backends")
-        .into_iter()
-        .map(|(k, _)| k)
-        .collect();
+    let keys: Vec<_> = secret_data(&server, "dev-douyin-backends").into_iter().map(|(k, _)| k).collect();
     assert_eq!(
         keys,
         [
@@ -161,10 +138,7 @@ async fn a_second_reconcile_keeps_the_secret_values() {
 
     let (_, server) = reconcile_once(server, env).await;
     assert_eq!(secret_data(&server, "dev-douyin-backends"), first_app);
-    assert_eq!(
-        secret_data(&server, "dev-douyin-credentials"),
-        first_credentials
-    );
+    assert_eq!(secret_data(&server, "dev-douyin-credentials"), first_credentials);
 }
 
 #[tokio::test]
@@ -172,27 +146,14 @@ async fn ready_statefulsets_flip_status_to_ready() {
     let env = finalized(environment(DouyinEnvironmentSpec::default()));
     let mut server = FakeApiServer::with(&env);
     for key in ["mysql", "redis", "minio"] {
-        server.insert(
-            sts_path(&format!("dev-{key}")),
-            ready_statefulset(&format!("dev-{key}")),
-        );
+        server.insert(sts_path(&format!("dev-{key}")), ready_statefulset(&format!("dev-{key}")));
     }
-    let done = Job {
-        status: Some(JobStatus {
-            succeeded: Some(1),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
+    let done = Job { status: Some(JobStatus { succeeded: Some(1), ..Default::default() }), ..Default::default() };
     server.insert(job_path("dev-minio-bucket"), done);
 
     let (action, server) = reconcile_once(server, env).await;
     assert_eq!(
-        server
-            .requests
-            .iter()
-            .filter(|r| r.contains("/jobs/"))
-            .collect::<Vec<_>>(),
+        server.requests.iter().filter(|r| r.contains("/jobs/")).collect::<Vec<_>>(),
         [&format!("GET {}", job_path("dev-minio-bucket"))]
     );
     assert_eq!(action, Action::requeue(Duration::from_secs(300)));
@@ -210,41 +171,16 @@ async fn a_ready_minio_gets_its_bucket_job_once() {
     server.insert(sts_path("dev-minio"), ready_statefulset("dev-minio"));
 
     let (_, server) = reconcile_once(server, env.clone()).await;
-    let job_requests: Vec<_> = server
-        .requests
-        .iter()
-        .filter(|r| r.contains("/jobs/"))
-        .cloned()
-        .collect();
+    let job_requests: Vec<_> = server.requests.iter().filter(|r| r.contains("/jobs/")).cloned().collect();
     assert_eq!(
         job_requests,
-        [
-            format!("GET {}", job_path("dev-minio-bucket")),
-            format!("APPLY {}", job_path("dev-minio-bucket"))
-        ]
+        [format!("GET {}", job_path("dev-minio-bucket")), format!("APPLY {}", job_path("dev-minio-bucket"))]
     );
-    assert_eq!(
-        condition(&stored_env(&server), "MinioReady").reason,
-        "CreatingBucket"
-    );
+    assert_eq!(condition(&stored_env(&server), "MinioReady").reason, "CreatingBucket");
 
-    let (_, server) = reconcile_once(
-        FakeApiServer {
-            requests: vec![],
-            ..server
-        },
-        env,
-    )
-    .await;
-    let job_requests: Vec<_> = server
-        .requests
-        .iter()
-        .filter(|r| r.contains("/jobs/"))
-        .collect();
-    assert_eq!(
-        job_requests,
-        [&format!("GET {}", job_path("dev-minio-bucket"))]
-    );
+    let (_, server) = reconcile_once(FakeApiServer { requests: vec![], ..server }, env).await;
+    let job_requests: Vec<_> = server.requests.iter().filter(|r| r.contains("/jobs/")).collect();
+    assert_eq!(job_requests, [&format!("GET {}", job_path("dev-minio-bucket"))]);
 }
 
 #[tokio::test]
@@ -259,23 +195,11 @@ async fn a_storage_change_is_reported_not_applied() {
 
     let sts: StatefulSet = server.get(&sts_path("dev-mysql")).unwrap();
     let template = &sts.spec.unwrap().volume_claim_templates.unwrap()[0];
-    let size = &template
-        .spec
-        .as_ref()
-        .unwrap()
-        .resources
-        .as_ref()
-        .unwrap()
-        .requests
-        .as_ref()
-        .unwrap()["storage"];
+    let size = &template.spec.as_ref().unwrap().resources.as_ref().unwrap().requests.as_ref().unwrap()["storage"];
     assert_eq!(size.0, "10Gi");
     let stored = stored_env(&server);
     let degraded = condition(&stored, "Degraded");
-    assert_eq!(
-        (degraded.status.as_str(), degraded.reason.as_str()),
-        ("True", "StorageChangeRejected")
-    );
+    assert_eq!((degraded.status.as_str(), degraded.reason.as_str()), ("True", "StorageChangeRejected"));
     assert!(degraded.message.contains("50Gi"), "{}", degraded.message);
     assert_eq!(degraded.observed_generation, Some(2));
 }
@@ -287,18 +211,12 @@ async fn an_invalid_spec_sets_degraded_instead_of_failing() {
     let env = finalized(environment(spec));
     let (action, server) = reconcile_once(FakeApiServer::with(&env), env).await;
 
-    assert_eq!(
-        server.requests,
-        [format!("APPLY {}/status", env_path("dev"))]
-    );
+    assert_eq!(server.requests, [format!("APPLY {}/status", env_path("dev"))]);
     assert_eq!(action, Action::await_change());
     let stored = stored_env(&server);
     assert_eq!(stored.status.as_ref().unwrap().phase, Some(Phase::Degraded));
     let degraded = condition(&stored, "Degraded");
-    assert_eq!(
-        (degraded.status.as_str(), degraded.reason.as_str()),
-        ("True", "UnpinnedImage")
-    );
+    assert_eq!((degraded.status.as_str(), degraded.reason.as_str()), ("True", "UnpinnedImage"));
     assert_eq!(condition(&stored, "Ready").reason, "InvalidSpec");
 }
 
@@ -307,61 +225,34 @@ async fn an_external_database_comes_from_its_secret() {
     let mut spec = DouyinEnvironmentSpec::default();
     spec.mysql.external = Some(ExternalUrlSpec {
         url: None,
-        secret_ref: Some(SecretKeyRef {
-            name: "shared-db".into(),
-            key: Some("url".into()),
-        }),
+        secret_ref: Some(SecretKeyRef { name: "shared-db".into(), key: Some("url".into()) }),
     });
     let env = finalized(environment(spec));
     let mut server = FakeApiServer::with(&env);
     let external = Secret {
         data: Some(
-            [(
-                "url".to_string(),
-                k8s_openapi::ByteString(b"mysql://app:pw@db.shared:3306/douyin".to_vec()),
-            )]
-            .into(),
+            [("url".to_string(), k8s_openapi::ByteString(b"mysql://app:pw@db.shared:3306/douyin".to_vec()))].into(),
         ),
         ..Default::default()
     };
     server.insert(secret_path("shared-db"), external);
 
     let (_, server) = reconcile_once(server, env).await;
-    assert!(
-        server
-            .requests
-            .contains(&format!("GET {}", secret_path("shared-db")))
-    );
-    assert!(
-        !server
-            .requests
-            .contains(&format!("APPLY {}", sts_path("dev-mysql")))
-    );
+    assert!(server.requests.contains(&format!("GET {}", secret_path("shared-db"))));
+    assert!(!server.requests.contains(&format!("APPLY {}", sts_path("dev-mysql"))));
     let data = secret_data(&server, "dev-douyin-backends");
-    assert!(data.contains(&(
-        app_keys::DATABASE_URL.into(),
-        "mysql://app:pw@db.shared:3306/douyin".into()
-    )));
-    assert_eq!(
-        condition(&stored_env(&server), "MysqlReady").reason,
-        "External"
-    );
+    assert!(data.contains(&(app_keys::DATABASE_URL.into(), "mysql://app:pw@db.shared:3306/douyin".into())));
+    assert_eq!(condition(&stored_env(&server), "MysqlReady").reason, "External");
 }
 
 #[tokio::test]
 async fn deletion_with_delete_policy_removes_the_volume_claims() {
-    let spec = DouyinEnvironmentSpec {
-        deletion_policy: DeletionPolicy::Delete,
-        ..Default::default()
-    };
+    let spec = DouyinEnvironmentSpec { deletion_policy: DeletionPolicy::Delete, ..Default::default() };
     let env = deleting(finalized(environment(spec)));
     let (action, server) = reconcile_once(FakeApiServer::with(&env), env).await;
     assert_eq!(
         server.requests,
-        [
-            format!("DELETE /api/v1/namespaces/{NS}/persistentvolumeclaims"),
-            format!("JSONPATCH {}", env_path("dev")),
-        ]
+        [format!("DELETE /api/v1/namespaces/{NS}/persistentvolumeclaims"), format!("JSONPATCH {}", env_path("dev")),]
     );
     assert_eq!(action, Action::await_change());
     assert_eq!(stored_env(&server).metadata.finalizers, Some(vec![]));
@@ -373,17 +264,11 @@ async fn deletion_with_retain_policy_keeps_the_credentials() {
     let (_, server) = reconcile_once(FakeApiServer::with(&env), env.clone()).await;
     let credentials = secret_data(&server, "dev-douyin-credentials");
 
-    let server = FakeApiServer {
-        requests: vec![],
-        ..server
-    };
+    let server = FakeApiServer { requests: vec![], ..server };
     let (_, server) = reconcile_once(server, deleting(env)).await;
     assert_eq!(
         server.requests,
-        [
-            format!("MERGE {}", secret_path("dev-douyin-credentials")),
-            format!("JSONPATCH {}", env_path("dev"))
-        ]
+        [format!("MERGE {}", secret_path("dev-douyin-credentials")), format!("JSONPATCH {}", env_path("dev"))]
     );
     let kept: Secret = server.get(&secret_path("dev-douyin-credentials")).unwrap();
     assert_eq!(kept.metadata.owner_references, None);
@@ -393,28 +278,17 @@ async fn deletion_with_retain_policy_keeps_the_credentials() {
 #[tokio::test]
 async fn api_errors_back_off_exponentially() {
     let env = Arc::new(finalized(environment(DouyinEnvironmentSpec::default())));
-    let server = FakeApiServer {
-        fail_everything: true,
-        ..FakeApiServer::with(&env)
-    };
+    let server = FakeApiServer { fail_everything: true, ..FakeApiServer::with(&env) };
     let (actions, server) = serve(server, |ctx| async move {
         let mut actions = Vec::new();
         for _ in 0..3 {
-            let error = reconcile(env.clone(), ctx.clone())
-                .await
-                .expect_err("the API fails");
+            let error = reconcile(env.clone(), ctx.clone()).await.expect_err("the API fails");
             actions.push(error_policy(env.clone(), &error, ctx.clone()));
         }
         actions
     })
     .await;
-    let expected: Vec<_> = [5, 10, 20]
-        .map(|s| Action::requeue(Duration::from_secs(s)))
-        .into();
+    let expected: Vec<_> = [5, 10, 20].map(|s| Action::requeue(Duration::from_secs(s))).into();
     assert_eq!(actions, expected);
-    assert_eq!(
-        server.requests.len(),
-        3,
-        "each attempt stops at the first failure"
-    );
+    assert_eq!(server.requests.len(), 3, "each attempt stops at the first failure");
 }

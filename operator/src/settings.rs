@@ -25,13 +25,8 @@ pub async fn app_settings(
         settings.database_url = match &spec.mysql.external {
             None => Some(secrets::provisioned_database_url(e, credentials)),
             Some(external) => {
-                external_url(
-                    secret_api,
-                    external,
-                    secrets::DATABASE_URL,
-                    &mut problems[Backend::Mysql as usize],
-                )
-                .await?
+                external_url(secret_api, external, secrets::DATABASE_URL, &mut problems[Backend::Mysql as usize])
+                    .await?
             }
         };
     }
@@ -39,13 +34,7 @@ pub async fn app_settings(
         settings.redis_url = match &spec.redis.external {
             None => Some(secrets::provisioned_redis_url(e, credentials)),
             Some(external) => {
-                external_url(
-                    secret_api,
-                    external,
-                    secrets::REDIS_URL,
-                    &mut problems[Backend::Redis as usize],
-                )
-                .await?
+                external_url(secret_api, external, secrets::REDIS_URL, &mut problems[Backend::Redis as usize]).await?
             }
         };
     }
@@ -93,10 +82,7 @@ async fn external_url(
         return Ok(None);
     };
     let key = reference.key.as_deref().unwrap_or(default_key);
-    let value = secret_api
-        .get_opt(&reference.name)
-        .await?
-        .and_then(|s| secret_text(&s, key));
+    let value = secret_api.get_opt(&reference.name).await?.and_then(|s| secret_text(&s, key));
     if value.is_none() {
         *problem = Some(format!("Secret {:?} has no key {key:?}", reference.name));
     }
@@ -105,7 +91,5 @@ async fn external_url(
 
 fn secret_text(secret: &Secret, key: &str) -> Option<String> {
     let bytes = secret.data.as_ref()?.get(key)?;
-    String::from_utf8(bytes.0.clone())
-        .ok()
-        .filter(|v| !v.is_empty())
+    String::from_utf8(bytes.0.clone()).ok().filter(|v| !v.is_empty())
 }

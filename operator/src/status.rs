@@ -50,62 +50,34 @@ struct Verdict {
 fn verdict(backend: Backend, state: &BackendState) -> Verdict {
     let key = backend.key();
     let (ready, reason, message) = match state {
-        BackendState::Disabled => (
-            true,
-            "Disabled",
-            format!("spec.{key}.enabled is false; the Secret leaves its keys out"),
-        ),
-        BackendState::External { problem: None } => (
-            true,
-            "External",
-            format!("uses the instance named in spec.{key}.external"),
-        ),
-        BackendState::External {
-            problem: Some(problem),
-        } => (false, "ExternalUnavailable", problem.clone()),
-        BackendState::Provisioned { replicas: 0, .. } => (
-            false,
-            "ScaledToZero",
-            format!("spec.{key}.replicas is 0; the volume is kept"),
-        ),
-        BackendState::Provisioned {
-            replicas,
-            ready_replicas,
-            rolling_out,
-            setup,
-            ..
-        } => {
+        BackendState::Disabled => {
+            (true, "Disabled", format!("spec.{key}.enabled is false; the Secret leaves its keys out"))
+        }
+        BackendState::External { problem: None } => {
+            (true, "External", format!("uses the instance named in spec.{key}.external"))
+        }
+        BackendState::External { problem: Some(problem) } => (false, "ExternalUnavailable", problem.clone()),
+        BackendState::Provisioned { replicas: 0, .. } => {
+            (false, "ScaledToZero", format!("spec.{key}.replicas is 0; the volume is kept"))
+        }
+        BackendState::Provisioned { replicas, ready_replicas, rolling_out, setup, .. } => {
             let counts = format!("{ready_replicas}/{replicas} replicas ready");
             if *rolling_out {
-                (
-                    false,
-                    "RollingOut",
-                    format!("{counts}; rolling out the latest spec"),
-                )
+                (false, "RollingOut", format!("{counts}; rolling out the latest spec"))
             } else if ready_replicas < replicas {
                 (false, "Provisioning", counts)
             } else {
                 match setup {
                     Setup::NotNeeded | Setup::Done => (true, "StatefulSetReady", counts),
-                    Setup::Pending => (
-                        false,
-                        "CreatingBucket",
-                        format!("{counts}; waiting for the bucket Job"),
-                    ),
-                    Setup::Failed => (
-                        false,
-                        "BucketSetupFailed",
-                        format!("{counts}; the bucket Job failed (delete it to retry)"),
-                    ),
+                    Setup::Pending => (false, "CreatingBucket", format!("{counts}; waiting for the bucket Job")),
+                    Setup::Failed => {
+                        (false, "BucketSetupFailed", format!("{counts}; the bucket Job failed (delete it to retry)"))
+                    }
                 }
             }
         }
     };
-    Verdict {
-        ready,
-        reason,
-        message,
-    }
+    Verdict { ready, reason, message }
 }
 
 /// A condition, keeping the previous transition time when its status did not change.
@@ -142,27 +114,13 @@ pub fn reconciled(
     observed: &Observed,
     now: Timestamp,
 ) -> DouyinEnvironmentStatus {
-    let prev = previous
-        .map(|s| s.conditions.as_slice())
-        .unwrap_or_default();
+    let prev = previous.map(|s| s.conditions.as_slice()).unwrap_or_default();
     let verdicts: Vec<_> = observed.iter().map(|(b, s)| (*b, verdict(*b, s))).collect();
 
-    let not_ready: Vec<_> = verdicts
-        .iter()
-        .filter(|(_, v)| !v.ready)
-        .map(|(b, _)| b.key())
-        .collect();
+    let not_ready: Vec<_> = verdicts.iter().filter(|(_, v)| !v.ready).map(|(b, _)| b.key()).collect();
     let ready = not_ready.is_empty();
     let mut conditions = vec![if ready {
-        condition(
-            prev,
-            READY,
-            true,
-            "AllBackendsReady",
-            "every backend is ready".into(),
-            generation,
-            now,
-        )
+        condition(prev, READY, true, "AllBackendsReady", "every backend is ready".into(), generation, now)
     } else {
         condition(
             prev,
@@ -189,44 +147,23 @@ pub fn reconciled(
     let mut problems: Vec<(&'static str, String)> = Vec::new();
     for (backend, state) in observed {
         match state {
-            BackendState::Provisioned {
-                storage_drift: Some(drift),
-                ..
-            } => problems.push(("StorageChangeRejected", drift.clone())),
-            BackendState::External {
-                problem: Some(problem),
-            } => problems.push(("ExternalUnavailable", problem.clone())),
-            BackendState::Provisioned {
-                setup: Setup::Failed,
-                ..
-            } => problems.push((
-                "BucketSetupFailed",
-                format!(
-                    "{}: the bucket Job failed (delete it to retry)",
-                    backend.key()
-                ),
-            )),
+            BackendState::Provisioned { storage_drift: Some(drift), .. } => {
+                problems.push(("StorageChangeRejected", drift.clone()))
+            }
+            BackendState::External { problem: Some(problem) } => {
+                problems.push(("ExternalUnavailable", problem.clone()))
+            }
+            BackendState::Provisioned { setup: Setup::Failed, .. } => problems
+                .push(("BucketSetupFailed", format!("{}: the bucket Job failed (delete it to retry)", backend.key()))),
             _ => {}
         }
     }
     let degraded = match problems.first() {
         Some((reason, _)) => {
-            let message = problems
-                .iter()
-                .map(|(_, m)| m.as_str())
-                .collect::<Vec<_>>()
-                .join("; ");
+            let message = problems.iter().map(|(_, m)| m.as_str()).collect::<Vec<_>>().join("; ");
             condition(prev, DEGRADED, true, reason, message, generation, now)
         }
-        None => condition(
-            prev,
-            DEGRADED,
-            false,
-            "Reconciled",
-            "the spec is applied".into(),
-            generation,
-            now,
-        ),
+        None => condition(prev, DEGRADED, false, "Reconciled", "the spec is applied".into(), generation, now),
     };
     let phase = if degraded.status == "True" {
         Phase::Degraded
@@ -252,9 +189,7 @@ pub fn invalid(
     invalid: &InvalidSpec,
     now: Timestamp,
 ) -> DouyinEnvironmentStatus {
-    let prev = previous
-        .map(|s| s.conditions.as_slice())
-        .unwrap_or_default();
+    let prev = previous.map(|s| s.conditions.as_slice()).unwrap_or_default();
     let mut conditions = vec![condition(
         prev,
         READY,
@@ -264,20 +199,8 @@ pub fn invalid(
         generation,
         now,
     )];
-    conditions.extend(
-        prev.iter()
-            .filter(|c| Backend::ALL.iter().any(|b| b.condition_type() == c.type_))
-            .cloned(),
-    );
-    conditions.push(condition(
-        prev,
-        DEGRADED,
-        true,
-        invalid.reason,
-        invalid.message.clone(),
-        generation,
-        now,
-    ));
+    conditions.extend(prev.iter().filter(|c| Backend::ALL.iter().any(|b| b.condition_type() == c.type_)).cloned());
+    conditions.push(condition(prev, DEGRADED, true, invalid.reason, invalid.message.clone(), generation, now));
     DouyinEnvironmentStatus {
         observed_generation: generation,
         phase: Some(Phase::Degraded),
@@ -320,42 +243,27 @@ mod tests {
         assert_eq!(find(&status, "MinioReady").reason, "Disabled");
         assert_eq!(status.observed_generation, Some(2));
 
-        let all: Observed = [
-            (Backend::Mysql, provisioned(1)),
-            (Backend::Redis, provisioned(1)),
-            (Backend::Minio, provisioned(1)),
-        ];
+        let all: Observed =
+            [(Backend::Mysql, provisioned(1)), (Backend::Redis, provisioned(1)), (Backend::Minio, provisioned(1))];
         let status = reconciled(Some(&status), Some(2), "s", &all, now);
         assert_eq!(status.phase, Some(Phase::Ready));
         assert_eq!(find(&status, DEGRADED).status, "False");
         let types: Vec<_> = status.conditions.iter().map(|c| c.type_.as_str()).collect();
-        assert_eq!(
-            types,
-            [READY, "MysqlReady", "RedisReady", "MinioReady", DEGRADED]
-        );
+        assert_eq!(types, [READY, "MysqlReady", "RedisReady", "MinioReady", DEGRADED]);
     }
 
     #[test]
     fn transition_time_moves_only_when_status_changes() {
         let then = Timestamp::from_second(1_700_000_000).unwrap();
         let later = Timestamp::from_second(1_700_000_600).unwrap();
-        let observed: Observed = [
-            (Backend::Mysql, provisioned(0)),
-            (Backend::Redis, provisioned(1)),
-            (Backend::Minio, provisioned(1)),
-        ];
+        let observed: Observed =
+            [(Backend::Mysql, provisioned(0)), (Backend::Redis, provisioned(1)), (Backend::Minio, provisioned(1))];
         let first = reconciled(None, Some(1), "s", &observed, then);
-        let observed: Observed = [
-            (Backend::Mysql, provisioned(1)),
-            (Backend::Redis, provisioned(1)),
-            (Backend::Minio, provisioned(1)),
-        ];
+        let observed: Observed =
+            [(Backend::Mysql, provisioned(1)), (Backend::Redis, provisioned(1)), (Backend::Minio, provisioned(1))];
         let second = reconciled(Some(&first), Some(1), "s", &observed, later);
         assert_eq!(find(&second, "RedisReady").last_transition_time, Time(then));
-        assert_eq!(
-            find(&second, "MysqlReady").last_transition_time,
-            Time(later)
-        );
+        assert_eq!(find(&second, "MysqlReady").last_transition_time, Time(later));
     }
 
     #[test]
@@ -367,11 +275,8 @@ mod tests {
             storage_drift: Some("mysql: storage 10Gi -> 20Gi".into()),
             setup: Setup::NotNeeded,
         };
-        let observed: Observed = [
-            (Backend::Mysql, drift),
-            (Backend::Redis, provisioned(1)),
-            (Backend::Minio, provisioned(1)),
-        ];
+        let observed: Observed =
+            [(Backend::Mysql, drift), (Backend::Redis, provisioned(1)), (Backend::Minio, provisioned(1))];
         let status = reconciled(None, Some(3), "s", &observed, Timestamp::now());
         assert_eq!(status.phase, Some(Phase::Degraded));
         assert_eq!(find(&status, "MysqlReady").status, "True");
@@ -387,11 +292,8 @@ mod tests {
             storage_drift: None,
             setup: Setup::Pending,
         };
-        let observed: Observed = [
-            (Backend::Mysql, provisioned(1)),
-            (Backend::Redis, provisioned(1)),
-            (Backend::Minio, minio),
-        ];
+        let observed: Observed =
+            [(Backend::Mysql, provisioned(1)), (Backend::Redis, provisioned(1)), (Backend::Minio, minio)];
         let status = reconciled(None, Some(1), "s", &observed, Timestamp::now());
         assert_eq!(find(&status, "MinioReady").reason, "CreatingBucket");
         assert_eq!(status.phase, Some(Phase::Pending));
@@ -399,16 +301,10 @@ mod tests {
 
     #[test]
     fn an_invalid_spec_keeps_backend_conditions_and_degrades() {
-        let observed: Observed = [
-            (Backend::Mysql, provisioned(1)),
-            (Backend::Redis, provisioned(1)),
-            (Backend::Minio, provisioned(1)),
-        ];
+        let observed: Observed =
+            [(Backend::Mysql, provisioned(1)), (Backend::Redis, provisioned(1)), (Backend::Minio, provisioned(1))];
         let good = reconciled(None, Some(1), "s", &observed, Timestamp::now());
-        let refused = InvalidSpec {
-            reason: "UnpinnedImage",
-            message: "spec.redis.image".into(),
-        };
+        let refused = InvalidSpec { reason: "UnpinnedImage", message: "spec.redis.image".into() };
         let status = invalid(Some(&good), Some(2), &refused, Timestamp::now());
         assert_eq!(status.phase, Some(Phase::Degraded));
         assert_eq!(find(&status, READY).reason, "InvalidSpec");

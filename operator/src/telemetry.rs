@@ -33,22 +33,16 @@ impl Drop for TelemetryGuard {
 /// Installs the global subscriber. Must run inside the Tokio runtime: the gRPC
 /// exporter's connection lives there.
 pub fn init(format: LogFormat) -> Result<TelemetryGuard, Error> {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,kube=warn"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,kube=warn"));
     let logs = match format {
-        LogFormat::Json => tracing_subscriber::fmt::layer()
-            .json()
-            .flatten_event(true)
-            .boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer().json().flatten_event(true).boxed(),
         LogFormat::Text => tracing_subscriber::fmt::layer().boxed(),
     };
     let provider = match std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT") {
         Some(_) => Some(tracer_provider()?),
         None => None,
     };
-    let traces = provider
-        .as_ref()
-        .map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer("douyin-operator")));
+    let traces = provider.as_ref().map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer("douyin-operator")));
     tracing_subscriber::registry()
         .with(filter)
         .with(logs)
@@ -65,8 +59,7 @@ fn tracer_provider() -> Result<SdkTracerProvider, Error> {
         .with_tonic()
         .build()
         .map_err(|e| Error::Telemetry(e.to_string()))?;
-    let service_name =
-        std::env::var("OTEL_SERVICE_NAME").unwrap_or_else(|_| "douyin-operator".into());
+    let service_name = std::env::var("OTEL_SERVICE_NAME").unwrap_or_else(|_| "douyin-operator".into());
     Ok(SdkTracerProvider::builder()
         .with_resource(Resource::builder().with_service_name(service_name).build())
         .with_batch_exporter(exporter)

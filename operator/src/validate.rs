@@ -19,10 +19,7 @@ pub fn validate(env_name: &str, spec: &DouyinEnvironmentSpec) -> Result<(), Inva
 
     if let Some(name) = &spec.secret_name {
         if !is_dns_subdomain(name) {
-            problems.push((
-                "InvalidSecretName",
-                format!("spec.secretName {name:?} is not a valid Secret name"),
-            ));
+            problems.push(("InvalidSecretName", format!("spec.secretName {name:?} is not a valid Secret name")));
         } else if *name == names::credentials_secret(env_name) {
             problems.push((
                 "InvalidSecretName",
@@ -32,18 +29,10 @@ pub fn validate(env_name: &str, spec: &DouyinEnvironmentSpec) -> Result<(), Inva
     }
 
     let mysql = &spec.mysql;
-    check_backend(
-        &mut problems,
-        Backend::Mysql,
-        mysql.enabled,
-        mysql.external.is_some(),
-        mysql.replicas,
-    );
+    check_backend(&mut problems, Backend::Mysql, mysql.enabled, mysql.external.is_some(), mysql.replicas);
     if mysql.enabled {
         match &mysql.external {
-            Some(external) => {
-                check_external_url(&mut problems, Backend::Mysql, external, &["mysql"])
-            }
+            Some(external) => check_external_url(&mut problems, Backend::Mysql, external, &["mysql"]),
             None => {
                 check_image(&mut problems, "spec.mysql.image", &mysql.image);
                 check_storage(&mut problems, "spec.mysql.storage", &mysql.storage);
@@ -52,21 +41,10 @@ pub fn validate(env_name: &str, spec: &DouyinEnvironmentSpec) -> Result<(), Inva
     }
 
     let redis = &spec.redis;
-    check_backend(
-        &mut problems,
-        Backend::Redis,
-        redis.enabled,
-        redis.external.is_some(),
-        redis.replicas,
-    );
+    check_backend(&mut problems, Backend::Redis, redis.enabled, redis.external.is_some(), redis.replicas);
     if redis.enabled {
         match &redis.external {
-            Some(external) => check_external_url(
-                &mut problems,
-                Backend::Redis,
-                external,
-                &["redis", "rediss"],
-            ),
+            Some(external) => check_external_url(&mut problems, Backend::Redis, external, &["redis", "rediss"]),
             None => {
                 check_image(&mut problems, "spec.redis.image", &redis.image);
                 check_storage(&mut problems, "spec.redis.storage", &redis.storage);
@@ -75,22 +53,11 @@ pub fn validate(env_name: &str, spec: &DouyinEnvironmentSpec) -> Result<(), Inva
     }
 
     let minio = &spec.minio;
-    check_backend(
-        &mut problems,
-        Backend::Minio,
-        minio.enabled,
-        minio.external.is_some(),
-        minio.replicas,
-    );
+    check_backend(&mut problems, Backend::Minio, minio.enabled, minio.external.is_some(), minio.replicas);
     if minio.enabled {
         if !is_bucket_name(&minio.bucket) {
-            problems.push((
-                "InvalidBucket",
-                format!(
-                    "spec.minio.bucket {:?} is not a valid S3 bucket name",
-                    minio.bucket
-                ),
-            ));
+            problems
+                .push(("InvalidBucket", format!("spec.minio.bucket {:?} is not a valid S3 bucket name", minio.bucket)));
         }
         if minio.region.trim().is_empty() {
             problems.push(("InvalidRegion", "spec.minio.region is empty".into()));
@@ -100,17 +67,12 @@ pub fn validate(env_name: &str, spec: &DouyinEnvironmentSpec) -> Result<(), Inva
                 if scheme(&external.url).is_none_or(|s| s != "http" && s != "https") {
                     problems.push((
                         "InvalidExternal",
-                        format!(
-                            "spec.minio.external.url {:?} is not an http(s) URL",
-                            external.url
-                        ),
+                        format!("spec.minio.external.url {:?} is not an http(s) URL", external.url),
                     ));
                 }
                 if !is_dns_subdomain(&external.secret_ref.name) {
-                    problems.push((
-                        "InvalidExternal",
-                        "spec.minio.external.secretRef.name is not a Secret name".into(),
-                    ));
+                    problems
+                        .push(("InvalidExternal", "spec.minio.external.secretRef.name is not a Secret name".into()));
                 }
             }
             None => {
@@ -125,11 +87,7 @@ pub fn validate(env_name: &str, spec: &DouyinEnvironmentSpec) -> Result<(), Inva
         None => Ok(()),
         Some((reason, _)) => Err(InvalidSpec {
             reason,
-            message: problems
-                .iter()
-                .map(|(_, m)| m.as_str())
-                .collect::<Vec<_>>()
-                .join("; "),
+            message: problems.iter().map(|(_, m)| m.as_str()).collect::<Vec<_>>().join("; "),
         }),
     }
 }
@@ -143,16 +101,10 @@ fn check_backend(
 ) {
     let key = backend.key();
     if !enabled && external {
-        problems.push((
-            "InvalidExternal",
-            format!("spec.{key}.external is set but spec.{key}.enabled is false"),
-        ));
+        problems.push(("InvalidExternal", format!("spec.{key}.external is set but spec.{key}.enabled is false")));
     }
     if !(0..=1).contains(&replicas) {
-        problems.push((
-            "InvalidReplicas",
-            format!("spec.{key}.replicas must be 0 or 1, not {replicas}"),
-        ));
+        problems.push(("InvalidReplicas", format!("spec.{key}.replicas must be 0 or 1, not {replicas}")));
     }
 }
 
@@ -164,27 +116,20 @@ fn check_external_url(
 ) {
     let key = backend.key();
     match (&external.url, &external.secret_ref) {
-        (Some(_), Some(_)) | (None, None) => problems.push((
-            "InvalidExternal",
-            format!("spec.{key}.external needs exactly one of url and secretRef"),
-        )),
+        (Some(_), Some(_)) | (None, None) => {
+            problems.push(("InvalidExternal", format!("spec.{key}.external needs exactly one of url and secretRef")))
+        }
         (Some(url), None) => {
             if !scheme(url).is_some_and(|s| schemes.contains(&s)) {
                 problems.push((
                     "InvalidExternal",
-                    format!(
-                        "spec.{key}.external.url must start with {}://",
-                        schemes.join(":// or ")
-                    ),
+                    format!("spec.{key}.external.url must start with {}://", schemes.join(":// or ")),
                 ));
             }
         }
         (None, Some(reference)) => {
             if !is_dns_subdomain(&reference.name) {
-                problems.push((
-                    "InvalidExternal",
-                    format!("spec.{key}.external.secretRef.name is not a Secret name"),
-                ));
+                problems.push(("InvalidExternal", format!("spec.{key}.external.secretRef.name is not a Secret name")));
             }
         }
     }
@@ -192,27 +137,18 @@ fn check_external_url(
 
 fn check_image(problems: &mut Vec<(&'static str, String)>, field: &str, image: &str) {
     if !is_pinned(image) {
-        problems.push((
-            "UnpinnedImage",
-            format!("{field} {image:?} must name a tag other than latest, or a digest"),
-        ));
+        problems.push(("UnpinnedImage", format!("{field} {image:?} must name a tag other than latest, or a digest")));
     }
 }
 
 fn check_storage(problems: &mut Vec<(&'static str, String)>, field: &str, storage: &StorageSpec) {
     if !quantity::parse(&storage.size).is_some_and(|bytes| bytes >= 1.0) {
-        problems.push((
-            "InvalidStorageSize",
-            format!("{field}.size {:?} is not a positive size", storage.size),
-        ));
+        problems.push(("InvalidStorageSize", format!("{field}.size {:?} is not a positive size", storage.size)));
     }
     if let Some(class) = &storage.storage_class_name
         && !is_dns_subdomain(class)
     {
-        problems.push((
-            "InvalidStorageClass",
-            format!("{field}.storageClassName {class:?} is not a valid name"),
-        ));
+        problems.push(("InvalidStorageClass", format!("{field}.storageClassName {class:?} is not a valid name")));
     }
 }
 
@@ -229,9 +165,7 @@ pub fn is_pinned(image: &str) -> bool {
 }
 
 fn scheme(url: &str) -> Option<&str> {
-    url.split_once("://")
-        .map(|(scheme, _)| scheme)
-        .filter(|s| !s.is_empty())
+    url.split_once("://").map(|(scheme, _)| scheme).filter(|s| !s.is_empty())
 }
 
 /// RFC 1123 subdomain, as Kubernetes requires of object names.
@@ -240,9 +174,7 @@ fn is_dns_subdomain(name: &str) -> bool {
         && !name.is_empty()
         && name.split('.').all(|label| {
             !label.is_empty()
-                && label
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                && label.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
                 && !label.starts_with('-')
                 && !label.ends_with('-')
         })
@@ -250,9 +182,7 @@ fn is_dns_subdomain(name: &str) -> bool {
 
 fn is_bucket_name(name: &str) -> bool {
     (3..=63).contains(&name.len())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
         && name.starts_with(|c: char| c.is_ascii_alphanumeric())
         && name.ends_with(|c: char| c.is_ascii_alphanumeric())
 }
@@ -289,29 +219,15 @@ mod tests {
         let mut spec = DouyinEnvironmentSpec::default();
         spec.mysql.external = Some(ExternalUrlSpec {
             url: Some("mysql://u:p@db:3306/douyin".into()),
-            secret_ref: Some(SecretKeyRef {
-                name: "db".into(),
-                key: None,
-            }),
+            secret_ref: Some(SecretKeyRef { name: "db".into(), key: None }),
         });
-        assert_eq!(
-            validate("dev", &spec).unwrap_err().reason,
-            "InvalidExternal"
-        );
+        assert_eq!(validate("dev", &spec).unwrap_err().reason, "InvalidExternal");
 
-        spec.mysql.external = Some(ExternalUrlSpec {
-            url: Some("postgres://db/douyin".into()),
-            secret_ref: None,
-        });
-        assert_eq!(
-            validate("dev", &spec).unwrap_err().reason,
-            "InvalidExternal"
-        );
+        spec.mysql.external = Some(ExternalUrlSpec { url: Some("postgres://db/douyin".into()), secret_ref: None });
+        assert_eq!(validate("dev", &spec).unwrap_err().reason, "InvalidExternal");
 
-        spec.mysql.external = Some(ExternalUrlSpec {
-            url: Some("mysql://u:p@db:3306/douyin".into()),
-            secret_ref: None,
-        });
+        spec.mysql.external =
+            Some(ExternalUrlSpec { url: Some("mysql://u:p@db:3306/douyin".into()), secret_ref: None });
         assert_eq!(validate("dev", &spec), Ok(()));
     }
 
@@ -319,10 +235,8 @@ mod tests {
     fn external_on_a_disabled_backend_is_a_contradiction() {
         let mut spec = DouyinEnvironmentSpec::default();
         spec.minio.enabled = false;
-        spec.minio.external = Some(ExternalS3Spec {
-            url: "https://s3.example".into(),
-            secret_ref: SecretNameRef { name: "s3".into() },
-        });
+        spec.minio.external =
+            Some(ExternalS3Spec { url: "https://s3.example".into(), secret_ref: SecretNameRef { name: "s3".into() } });
         let err = validate("dev", &spec).unwrap_err();
         assert_eq!(err.reason, "InvalidExternal");
         assert!(err.message.contains("spec.minio.enabled is false"));
@@ -342,14 +256,8 @@ mod tests {
 
     #[test]
     fn the_credentials_secret_name_is_reserved() {
-        let spec = DouyinEnvironmentSpec {
-            secret_name: Some("dev-douyin-credentials".into()),
-            ..Default::default()
-        };
-        assert_eq!(
-            validate("dev", &spec).unwrap_err().reason,
-            "InvalidSecretName"
-        );
+        let spec = DouyinEnvironmentSpec { secret_name: Some("dev-douyin-credentials".into()), ..Default::default() };
+        assert_eq!(validate("dev", &spec).unwrap_err().reason, "InvalidSecretName");
     }
 
     #[test]

@@ -4,15 +4,12 @@
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
-    ContainerPort, EmptyDirVolumeSource, HTTPGetAction, PodSpec, PodTemplateSpec, Probe, Volume,
-    VolumeMount,
+    ContainerPort, EmptyDirVolumeSource, HTTPGetAction, PodSpec, PodTemplateSpec, Probe, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::{
-    Environment, PodPlan, container, container_security, plain_env, pod_security, probe, secret_env,
-};
+use super::{Environment, PodPlan, container, container_security, plain_env, pod_security, probe, secret_env};
 use crate::crd::StorageSpec;
 use crate::credentials::{MINIO_ROOT_PASSWORD, MINIO_ROOT_USER, S3_ACCESS_KEY, S3_SECRET_KEY};
 use crate::names::{self, Backend, LABEL_COMPONENT};
@@ -24,18 +21,8 @@ pub fn statefulset(env: &Environment, storage: &StorageSpec) -> StatefulSet {
     let spec = &env.spec.minio;
     let secret = env.credentials_secret();
     let mut container = container(Backend::Minio, &spec.image, &spec.resources);
-    container.args = Some(
-        [
-            "server",
-            "/data",
-            "--address",
-            ":9000",
-            "--console-address",
-            ":9001",
-        ]
-        .map(String::from)
-        .to_vec(),
-    );
+    container.args =
+        Some(["server", "/data", "--address", ":9000", "--console-address", ":9001"].map(String::from).to_vec());
     container.env = Some(vec![
         secret_env("MINIO_ROOT_USER", &secret, MINIO_ROOT_USER),
         secret_env("MINIO_ROOT_PASSWORD", &secret, MINIO_ROOT_PASSWORD),
@@ -55,12 +42,7 @@ pub fn statefulset(env: &Environment, storage: &StorageSpec) -> StatefulSet {
         env,
         Backend::Minio,
         storage,
-        PodPlan {
-            container,
-            replicas: spec.replicas,
-            user: MINIO_UID,
-            termination_grace_seconds: 30,
-        },
+        PodPlan { container, replicas: spec.replicas, user: MINIO_UID, termination_grace_seconds: 30 },
     )
 }
 
@@ -95,16 +77,8 @@ pub fn bucket_job(env: &Environment) -> Job {
     let secret = env.credentials_secret();
     let mut labels = Backend::Minio.labels(&env.name);
     labels.insert(LABEL_COMPONENT.into(), "bucket-setup".into());
-    let minio_url = format!(
-        "http://{}:{}",
-        Backend::Minio.host(&env.name, &env.namespace),
-        Backend::Minio.port()
-    );
-    let mut mc = super::container(
-        Backend::Minio,
-        &spec.client_image,
-        &crate::crd::job_resources(),
-    );
+    let minio_url = format!("http://{}:{}", Backend::Minio.host(&env.name, &env.namespace), Backend::Minio.port());
+    let mut mc = super::container(Backend::Minio, &spec.client_image, &crate::crd::job_resources());
     mc.name = "mc".into();
     mc.ports = None;
     mc.command = Some(vec!["/bin/sh".into(), "-c".into(), BUCKET_SCRIPT.into()]);
@@ -118,11 +92,7 @@ pub fn bucket_job(env: &Environment) -> Job {
         secret_env("S3_ACCESS_KEY", &secret, S3_ACCESS_KEY),
         secret_env("S3_SECRET_KEY", &secret, S3_SECRET_KEY),
     ]);
-    mc.volume_mounts = Some(vec![VolumeMount {
-        name: "tmp".into(),
-        mount_path: "/tmp".into(),
-        ..Default::default()
-    }]);
+    mc.volume_mounts = Some(vec![VolumeMount { name: "tmp".into(), mount_path: "/tmp".into(), ..Default::default() }]);
     mc.security_context = Some(container_security());
     Job {
         metadata: env.metadata(names::bucket_job(&env.name), labels.clone()),
@@ -130,10 +100,7 @@ pub fn bucket_job(env: &Environment) -> Job {
             backoff_limit: Some(6),
             active_deadline_seconds: Some(600),
             template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(labels),
-                    ..Default::default()
-                }),
+                metadata: Some(ObjectMeta { labels: Some(labels), ..Default::default() }),
                 spec: Some(PodSpec {
                     restart_policy: Some("OnFailure".into()),
                     automount_service_account_token: Some(false),
@@ -160,11 +127,7 @@ pub fn job_outcome(job: &Job) -> Option<bool> {
     if status.succeeded.unwrap_or(0) > 0 {
         return Some(true);
     }
-    let failed = status
-        .conditions
-        .iter()
-        .flatten()
-        .any(|c| c.type_ == "Failed" && c.status == "True");
+    let failed = status.conditions.iter().flatten().any(|c| c.type_ == "Failed" && c.status == "True");
     failed.then_some(false)
 }
 
@@ -195,17 +158,8 @@ mod tests {
         let e = Environment::new(&env).unwrap();
         let spec = statefulset(&e, &e.spec.minio.storage).spec.unwrap();
         let c = &spec.template.spec.as_ref().unwrap().containers[0];
-        assert_eq!(
-            c.image.as_deref(),
-            Some("minio/minio:RELEASE.2025-04-22T22-12-26Z")
-        );
-        let ready = c
-            .readiness_probe
-            .as_ref()
-            .unwrap()
-            .http_get
-            .as_ref()
-            .unwrap();
+        assert_eq!(c.image.as_deref(), Some("minio/minio:RELEASE.2025-04-22T22-12-26Z"));
+        let ready = c.readiness_probe.as_ref().unwrap().http_get.as_ref().unwrap();
         assert_eq!(ready.path.as_deref(), Some("/minio/health/ready"));
         assert_eq!(c.ports.as_ref().unwrap().len(), 2);
     }
@@ -217,20 +171,11 @@ mod tests {
         let job = bucket_job(&e);
         assert_eq!(job.metadata.name.as_deref(), Some("dev-minio-bucket"));
         let pod = job.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
-        assert_eq!(
-            pod.containers[0].image.as_deref(),
-            Some("minio/mc:RELEASE.2025-04-16T18-13-26Z")
-        );
+        assert_eq!(pod.containers[0].image.as_deref(), Some("minio/mc:RELEASE.2025-04-16T18-13-26Z"));
         let keys = secret_keys_read(&job, "dev-douyin-credentials");
         assert_eq!(keys["S3_ACCESS_KEY"], S3_ACCESS_KEY);
         assert_eq!(keys["MINIO_ROOT_PASSWORD"], MINIO_ROOT_PASSWORD);
-        let url = pod.containers[0]
-            .env
-            .as_ref()
-            .unwrap()
-            .iter()
-            .find(|v| v.name == "MINIO_URL")
-            .unwrap();
+        let url = pod.containers[0].env.as_ref().unwrap().iter().find(|v| v.name == "MINIO_URL").unwrap();
         assert_eq!(url.value.as_deref(), Some("http://dev-minio.shop.svc:9000"));
     }
 
@@ -238,10 +183,7 @@ mod tests {
     fn job_outcome_reads_succeeded_and_failed() {
         let mut job = Job::default();
         assert_eq!(job_outcome(&job), None);
-        job.status = Some(JobStatus {
-            succeeded: Some(1),
-            ..Default::default()
-        });
+        job.status = Some(JobStatus { succeeded: Some(1), ..Default::default() });
         assert_eq!(job_outcome(&job), Some(true));
         job.status = Some(JobStatus {
             conditions: Some(vec![JobCondition {

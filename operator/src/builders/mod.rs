@@ -11,14 +11,11 @@ pub mod secret;
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::apps::v1::{
-    StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec,
-};
+use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, PersistentVolumeClaim,
-    PersistentVolumeClaimSpec, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
-    ResourceRequirements, SeccompProfile, SecretKeySelector, SecurityContext, Service, ServicePort,
-    ServiceSpec, VolumeMount, VolumeResourceRequirements,
+    Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, PersistentVolumeClaim, PersistentVolumeClaimSpec,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, SecretKeySelector,
+    SecurityContext, Service, ServicePort, ServiceSpec, VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
@@ -44,19 +41,9 @@ pub struct Environment<'a> {
 
 impl<'a> Environment<'a> {
     pub fn new(env: &'a DouyinEnvironment) -> Result<Self, Error> {
-        let namespace = env
-            .namespace()
-            .ok_or(Error::MissingObjectKey("metadata.namespace"))?;
-        let owner = env
-            .controller_owner_ref(&())
-            .ok_or(Error::MissingObjectKey("metadata.uid"))?;
-        Ok(Self {
-            name: env.name_any(),
-            namespace,
-            owner,
-            spec: &env.spec,
-            secret_name: env.secret_name(),
-        })
+        let namespace = env.namespace().ok_or(Error::MissingObjectKey("metadata.namespace"))?;
+        let owner = env.controller_owner_ref(&()).ok_or(Error::MissingObjectKey("metadata.uid"))?;
+        Ok(Self { name: env.name_any(), namespace, owner, spec: &env.spec, secret_name: env.secret_name() })
     }
 
     /// Metadata of an object owned (and garbage-collected) with the environment.
@@ -125,12 +112,7 @@ pub struct PodPlan {
 
 /// A one-pod StatefulSet with one data volume claim. `storage` is what the claim
 /// template asks for: the spec's on creation, the existing one after that.
-pub fn statefulset(
-    env: &Environment,
-    backend: Backend,
-    storage: &StorageSpec,
-    plan: PodPlan,
-) -> StatefulSet {
+pub fn statefulset(env: &Environment, backend: Backend, storage: &StorageSpec, plan: PodPlan) -> StatefulSet {
     let labels = backend.labels(&env.name);
     let pvc_policy = match env.spec.deletion_policy {
         DeletionPolicy::Retain => "Retain",
@@ -141,21 +123,13 @@ pub fn statefulset(
         spec: Some(StatefulSetSpec {
             replicas: Some(plan.replicas),
             service_name: Some(backend.headless_name(&env.name)),
-            selector: LabelSelector {
-                match_labels: Some(backend.selector_labels(&env.name)),
-                ..Default::default()
-            },
-            persistent_volume_claim_retention_policy: Some(
-                StatefulSetPersistentVolumeClaimRetentionPolicy {
-                    when_deleted: Some(pvc_policy.into()),
-                    when_scaled: Some("Retain".into()),
-                },
-            ),
+            selector: LabelSelector { match_labels: Some(backend.selector_labels(&env.name)), ..Default::default() },
+            persistent_volume_claim_retention_policy: Some(StatefulSetPersistentVolumeClaimRetentionPolicy {
+                when_deleted: Some(pvc_policy.into()),
+                when_scaled: Some("Retain".into()),
+            }),
             template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(labels.clone()),
-                    ..Default::default()
-                }),
+                metadata: Some(ObjectMeta { labels: Some(labels.clone()), ..Default::default() }),
                 spec: Some(PodSpec {
                     automount_service_account_token: Some(false),
                     enable_service_links: Some(false),
@@ -174,24 +148,14 @@ pub fn statefulset(
 
 /// The claim template. Its labels reach the PVCs, which is how the finalizer finds
 /// them when `deletionPolicy` is `Delete`.
-pub fn volume_claim_template(
-    storage: &StorageSpec,
-    labels: BTreeMap<String, String>,
-) -> PersistentVolumeClaim {
+pub fn volume_claim_template(storage: &StorageSpec, labels: BTreeMap<String, String>) -> PersistentVolumeClaim {
     PersistentVolumeClaim {
-        metadata: ObjectMeta {
-            name: Some(DATA_VOLUME.into()),
-            labels: Some(labels),
-            ..Default::default()
-        },
+        metadata: ObjectMeta { name: Some(DATA_VOLUME.into()), labels: Some(labels), ..Default::default() },
         spec: Some(PersistentVolumeClaimSpec {
             access_modes: Some(vec!["ReadWriteOnce".into()]),
             storage_class_name: storage.storage_class_name.clone(),
             resources: Some(VolumeResourceRequirements {
-                requests: Some(BTreeMap::from([(
-                    "storage".to_string(),
-                    Quantity(storage.size.clone()),
-                )])),
+                requests: Some(BTreeMap::from([("storage".to_string(), Quantity(storage.size.clone()))])),
                 ..Default::default()
             }),
             ..Default::default()
@@ -210,18 +174,8 @@ pub fn existing_storage(sts: &StatefulSet) -> Option<StorageSpec> {
         .iter()
         .find(|t| t.metadata.name.as_deref() == Some(DATA_VOLUME))?;
     let spec = template.spec.as_ref()?;
-    let size = spec
-        .resources
-        .as_ref()?
-        .requests
-        .as_ref()?
-        .get("storage")?
-        .0
-        .clone();
-    Some(StorageSpec {
-        size,
-        storage_class_name: spec.storage_class_name.clone(),
-    })
+    let size = spec.resources.as_ref()?.requests.as_ref()?.get("storage")?.0.clone();
+    Some(StorageSpec { size, storage_class_name: spec.storage_class_name.clone() })
 }
 
 /// A container skeleton: image, port, data mount, resources and a locked-down
@@ -253,11 +207,7 @@ pub fn secret_env(name: &str, secret: &str, key: &str) -> EnvVar {
     EnvVar {
         name: name.into(),
         value_from: Some(EnvVarSource {
-            secret_key_ref: Some(SecretKeySelector {
-                name: secret.into(),
-                key: key.into(),
-                optional: Some(false),
-            }),
+            secret_key_ref: Some(SecretKeySelector { name: secret.into(), key: key.into(), optional: Some(false) }),
             ..Default::default()
         }),
         ..Default::default()
@@ -265,11 +215,7 @@ pub fn secret_env(name: &str, secret: &str, key: &str) -> EnvVar {
 }
 
 pub fn plain_env(name: &str, value: &str) -> EnvVar {
-    EnvVar {
-        name: name.into(),
-        value: Some(value.into()),
-        ..Default::default()
-    }
+    EnvVar { name: name.into(), value: Some(value.into()), ..Default::default() }
 }
 
 /// A probe with the timings every backend shares.
@@ -291,10 +237,7 @@ pub fn pod_security(user: i64) -> PodSecurityContext {
         run_as_group: Some(user),
         fs_group: Some(user),
         fs_group_change_policy: Some("OnRootMismatch".into()),
-        seccomp_profile: Some(SeccompProfile {
-            type_: "RuntimeDefault".into(),
-            ..Default::default()
-        }),
+        seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".into(), ..Default::default() }),
         ..Default::default()
     }
 }
@@ -303,10 +246,7 @@ pub fn pod_security(user: i64) -> PodSecurityContext {
 pub fn container_security() -> SecurityContext {
     SecurityContext {
         allow_privilege_escalation: Some(false),
-        capabilities: Some(Capabilities {
-            drop: Some(vec!["ALL".into()]),
-            ..Default::default()
-        }),
+        capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), ..Default::default() }),
         ..Default::default()
     }
 }
@@ -360,25 +300,16 @@ pub(crate) mod tests {
     fn claim_template_round_trips_through_existing_storage() {
         let env = test_env(DouyinEnvironmentSpec::default());
         let e = Environment::new(&env).unwrap();
-        let storage = StorageSpec {
-            size: "3Gi".into(),
-            storage_class_name: Some("fast".into()),
-        };
+        let storage = StorageSpec { size: "3Gi".into(), storage_class_name: Some("fast".into()) };
         let sts = mysql::statefulset(&e, &storage);
         assert_eq!(existing_storage(&sts), Some(storage));
         let template = &sts.spec.unwrap().volume_claim_templates.unwrap()[0];
-        assert_eq!(
-            template.metadata.labels.as_ref().unwrap()[names::LABEL_INSTANCE],
-            "dev"
-        );
+        assert_eq!(template.metadata.labels.as_ref().unwrap()[names::LABEL_INSTANCE], "dev");
     }
 
     #[test]
     fn deletion_policy_reaches_the_pvc_retention_policy() {
-        let spec = DouyinEnvironmentSpec {
-            deletion_policy: DeletionPolicy::Delete,
-            ..Default::default()
-        };
+        let spec = DouyinEnvironmentSpec { deletion_policy: DeletionPolicy::Delete, ..Default::default() };
         let env = test_env(spec);
         let e = Environment::new(&env).unwrap();
         let sts = redis::statefulset(&e, &e.spec.redis.storage).spec.unwrap();

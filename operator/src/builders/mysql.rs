@@ -26,10 +26,7 @@ pub fn statefulset(env: &Environment, storage: &StorageSpec) -> StatefulSet {
     ]);
     container.readiness_probe = Some(readiness_probe());
     container.liveness_probe = Some(Probe {
-        tcp_socket: Some(TCPSocketAction {
-            port: IntOrString::String("mysql".into()),
-            ..Default::default()
-        }),
+        tcp_socket: Some(TCPSocketAction { port: IntOrString::String("mysql".into()), ..Default::default() }),
         // The first start initialises the data dir without networking.
         ..probe(60, 20, 6)
     });
@@ -37,12 +34,7 @@ pub fn statefulset(env: &Environment, storage: &StorageSpec) -> StatefulSet {
         env,
         Backend::Mysql,
         storage,
-        PodPlan {
-            container,
-            replicas: spec.replicas,
-            user: MYSQL_UID,
-            termination_grace_seconds: 60,
-        },
+        PodPlan { container, replicas: spec.replicas, user: MYSQL_UID, termination_grace_seconds: 60 },
     )
 }
 
@@ -51,11 +43,7 @@ pub fn statefulset(env: &Environment, storage: &StorageSpec) -> StatefulSet {
 fn readiness_probe() -> Probe {
     Probe {
         exec: Some(ExecAction {
-            command: Some(vec![
-                "healthcheck.sh".into(),
-                "--connect".into(),
-                "--innodb_initialized".into(),
-            ]),
+            command: Some(vec!["healthcheck.sh".into(), "--connect".into(), "--innodb_initialized".into()]),
         }),
         ..probe(10, 10, 6)
     }
@@ -80,24 +68,11 @@ mod tests {
         let c = &pod.containers[0];
         assert_eq!(c.image.as_deref(), Some("mariadb:11.4.4"));
         let env_vars = c.env.as_ref().unwrap();
-        let password = env_vars
-            .iter()
-            .find(|v| v.name == "MARIADB_PASSWORD")
-            .unwrap();
-        let selector = password
-            .value_from
-            .as_ref()
-            .unwrap()
-            .secret_key_ref
-            .as_ref()
-            .unwrap();
+        let password = env_vars.iter().find(|v| v.name == "MARIADB_PASSWORD").unwrap();
+        let selector = password.value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap();
         assert_eq!(selector.name, "dev-douyin-credentials");
         assert_eq!(selector.key, MYSQL_PASSWORD);
-        assert!(
-            env_vars
-                .iter()
-                .all(|v| v.value.as_deref().is_none_or(|v| !v.is_empty()))
-        );
+        assert!(env_vars.iter().all(|v| v.value.as_deref().is_none_or(|v| !v.is_empty())));
         assert_eq!(pod.security_context.unwrap().run_as_user, Some(999));
     }
 
@@ -105,23 +80,8 @@ mod tests {
     fn readiness_uses_the_image_healthcheck() {
         let env = test_env(DouyinEnvironmentSpec::default());
         let e = Environment::new(&env).unwrap();
-        let c = &statefulset(&e, &e.spec.mysql.storage)
-            .spec
-            .unwrap()
-            .template
-            .spec
-            .unwrap()
-            .containers[0];
-        let command = c
-            .readiness_probe
-            .as_ref()
-            .unwrap()
-            .exec
-            .as_ref()
-            .unwrap()
-            .command
-            .clone()
-            .unwrap();
+        let c = &statefulset(&e, &e.spec.mysql.storage).spec.unwrap().template.spec.unwrap().containers[0];
+        let command = c.readiness_probe.as_ref().unwrap().exec.as_ref().unwrap().command.clone().unwrap();
         assert_eq!(command[0], "healthcheck.sh");
         assert!(c.liveness_probe.as_ref().unwrap().tcp_socket.is_some());
         let limits = c.resources.as_ref().unwrap().limits.as_ref().unwrap();

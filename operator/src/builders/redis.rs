@@ -23,45 +23,25 @@ pub fn statefulset(env: &Environment, storage: &StorageSpec) -> StatefulSet {
         secret_env("REDISCLI_AUTH", &secret, REDIS_PASSWORD),
     ]);
     container.args = Some(
-        [
-            "redis-server",
-            "--requirepass",
-            "$(REDIS_PASSWORD)",
-            "--appendonly",
-            "yes",
-            "--dir",
-            "/data",
-        ]
-        .map(String::from)
-        .to_vec(),
+        ["redis-server", "--requirepass", "$(REDIS_PASSWORD)", "--appendonly", "yes", "--dir", "/data"]
+            .map(String::from)
+            .to_vec(),
     );
     container.readiness_probe = Some(Probe {
         exec: Some(ExecAction {
-            command: Some(
-                ["sh", "-c", "redis-cli -h 127.0.0.1 ping | grep -q PONG"]
-                    .map(String::from)
-                    .to_vec(),
-            ),
+            command: Some(["sh", "-c", "redis-cli -h 127.0.0.1 ping | grep -q PONG"].map(String::from).to_vec()),
         }),
         ..probe(5, 10, 3)
     });
     container.liveness_probe = Some(Probe {
-        tcp_socket: Some(TCPSocketAction {
-            port: IntOrString::String("redis".into()),
-            ..Default::default()
-        }),
+        tcp_socket: Some(TCPSocketAction { port: IntOrString::String("redis".into()), ..Default::default() }),
         ..probe(30, 20, 6)
     });
     super::statefulset(
         env,
         Backend::Redis,
         storage,
-        PodPlan {
-            container,
-            replicas: spec.replicas,
-            user: REDIS_UID,
-            termination_grace_seconds: 30,
-        },
+        PodPlan { container, replicas: spec.replicas, user: REDIS_UID, termination_grace_seconds: 30 },
     )
 }
 
@@ -79,10 +59,7 @@ mod tests {
         let c = &spec.template.spec.as_ref().unwrap().containers[0];
         assert_eq!(c.image.as_deref(), Some("redis:7.4.2"));
         let args = c.args.as_ref().unwrap();
-        assert!(
-            args.windows(2)
-                .any(|w| w == ["--requirepass", "$(REDIS_PASSWORD)"])
-        );
+        assert!(args.windows(2).any(|w| w == ["--requirepass", "$(REDIS_PASSWORD)"]));
         let probe = c.readiness_probe.as_ref().unwrap().exec.as_ref().unwrap();
         assert!(probe.command.as_ref().unwrap()[2].contains("ping"));
         assert_eq!(c.ports.as_ref().unwrap()[0].container_port, 6379);

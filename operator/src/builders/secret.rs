@@ -22,10 +22,7 @@ pub const S3_SECRET_KEY: &str = "DOUYIN_S3_SECRET_KEY";
 /// with `deletionPolicy: Retain` the finalizer releases it together with the PVCs.
 pub fn credentials_secret(env: &Environment, credentials: &Credentials) -> Secret {
     Secret {
-        metadata: env.metadata(
-            env.credentials_secret(),
-            names::environment_labels(&env.name),
-        ),
+        metadata: env.metadata(env.credentials_secret(), names::environment_labels(&env.name)),
         type_: Some("Opaque".into()),
         data: Some(credentials.to_data()),
         ..Default::default()
@@ -74,11 +71,7 @@ pub fn provisioned_redis_url(env: &Environment, credentials: &Credentials) -> St
 /// The provisioned MinIO, reached with the application's own (non-root) key.
 pub fn provisioned_s3(env: &Environment, credentials: &Credentials) -> S3Settings {
     S3Settings {
-        endpoint: format!(
-            "http://{}:{}",
-            Backend::Minio.host(&env.name, &env.namespace),
-            Backend::Minio.port()
-        ),
+        endpoint: format!("http://{}:{}", Backend::Minio.host(&env.name, &env.namespace), Backend::Minio.port()),
         bucket: env.spec.minio.bucket.clone(),
         region: env.spec.minio.region.clone(),
         access_key: credentials.s3_access_key.clone(),
@@ -113,10 +106,7 @@ impl AppSettings {
 /// The Secret the application loads with `envFrom`.
 pub fn app_secret(env: &Environment, settings: &AppSettings) -> Secret {
     Secret {
-        metadata: env.metadata(
-            env.secret_name.clone(),
-            names::environment_labels(&env.name),
-        ),
+        metadata: env.metadata(env.secret_name.clone(), names::environment_labels(&env.name)),
         type_: Some("Opaque".into()),
         data: Some(settings.to_data()),
         ..Default::default()
@@ -147,32 +137,12 @@ mod tests {
         let secret = app_secret(&e, &settings);
         assert_eq!(secret.metadata.name.as_deref(), Some("dev-douyin-backends"));
         let keys: Vec<_> = secret.data.as_ref().unwrap().keys().cloned().collect();
-        assert_eq!(
-            keys,
-            [
-                DATABASE_URL,
-                REDIS_URL,
-                S3_ACCESS_KEY,
-                S3_BUCKET,
-                S3_ENDPOINT,
-                S3_REGION,
-                S3_SECRET_KEY
-            ]
-        );
+        assert_eq!(keys, [DATABASE_URL, REDIS_URL, S3_ACCESS_KEY, S3_BUCKET, S3_ENDPOINT, S3_REGION, S3_SECRET_KEY]);
         assert_eq!(
             text(&secret, DATABASE_URL),
-            format!(
-                "mysql://douyin:{}@dev-mysql.shop.svc:3306/douyin",
-                creds.mysql_password
-            )
+            format!("mysql://douyin:{}@dev-mysql.shop.svc:3306/douyin", creds.mysql_password)
         );
-        assert_eq!(
-            text(&secret, REDIS_URL),
-            format!(
-                "redis://:{}@dev-redis.shop.svc:6379/0",
-                creds.redis_password
-            )
-        );
+        assert_eq!(text(&secret, REDIS_URL), format!("redis://:{}@dev-redis.shop.svc:6379/0", creds.redis_password));
         assert_eq!(text(&secret, S3_ENDPOINT), "http://dev-minio.shop.svc:9000");
         assert_eq!(text(&secret, S3_BUCKET), "douyin");
         assert_eq!(text(&secret, S3_REGION), "us-east-1");
@@ -184,10 +154,7 @@ mod tests {
     fn disabled_backends_leave_their_keys_out() {
         let env = test_env(DouyinEnvironmentSpec::default());
         let e = Environment::new(&env).unwrap();
-        let settings = AppSettings {
-            redis_url: Some("redis://cache:6379/0".into()),
-            ..Default::default()
-        };
+        let settings = AppSettings { redis_url: Some("redis://cache:6379/0".into()), ..Default::default() };
         let data = app_secret(&e, &settings).data.unwrap();
         assert_eq!(data.keys().collect::<Vec<_>>(), [REDIS_URL]);
     }
@@ -197,14 +164,8 @@ mod tests {
         let env = test_env(DouyinEnvironmentSpec::default());
         let e = Environment::new(&env).unwrap();
         let secret = credentials_secret(&e, &Credentials::fill_missing(None, random_token));
-        assert_eq!(
-            secret.metadata.name.as_deref(),
-            Some("dev-douyin-credentials")
-        );
+        assert_eq!(secret.metadata.name.as_deref(), Some("dev-douyin-credentials"));
         assert_eq!(secret.metadata.owner_references.as_ref().unwrap().len(), 1);
-        assert_eq!(
-            secret.metadata.labels.as_ref().unwrap()[names::LABEL_MANAGED_BY],
-            "douyin-operator"
-        );
+        assert_eq!(secret.metadata.labels.as_ref().unwrap()[names::LABEL_MANAGED_BY], "douyin-operator");
     }
 }

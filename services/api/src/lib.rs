@@ -20,12 +20,7 @@ use axum::{
     routing::MethodRouter,
 };
 use douyin_kit::{
-    Config, Error, Result,
-    auth::Tokens,
-    cache::Cache,
-    grpc::Clients,
-    health::Readiness,
-    pubsub::PubSub,
+    Config, Error, Result, auth::Tokens, cache::Cache, grpc::Clients, health::Readiness, pubsub::PubSub,
     shutdown::Shutdown,
 };
 

@@ -7,9 +7,9 @@ use axum::{Json, response::IntoResponse};
 use utoipa::{
     ToSchema,
     openapi::{
-        AllOfBuilder, ComponentsBuilder, ContentBuilder, HttpMethod, InfoBuilder, KnownFormat, ObjectBuilder,
-        OpenApi, OpenApiBuilder, PathItem, PathsBuilder, Ref, RefOr, Required, ResponseBuilder, ResponsesBuilder,
-        Schema, SchemaFormat, Type,
+        AllOfBuilder, ComponentsBuilder, ContentBuilder, HttpMethod, InfoBuilder, KnownFormat, ObjectBuilder, OpenApi,
+        OpenApiBuilder, PathItem, PathsBuilder, Ref, RefOr, Required, ResponseBuilder, ResponsesBuilder, Schema,
+        SchemaFormat, Type,
         header::HeaderBuilder,
         path::{OperationBuilder, ParameterBuilder, ParameterIn},
         request_body::RequestBodyBuilder,
@@ -52,25 +52,145 @@ const ACTION: Param = ("action_type", Ty::Int, true);
 
 /// The contract's routes, in its order, then the extensions.
 const ROUTES: &[Route] = &[
-    Route { path: "/douyin/feed/", method: HttpMethod::Get, summary: "Latest videos, newest first", params: &[("latest_time", Ty::Int, false), TOKEN], body: "FeedBody" },
-    Route { path: "/douyin/user/register/", method: HttpMethod::Post, summary: "Create an account", params: &[("username", Ty::Text, true), ("password", Ty::Text, true)], body: "SessionBody" },
-    Route { path: "/douyin/user/login/", method: HttpMethod::Post, summary: "Sign in", params: &[("username", Ty::Text, true), ("password", Ty::Text, true)], body: "SessionBody" },
-    Route { path: "/douyin/user/", method: HttpMethod::Get, summary: "A user's profile (the caller's without user_id)", params: &[("user_id", Ty::Int, false), TOKEN], body: "UserBody" },
-    Route { path: "/douyin/publish/action/", method: HttpMethod::Post, summary: "Upload a video (multipart)", params: &[TOKEN], body: "Nothing" },
-    Route { path: "/douyin/publish/list/", method: HttpMethod::Get, summary: "Videos published by user_id", params: &[USER_ID, TOKEN], body: "VideoListBody" },
-    Route { path: "/douyin/favorite/action/", method: HttpMethod::Post, summary: "Like (1) or unlike (2) a video", params: &[TOKEN, ("video_id", Ty::Int, true), ACTION], body: "Nothing" },
-    Route { path: "/douyin/favorite/list/", method: HttpMethod::Get, summary: "Videos liked by user_id", params: &[USER_ID, TOKEN], body: "VideoListBody" },
-    Route { path: "/douyin/comment/action/", method: HttpMethod::Post, summary: "Post (1) or delete (2) a comment", params: &[TOKEN, ("video_id", Ty::Int, true), ACTION, ("comment_text", Ty::Text, false), ("comment_id", Ty::Int, false)], body: "CommentBody" },
-    Route { path: "/douyin/comment/list/", method: HttpMethod::Get, summary: "Comments of a video, newest first", params: &[("video_id", Ty::Int, true), TOKEN], body: "CommentListBody" },
-    Route { path: "/douyin/relation/action/", method: HttpMethod::Post, summary: "Follow (1) or unfollow (2) a user", params: &[TOKEN, ("to_user_id", Ty::Int, true), ACTION], body: "Nothing" },
-    Route { path: "/douyin/relation/follow/list/", method: HttpMethod::Get, summary: "Users user_id follows", params: &[USER_ID, TOKEN], body: "UserListBody" },
-    Route { path: "/douyin/relation/follower/list/", method: HttpMethod::Get, summary: "Users following user_id", params: &[USER_ID, TOKEN], body: "UserListBody" },
-    Route { path: "/douyin/relation/friend/list/", method: HttpMethod::Get, summary: "The caller's friends with the latest message", params: &[("user_id", Ty::Int, false), TOKEN], body: "FriendListBody" },
-    Route { path: "/douyin/message/chat/", method: HttpMethod::Get, summary: "Conversation with to_user_id, oldest first", params: &[TOKEN, ("to_user_id", Ty::Int, true), ("pre_msg_time", Ty::Int, false)], body: "MessageListBody" },
-    Route { path: "/douyin/message/action/", method: HttpMethod::Post, summary: "Send a message (action_type 1)", params: &[TOKEN, ("to_user_id", Ty::Int, true), ACTION, ("content", Ty::Text, true)], body: "Nothing" },
-    Route { path: "/douyin/message/ws/", method: HttpMethod::Get, summary: "Live chat push (WebSocket upgrade)", params: &[TOKEN], body: "Empty" },
-    Route { path: "/douyin/rank/videos/", method: HttpMethod::Get, summary: "Most-liked videos", params: &[("limit", Ty::Int, false), TOKEN], body: "VideoListBody" },
-    Route { path: "/douyin/rank/users/", method: HttpMethod::Get, summary: "Most-followed users", params: &[("limit", Ty::Int, false), TOKEN], body: "UserListBody" },
+    Route {
+        path: "/douyin/feed/",
+        method: HttpMethod::Get,
+        summary: "Latest videos, newest first",
+        params: &[("latest_time", Ty::Int, false), TOKEN],
+        body: "FeedBody",
+    },
+    Route {
+        path: "/douyin/user/register/",
+        method: HttpMethod::Post,
+        summary: "Create an account",
+        params: &[("username", Ty::Text, true), ("password", Ty::Text, true)],
+        body: "SessionBody",
+    },
+    Route {
+        path: "/douyin/user/login/",
+        method: HttpMethod::Post,
+        summary: "Sign in",
+        params: &[("username", Ty::Text, true), ("password", Ty::Text, true)],
+        body: "SessionBody",
+    },
+    Route {
+        path: "/douyin/user/",
+        method: HttpMethod::Get,
+        summary: "A user's profile (the caller's without user_id)",
+        params: &[("user_id", Ty::Int, false), TOKEN],
+        body: "UserBody",
+    },
+    Route {
+        path: "/douyin/publish/action/",
+        method: HttpMethod::Post,
+        summary: "Upload a video (multipart)",
+        params: &[TOKEN],
+        body: "Nothing",
+    },
+    Route {
+        path: "/douyin/publish/list/",
+        method: HttpMethod::Get,
+        summary: "Videos published by user_id",
+        params: &[USER_ID, TOKEN],
+        body: "VideoListBody",
+    },
+    Route {
+        path: "/douyin/favorite/action/",
+        method: HttpMethod::Post,
+        summary: "Like (1) or unlike (2) a video",
+        params: &[TOKEN, ("video_id", Ty::Int, true), ACTION],
+        body: "Nothing",
+    },
+    Route {
+        path: "/douyin/favorite/list/",
+        method: HttpMethod::Get,
+        summary: "Videos liked by user_id",
+        params: &[USER_ID, TOKEN],
+        body: "VideoListBody",
+    },
+    Route {
+        path: "/douyin/comment/action/",
+        method: HttpMethod::Post,
+        summary: "Post (1) or delete (2) a comment",
+        params: &[
+            TOKEN,
+            ("video_id", Ty::Int, true),
+            ACTION,
+            ("comment_text", Ty::Text, false),
+            ("comment_id", Ty::Int, false),
+        ],
+        body: "CommentBody",
+    },
+    Route {
+        path: "/douyin/comment/list/",
+        method: HttpMethod::Get,
+        summary: "Comments of a video, newest first",
+        params: &[("video_id", Ty::Int, true), TOKEN],
+        body: "CommentListBody",
+    },
+    Route {
+        path: "/douyin/relation/action/",
+        method: HttpMethod::Post,
+        summary: "Follow (1) or unfollow (2) a user",
+        params: &[TOKEN, ("to_user_id", Ty::Int, true), ACTION],
+        body: "Nothing",
+    },
+    Route {
+        path: "/douyin/relation/follow/list/",
+        method: HttpMethod::Get,
+        summary: "Users user_id follows",
+        params: &[USER_ID, TOKEN],
+        body: "UserListBody",
+    },
+    Route {
+        path: "/douyin/relation/follower/list/",
+        method: HttpMethod::Get,
+        summary: "Users following user_id",
+        params: &[USER_ID, TOKEN],
+        body: "UserListBody",
+    },
+    Route {
+        path: "/douyin/relation/friend/list/",
+        method: HttpMethod::Get,
+        summary: "The caller's friends with the latest message",
+        params: &[("user_id", Ty::Int, false), TOKEN],
+        body: "FriendListBody",
+    },
+    Route {
+        path: "/douyin/message/chat/",
+        method: HttpMethod::Get,
+        summary: "Conversation with to_user_id, oldest first",
+        params: &[TOKEN, ("to_user_id", Ty::Int, true), ("pre_msg_time", Ty::Int, false)],
+        body: "MessageListBody",
+    },
+    Route {
+        path: "/douyin/message/action/",
+        method: HttpMethod::Post,
+        summary: "Send a message (action_type 1)",
+        params: &[TOKEN, ("to_user_id", Ty::Int, true), ACTION, ("content", Ty::Text, true)],
+        body: "Nothing",
+    },
+    Route {
+        path: "/douyin/message/ws/",
+        method: HttpMethod::Get,
+        summary: "Live chat push (WebSocket upgrade)",
+        params: &[TOKEN],
+        body: "Empty",
+    },
+    Route {
+        path: "/douyin/rank/videos/",
+        method: HttpMethod::Get,
+        summary: "Most-liked videos",
+        params: &[("limit", Ty::Int, false), TOKEN],
+        body: "VideoListBody",
+    },
+    Route {
+        path: "/douyin/rank/users/",
+        method: HttpMethod::Get,
+        summary: "Most-followed users",
+        params: &[("limit", Ty::Int, false), TOKEN],
+        body: "UserListBody",
+    },
 ];
 
 pub async fn serve() -> impl IntoResponse {
@@ -79,14 +199,19 @@ pub async fn serve() -> impl IntoResponse {
 
 fn ty(t: Ty) -> ObjectBuilder {
     match t {
-        Ty::Int => ObjectBuilder::new().schema_type(Type::Integer).format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64))),
+        Ty::Int => {
+            ObjectBuilder::new().schema_type(Type::Integer).format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+        }
         Ty::Text => ObjectBuilder::new().schema_type(Type::String),
     }
 }
 
 fn status_schema() -> Schema {
     ObjectBuilder::new()
-        .property("status_code", ObjectBuilder::new().schema_type(Type::Integer).format(Some(SchemaFormat::KnownFormat(KnownFormat::Int32))))
+        .property(
+            "status_code",
+            ObjectBuilder::new().schema_type(Type::Integer).format(Some(SchemaFormat::KnownFormat(KnownFormat::Int32))),
+        )
         .required("status_code")
         .property("status_msg", ty(Ty::Text))
         .required("status_msg")
@@ -98,7 +223,10 @@ fn json(schema: impl Into<RefOr<Schema>>) -> utoipa::openapi::Content {
 }
 
 fn status_only(description: &str) -> utoipa::openapi::Response {
-    ResponseBuilder::new().description(description).content("application/json", json(Ref::from_schema_name("Status"))).build()
+    ResponseBuilder::new()
+        .description(description)
+        .content("application/json", json(Ref::from_schema_name("Status")))
+        .build()
 }
 
 fn operation(route: &Route) -> utoipa::openapi::path::Operation {
@@ -116,15 +244,13 @@ fn operation(route: &Route) -> utoipa::openapi::path::Operation {
         )
     };
     let retry = HeaderBuilder::new().schema(ty(Ty::Int)).description(Some("seconds until the window ends")).build();
-    let responses = ok
-        .response("413", status_only("Body larger than the limit"))
-        .response(
-            "429",
-            ResponseBuilder::new()
-                .description("Rate limited")
-                .header("Retry-After", retry)
-                .content("application/json", json(Ref::from_schema_name("Status"))),
-        );
+    let responses = ok.response("413", status_only("Body larger than the limit")).response(
+        "429",
+        ResponseBuilder::new()
+            .description("Rate limited")
+            .header("Retry-After", retry)
+            .content("application/json", json(Ref::from_schema_name("Status"))),
+    );
     let mut op = OperationBuilder::new().summary(Some(route.summary)).responses(responses.build());
     for (name, t, required) in route.params {
         let mut p = ParameterBuilder::new()
@@ -133,22 +259,26 @@ fn operation(route: &Route) -> utoipa::openapi::path::Operation {
             .required(if *required { Required::True } else { Required::False })
             .schema(Some(ty(*t)));
         if *name == "token" {
-            p = p.description(Some("JWT; may instead come as Authorization: Bearer. Routes acting for a user refuse without it."));
+            p = p.description(Some(
+                "JWT; may instead come as Authorization: Bearer. Routes acting for a user refuse without it.",
+            ));
         }
         op = op.parameter(p);
     }
     if route.path == "/douyin/publish/action/" {
         let form = ObjectBuilder::new()
-            .property("data", ObjectBuilder::new().schema_type(Type::String).format(Some(SchemaFormat::KnownFormat(KnownFormat::Binary))))
+            .property(
+                "data",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .format(Some(SchemaFormat::KnownFormat(KnownFormat::Binary))),
+            )
             .required("data")
             .property("title", ty(Ty::Text))
             .required("title")
             .property("token", ty(Ty::Text));
         op = op.request_body(Some(
-            RequestBodyBuilder::new()
-                .required(Some(Required::True))
-                .content("multipart/form-data", json(form))
-                .build(),
+            RequestBodyBuilder::new().required(Some(Required::True)).content("multipart/form-data", json(form)).build(),
         ));
     }
     op.build()
@@ -223,9 +353,13 @@ mod tests {
         let doc = serde_json::to_value(document()).unwrap();
         let schemas = doc["components"]["schemas"].as_object().unwrap();
         for (name, schema) in schemas {
-            let Some(props) = schema["properties"].as_object() else { continue };
-            let required: Vec<&str> =
-                schema["required"].as_array().map(|r| r.iter().filter_map(|v| v.as_str()).collect()).unwrap_or_default();
+            let Some(props) = schema["properties"].as_object() else {
+                continue;
+            };
+            let required: Vec<&str> = schema["required"]
+                .as_array()
+                .map(|r| r.iter().filter_map(|v| v.as_str()).collect())
+                .unwrap_or_default();
             for key in props.keys() {
                 assert!(required.contains(&key.as_str()), "{name}.{key} is not required");
             }

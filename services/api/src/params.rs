@@ -129,16 +129,11 @@ impl<S: Send + Sync> FromRequest<S> for Params {
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let mut params = Params::from_query(req.uri().query());
-        let content_type = req
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_ascii_lowercase();
+        let content_type =
+            req.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_ascii_lowercase();
         if content_type.starts_with("multipart/form-data") {
-            let mut multipart = Multipart::from_request(req, state)
-                .await
-                .map_err(|_| Error::invalid("multipart body is malformed"))?;
+            let mut multipart =
+                Multipart::from_request(req, state).await.map_err(|_| Error::invalid("multipart body is malformed"))?;
             for part in 1.. {
                 let field = match multipart.next_field().await {
                     Ok(Some(field)) => field,
@@ -148,7 +143,9 @@ impl<S: Send + Sync> FromRequest<S> for Params {
                 if part > MAX_PARTS {
                     return Err(Error::invalid(format!("a request takes at most {MAX_PARTS} multipart parts")).into());
                 }
-                let Some(name) = field.name().map(str::to_owned) else { continue };
+                let Some(name) = field.name().map(str::to_owned) else {
+                    continue;
+                };
                 if field.file_name().is_some() {
                     // Files are only read by the publish route.
                     continue;

@@ -105,9 +105,8 @@ pub const DEFAULT_BACKGROUND: &str = "/static/background.jpg";
 
 impl UserJson {
     pub fn new(user: User, urls: &Urls) -> Self {
-        let or_default = |value: String, default: &str| {
-            urls.absolute(if value.is_empty() { default } else { value.as_str() })
-        };
+        let or_default =
+            |value: String, default: &str| urls.absolute(if value.is_empty() { default } else { value.as_str() });
         Self {
             id: user.id,
             name: user.name,
@@ -178,8 +177,8 @@ impl CommentJson {
 
 /// `MM-DD` of a Unix-milliseconds time (UTC).
 pub fn month_day(ms: i64) -> String {
-    let date = time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let date =
+        time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000)).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     format!("{:02}-{:02}", u8::from(date.month()), date.day())
 }
 
@@ -205,7 +204,13 @@ pub struct MessageJson {
 
 impl From<Message> for MessageJson {
     fn from(m: Message) -> Self {
-        Self { id: m.id, to_user_id: m.to_user_id, from_user_id: m.from_user_id, content: m.content, create_time: m.create_time }
+        Self {
+            id: m.id,
+            to_user_id: m.to_user_id,
+            from_user_id: m.from_user_id,
+            content: m.content,
+            create_time: m.create_time,
+        }
     }
 }
 
@@ -222,12 +227,8 @@ mod tests {
         }
         let response = refuse::<Feed>(Error::invalid("latest_time must be an integer"));
         assert_eq!(response.status(), StatusCode::OK);
-        let json = serde_json::to_value(Envelope {
-            status_code: 400,
-            status_msg: "x".into(),
-            body: Feed::default(),
-        })
-        .unwrap();
+        let json =
+            serde_json::to_value(Envelope { status_code: 400, status_msg: "x".into(), body: Feed::default() }).unwrap();
         assert_eq!(json["video_list"], serde_json::json!([]));
         assert_eq!(json["next_time"], 0);
     }
@@ -235,7 +236,8 @@ mod tests {
     #[test]
     fn users_always_have_images_and_zero_counts() {
         let urls = Urls { base: "http://h:1".into() };
-        let json = serde_json::to_value(UserJson::new(User { id: 3, name: "a".into(), ..Default::default() }, &urls)).unwrap();
+        let json =
+            serde_json::to_value(UserJson::new(User { id: 3, name: "a".into(), ..Default::default() }, &urls)).unwrap();
         for key in ["follow_count", "follower_count", "total_favorited", "work_count", "favorite_count"] {
             assert_eq!(json[key], 0, "{key}");
         }

@@ -14,7 +14,10 @@ use axum::{
 use douyin_kit::Error;
 use rust_embed::RustEmbed;
 
-use crate::{AppState, reply::{Empty, refuse}};
+use crate::{
+    AppState,
+    reply::{Empty, refuse},
+};
 
 #[derive(RustEmbed)]
 #[folder = "web/"]

@@ -156,7 +156,9 @@ pub async fn upgrade(
     };
     let ws = match ws {
         Ok(ws) => ws,
-        Err(_) => return refuse_upgrade(Error::invalid("this route needs a WebSocket upgrade request")),
+        Err(_) => {
+            return refuse_upgrade(Error::invalid("this route needs a WebSocket upgrade request"));
+        }
     };
     if !state.hub.pubsub.until_listening(CHAT_MESSAGES, BUS_WAIT).await {
         return refuse_upgrade(Error::Unavailable("push bus is not subscribed".into()));

@@ -6,7 +6,11 @@ mod service;
 
 use std::sync::Arc;
 
-use douyin_kit::{db::{Db, ServiceMigrations}, grpc::Clients, pubsub::PubSub};
+use douyin_kit::{
+    db::{Db, ServiceMigrations},
+    grpc::Clients,
+    pubsub::PubSub,
+};
 use douyin_proto::{
     chat::{HistoryReply, HistoryRequest, LatestReply, LatestRequest, SendRequest, chat_service_server},
     common::Message,

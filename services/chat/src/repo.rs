@@ -2,7 +2,7 @@
 
 use douyin_kit::{
     Error, Result,
-    db::{Db, Dialect, inserted_id, now_ms, placeholders, retry_tx},
+    db::{Db, Dialect, bind_ids, inserted_id, now_ms, placeholders, retry_tx},
     error::is_unique_violation,
 };
 use douyin_proto::common::Message;
@@ -132,15 +132,11 @@ impl ChatRepo {
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         if !higher.is_empty() {
             query = query.bind(user_id);
-            for p in &higher {
-                query = query.bind(*p);
-            }
+            query = bind_ids(query, &higher);
         }
         if !lower.is_empty() {
             query = query.bind(user_id);
-            for p in &lower {
-                query = query.bind(*p);
-            }
+            query = bind_ids(query, &lower);
         }
         let rows = query.fetch_all(self.db.pool()).await?;
         rows.iter().map(message).collect()

@@ -157,10 +157,8 @@ impl CounterService {
             // The cache was lost meanwhile; readers fill it from the database.
             return Ok(());
         }
-        let video_scores: Vec<Ranked> = videos
-            .iter()
-            .map(|s| Ranked { id: s.video_id, score: s.favorite_count, version: s.version })
-            .collect();
+        let video_scores: Vec<Ranked> =
+            videos.iter().map(|s| Ranked { id: s.video_id, score: s.favorite_count, version: s.version }).collect();
         let user_scores: Vec<Ranked> =
             users.iter().map(|s| Ranked { id: s.user_id, score: s.follower_count, version: s.version }).collect();
         self.cache.zadd_versioned(&epoch, &[(RANK_VIDEOS, &video_scores), (RANK_USERS, &user_scores)]).await?;
@@ -184,7 +182,8 @@ impl CounterService {
         let marker = format!("{key}:built");
         let (epoch, built) = self.cache.get_many_with_epoch(std::slice::from_ref(&marker)).await?;
         let built_in = built.into_iter().next().flatten();
-        let is_built = matches!((&epoch, &built_in), (Some(e), Some(b)) if b.split_once(':').is_some_and(|(_, v)| v == e));
+        let is_built =
+            matches!((&epoch, &built_in), (Some(e), Some(b)) if b.split_once(':').is_some_and(|(_, v)| v == e));
         if !is_built {
             let epoch = match epoch {
                 Some(epoch) => epoch,

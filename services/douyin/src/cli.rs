@@ -97,7 +97,9 @@ pub fn parse_roles(names: &[String]) -> anyhow::Result<Vec<Role>> {
                 roles.extend(Role::ALL);
             } else {
                 roles.push(Role::parse(part).ok_or_else(|| {
-                    anyhow::anyhow!("unknown role {part:?}; roles are all, api, user, video, interaction, relation, chat, counter")
+                    anyhow::anyhow!(
+                        "unknown role {part:?}; roles are all, api, user, video, interaction, relation, chat, counter"
+                    )
                 })?);
             }
         }

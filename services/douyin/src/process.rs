@@ -154,7 +154,8 @@ pub async fn start(config: Config, roles: &[Role], shutdown: Shutdown) -> anyhow
     let cache = cache::from_config(&config).await.context("cache")?;
     let pubsub = pubsub::from_config(&config).await.context("pub/sub")?;
     let needs_storage = hosted.contains(&Role::Video) || serves_api;
-    let storage = if needs_storage { Some(storage::from_config(&config).await.context("object storage")?) } else { None };
+    let storage =
+        if needs_storage { Some(storage::from_config(&config).await.context("object storage")?) } else { None };
     let tokens = if hosted.contains(&Role::User) || serves_api {
         Some(Tokens::from_config(&config).context("JWT key")?)
     } else {
@@ -248,7 +249,8 @@ pub async fn start(config: Config, roles: &[Role], shutdown: Shutdown) -> anyhow
     let prepared = Arc::new(AtomicBool::new(db.is_none()));
     if let Some(db) = &db {
         let seed_storage = storage.clone().filter(|_| hosted.contains(&Role::Video) && config.demo_content());
-        let prepare = Prepare { db: db.clone(), migrate: config.migrate, storage: seed_storage, done: prepared.clone() };
+        let prepare =
+            Prepare { db: db.clone(), migrate: config.migrate, storage: seed_storage, done: prepared.clone() };
         match prepare.run_once().await {
             Ok(()) => {}
             Err(error @ douyin_kit::Error::Unavailable(_)) => {
@@ -325,18 +327,19 @@ pub async fn start(config: Config, roles: &[Role], shutdown: Shutdown) -> anyhow
 /// The admin listener: liveness, readiness and metrics.
 async fn admin(listener: TcpListener, readiness: Readiness, shutdown: Shutdown) -> anyhow::Result<()> {
     use axum::{Router, http::StatusCode, routing::get};
-    let app = Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/metrics", get(douyin_kit::metrics::handler))
-        .route(
-            "/readyz",
-            get(move || {
-                let ready = readiness.is_ready();
-                async move {
-                    if ready { (StatusCode::OK, "ready") } else { (StatusCode::SERVICE_UNAVAILABLE, "not ready") }
-                }
-            }),
-        );
+    let app =
+        Router::new()
+            .route("/healthz", get(|| async { "ok" }))
+            .route("/metrics", get(douyin_kit::metrics::handler))
+            .route(
+                "/readyz",
+                get(move || {
+                    let ready = readiness.is_ready();
+                    async move {
+                        if ready { (StatusCode::OK, "ready") } else { (StatusCode::SERVICE_UNAVAILABLE, "not ready") }
+                    }
+                }),
+            );
     axum::serve(listener, app).with_graceful_shutdown(shutdown.wait()).await?;
     Ok(())
 }

@@ -58,8 +58,7 @@ async fn parameters_arrive_in_every_encoding() {
     let token = login["token"].as_str().unwrap();
 
     // Bearer token.
-    let response =
-        app.http.get(app.url("/douyin/user/")).bearer_auth(token).send().await.unwrap();
+    let response = app.http.get(app.url("/douyin/user/")).bearer_auth(token).send().await.unwrap();
     let me = common::json(response).await;
     assert_eq!(me["user"]["name"], "form-user", "{me}");
 
@@ -94,7 +93,8 @@ async fn bad_credentials_are_refused_with_a_reason() {
     }
     // 1 and 32 characters are fine.
     app.post_query("/douyin/user/register/", &[("username", "e"), ("password", "secret")]).await;
-    let edge = app.post_query("/douyin/user/register/", &[("username", &"z".repeat(32)), ("password", &"p".repeat(32))]).await;
+    let edge =
+        app.post_query("/douyin/user/register/", &[("username", &"z".repeat(32)), ("password", &"p".repeat(32))]).await;
     assert_eq!(edge["status_code"], 0, "{edge}");
 
     let wrong = app.post_query("/douyin/user/login/", &[("username", "carol"), ("password", "wrong-pass")]).await;
@@ -164,7 +164,8 @@ async fn forged_and_broken_tokens_are_refused_everywhere() {
 #[tokio::test]
 async fn concurrent_registrations_of_one_name_make_one_user() {
     let app = TestApp::spawn().await;
-    let attempts = (0..20).map(|_| app.post_query("/douyin/user/register/", &[("username", "race"), ("password", "secret123")]));
+    let attempts =
+        (0..20).map(|_| app.post_query("/douyin/user/register/", &[("username", "race"), ("password", "secret123")]));
     let replies = futures::future::join_all(attempts).await;
     let winners: Vec<_> = replies.iter().filter(|r| r["status_code"] == 0).collect();
     assert_eq!(winners.len(), 1, "{replies:?}");
@@ -204,7 +205,8 @@ async fn auth_across_a_real_grpc_hop() {
     let (mut backend_config, schema) = common::test_config(data_dir.path()).await;
     backend_config.jwt_secret = Some("a-shared-secret-for-both-processes-0123456789".into());
     let (backend_trigger, stop) = shutdown::channel();
-    let backend = douyin::start(backend_config.clone(), &[Role::User, Role::Counter, Role::Relation], stop).await.unwrap();
+    let backend =
+        douyin::start(backend_config.clone(), &[Role::User, Role::Counter, Role::Relation], stop).await.unwrap();
     let endpoint = format!("http://{}", backend.grpc_addr.unwrap());
     let backend_task = tokio::spawn(backend.wait());
 

@@ -42,7 +42,8 @@ fn rs256(claims: &Value) -> Option<(String, Vec<u8>)> {
     let dir = tempfile::tempdir().ok()?;
     let private = dir.path().join("k.pem");
     let public = dir.path().join("p.pem");
-    let ok = |args: &[&str]| std::process::Command::new("openssl").args(args).output().is_ok_and(|o| o.status.success());
+    let ok =
+        |args: &[&str]| std::process::Command::new("openssl").args(args).output().is_ok_and(|o| o.status.success());
     let (p, q) = (private.to_str()?, public.to_str()?);
     if !ok(&["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", p]) {
         return None;
@@ -63,8 +64,18 @@ fn forged_tokens(user_id: i64, valid: &str) -> Vec<(&'static str, String)> {
     let right = EncodingKey::from_secret(SECRET.as_bytes());
     let t = now();
     let mut tokens = vec![
-        ("alg none", format!("{}.{}.", b64(br#"{"alg":"none","typ":"JWT"}"#), b64(claims(user_id, t, t + 3600).to_string().as_bytes()))),
-        ("HS256 wrong key", sign(Algorithm::HS256, &EncodingKey::from_secret(b"not-the-server-key"), claims(user_id, t, t + 3600))),
+        (
+            "alg none",
+            format!(
+                "{}.{}.",
+                b64(br#"{"alg":"none","typ":"JWT"}"#),
+                b64(claims(user_id, t, t + 3600).to_string().as_bytes())
+            ),
+        ),
+        (
+            "HS256 wrong key",
+            sign(Algorithm::HS256, &EncodingKey::from_secret(b"not-the-server-key"), claims(user_id, t, t + 3600)),
+        ),
         ("HS512 right key", sign(Algorithm::HS512, &right, claims(user_id, t, t + 3600))),
         ("expired", sign(Algorithm::HS256, &right, claims(user_id, t - 7200, t - 3600))),
         ("not yet valid", sign(Algorithm::HS256, &right, claims(user_id, t + 3600, t + 7200))),
@@ -78,7 +89,10 @@ fn forged_tokens(user_id: i64, valid: &str) -> Vec<(&'static str, String)> {
     ];
     if let Some((token, public)) = rs256(&claims(user_id, t, t + 3600)) {
         tokens.push(("RS256 fresh key", token));
-        tokens.push(("HS256 public key as secret", sign(Algorithm::HS256, &EncodingKey::from_secret(&public), claims(user_id, t, t + 3600))));
+        tokens.push((
+            "HS256 public key as secret",
+            sign(Algorithm::HS256, &EncodingKey::from_secret(&public), claims(user_id, t, t + 3600)),
+        ));
     } else {
         eprintln!("openssl not found: RS256 confusion tokens skipped");
     }
@@ -92,12 +106,21 @@ fn token_routes(video_id: i64, user_id: i64, comment_id: i64) -> Vec<(&'static s
     vec![
         ("/douyin/user/", vec![]),
         ("/douyin/favorite/action/", vec![("video_id", v.clone()), ("action_type", "1".into())]),
-        ("/douyin/comment/action/", vec![("video_id", v.clone()), ("action_type", "1".into()), ("comment_text", "hi".into())]),
-        ("/douyin/comment/action/", vec![("video_id", v.clone()), ("action_type", "2".into()), ("comment_id", comment_id.to_string())]),
+        (
+            "/douyin/comment/action/",
+            vec![("video_id", v.clone()), ("action_type", "1".into()), ("comment_text", "hi".into())],
+        ),
+        (
+            "/douyin/comment/action/",
+            vec![("video_id", v.clone()), ("action_type", "2".into()), ("comment_id", comment_id.to_string())],
+        ),
         ("/douyin/relation/action/", vec![("to_user_id", u.clone()), ("action_type", "1".into())]),
         ("/douyin/relation/friend/list/", vec![("user_id", u.clone())]),
         ("/douyin/message/chat/", vec![("to_user_id", u.clone())]),
-        ("/douyin/message/action/", vec![("to_user_id", u.clone()), ("action_type", "1".into()), ("content", "hi".into())]),
+        (
+            "/douyin/message/action/",
+            vec![("to_user_id", u.clone()), ("action_type", "1".into()), ("content", "hi".into())],
+        ),
         // Optional-token routes refuse a token that is present but invalid.
         ("/douyin/feed/", vec![]),
         ("/douyin/publish/list/", vec![("user_id", u.clone())]),
@@ -110,8 +133,23 @@ fn token_routes(video_id: i64, user_id: i64, comment_id: i64) -> Vec<(&'static s
     ]
 }
 
-const LEAK_MARKERS: &[&str] =
-    &["SELECT", "INSERT INTO", "sqlx", "sqlite", "mysql", "panicked", "backtrace", ".rs:", "/home/", "/tmp/", "/work/", "/root/", "127.0.0.1:", "tonic", "root:x:"];
+const LEAK_MARKERS: &[&str] = &[
+    "SELECT",
+    "INSERT INTO",
+    "sqlx",
+    "sqlite",
+    "mysql",
+    "panicked",
+    "backtrace",
+    ".rs:",
+    "/home/",
+    "/tmp/",
+    "/work/",
+    "/root/",
+    "127.0.0.1:",
+    "tonic",
+    "root:x:",
+];
 
 /// Any internal detail in a response, by marker: in the status message of a
 /// JSON body (the rest echoes stored text and public URLs), anywhere else.
@@ -141,7 +179,15 @@ async fn forged_tokens_are_refused_on_every_route_that_reads_one() {
         .as_i64()
         .unwrap();
     let comment = app
-        .post_query("/douyin/comment/action/", &[("token", &alice_token), ("video_id", &video_id.to_string()), ("action_type", "1"), ("comment_text", "mine")])
+        .post_query(
+            "/douyin/comment/action/",
+            &[
+                ("token", &alice_token),
+                ("video_id", &video_id.to_string()),
+                ("action_type", "1"),
+                ("comment_text", "mine"),
+            ],
+        )
         .await;
     let comment_id = comment["comment"]["id"].as_i64().unwrap();
 
@@ -187,7 +233,13 @@ async fn forged_tokens_are_refused_on_every_route_that_reads_one() {
     // Nothing was changed by any of them.
     let list = app.get("/douyin/comment/list/", &[("video_id", &video_id.to_string())]).await;
     assert_eq!(list["comment_list"].as_array().unwrap().len(), 1, "{list}");
-    assert_eq!(app.get("/douyin/publish/list/", &[("user_id", &alice.to_string())]).await["video_list"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        app.get("/douyin/publish/list/", &[("user_id", &alice.to_string())]).await["video_list"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
     // The genuine token still works.
     assert_eq!(app.get("/douyin/user/", &[("token", &alice_token)]).await["status_code"], 0);
     figure("forged", format!("{refused}/{total}"));
@@ -231,7 +283,12 @@ async fn hostile_text_round_trips_and_nothing_leaks() {
     for text in hostile_texts() {
         // Usernames (1-32 characters): stored and returned as the name.
         let name: String = text.chars().take(32).collect();
-        let (status, body) = probe(app.http.post(app.url("/douyin/user/register/")).form(&[("username", name.as_str()), ("password", "secret123")])).await;
+        let (status, body) = probe(
+            app.http
+                .post(app.url("/douyin/user/register/"))
+                .form(&[("username", name.as_str()), ("password", "secret123")]),
+        )
+        .await;
         check("register", status, &body);
         let reply: Value = serde_json::from_str(&body).unwrap();
         if reply["status_code"] == 0 {
@@ -249,7 +306,10 @@ async fn hostile_text_round_trips_and_nothing_leaks() {
         let video_id = videos[0]["id"].as_i64().unwrap().to_string();
         // Comments, as a form body.
         let (status, body) = probe(app.http.post(app.url("/douyin/comment/action/")).form(&[
-            ("token", token.as_str()), ("video_id", &video_id), ("action_type", "1"), ("comment_text", &text),
+            ("token", token.as_str()),
+            ("video_id", &video_id),
+            ("action_type", "1"),
+            ("comment_text", &text),
         ]))
         .await;
         check("comment", status, &body);
@@ -259,7 +319,12 @@ async fn hostile_text_round_trips_and_nothing_leaks() {
             "comment {text:?} in {comments}"
         );
         // Messages, as JSON.
-        let sent = app.post_json("/douyin/message/action/", json!({"token": token, "to_user_id": bob, "action_type": 1, "content": text})).await;
+        let sent = app
+            .post_json(
+                "/douyin/message/action/",
+                json!({"token": token, "to_user_id": bob, "action_type": 1, "content": text}),
+            )
+            .await;
         assert_eq!(sent["status_code"], 0, "{sent}");
         let chat = app.get("/douyin/message/chat/", &[("token", &token), ("to_user_id", &bob.to_string())]).await;
         assert_eq!(chat["message_list"].as_array().unwrap().last().unwrap()["content"].as_str(), Some(text.as_str()));
@@ -289,7 +354,18 @@ async fn hostile_text_round_trips_and_nothing_leaks() {
         assert!(status.is_client_error(), "{path}: {status}");
     }
     // Huge, negative and malformed numbers in every numeric parameter.
-    for value in ["-1", "0", "-9223372036854775808", "9223372036854775807", "99999999999999999999999", "1e30", "0x10", " 7 ", "NaN", "%00"] {
+    for value in [
+        "-1",
+        "0",
+        "-9223372036854775808",
+        "9223372036854775807",
+        "99999999999999999999999",
+        "1e30",
+        "0x10",
+        " 7 ",
+        "NaN",
+        "%00",
+    ] {
         for (path, key) in [
             ("/douyin/feed/", "latest_time"),
             ("/douyin/user/", "user_id"),
@@ -304,7 +380,8 @@ async fn hostile_text_round_trips_and_nothing_leaks() {
             ("/douyin/message/action/", "to_user_id"),
             ("/douyin/rank/videos/", "limit"),
         ] {
-            let params = [("token", token.as_str()), ("action_type", "2"), ("video_id", "1"), ("to_user_id", "1"), (key, value)];
+            let params =
+                [("token", token.as_str()), ("action_type", "2"), ("video_id", "1"), ("to_user_id", "1"), (key, value)];
             let mut query: Vec<(&str, &str)> = params.iter().copied().filter(|(k, _)| *k != key).collect();
             query.insert(0, (key, value));
             let (status, body) = probe(app.http.post(app.url(path)).query(&query)).await;
@@ -324,20 +401,28 @@ async fn users_cannot_act_on_each_others_objects() {
     let (alice, alice_token) = app.register("owner_alice").await;
     let (_, bob_token) = app.register("owner_bob").await;
     app.publish(&alice_token, "owned", sample_mp4()).await;
-    let video_id = app.get("/douyin/publish/list/", &[("user_id", &alice.to_string())]).await["video_list"][0]["id"].to_string();
+    let video_id =
+        app.get("/douyin/publish/list/", &[("user_id", &alice.to_string())]).await["video_list"][0]["id"].to_string();
     let comment = app
-        .post_query("/douyin/comment/action/", &[("token", &alice_token), ("video_id", &video_id), ("action_type", "1"), ("comment_text", "alice's")])
+        .post_query(
+            "/douyin/comment/action/",
+            &[("token", &alice_token), ("video_id", &video_id), ("action_type", "1"), ("comment_text", "alice's")],
+        )
         .await;
     let comment_id = comment["comment"]["id"].to_string();
 
     let deleted = app
-        .post_query("/douyin/comment/action/", &[("token", &bob_token), ("video_id", &video_id), ("action_type", "2"), ("comment_id", &comment_id)])
+        .post_query(
+            "/douyin/comment/action/",
+            &[("token", &bob_token), ("video_id", &video_id), ("action_type", "2"), ("comment_id", &comment_id)],
+        )
         .await;
     assert_eq!(deleted["status_code"], 403, "{deleted}");
     let list = app.get("/douyin/comment/list/", &[("video_id", &video_id)]).await;
     assert_eq!(list["comment_list"][0]["id"].to_string(), comment_id);
 
-    let friends = app.get("/douyin/relation/friend/list/", &[("token", &bob_token), ("user_id", &alice.to_string())]).await;
+    let friends =
+        app.get("/douyin/relation/friend/list/", &[("token", &bob_token), ("user_id", &alice.to_string())]).await;
     assert_ne!(friends["status_code"], 0, "{friends}");
     assert_eq!(friends["user_list"], json!([]));
     app.stop().await;
@@ -345,7 +430,11 @@ async fn users_cannot_act_on_each_others_objects() {
 
 /// A client whose connections come from `ip` (any 127/8 address is loopback).
 fn client_from(ip: &str) -> reqwest::Client {
-    reqwest::Client::builder().local_address(ip.parse::<std::net::IpAddr>().ok()).timeout(Duration::from_secs(30)).build().unwrap()
+    reqwest::Client::builder()
+        .local_address(ip.parse::<std::net::IpAddr>().ok())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
 }
 
 #[tokio::test]
@@ -522,7 +611,11 @@ async fn redis_stopped_mid_run_then_counts_are_exact() {
         likers.push(app.register(&format!("redis_fan{i}")).await.1);
     }
     let like = |token: &str, action: &str| {
-        app.http.post(app.url("/douyin/favorite/action/")).query(&[("token", token), ("video_id", &video_id.to_string()), ("action_type", action)])
+        app.http.post(app.url("/douyin/favorite/action/")).query(&[
+            ("token", token),
+            ("video_id", &video_id.to_string()),
+            ("action_type", action),
+        ])
     };
     let mut liked = 0;
     for token in &likers[..3] {
@@ -557,7 +650,11 @@ async fn redis_stopped_mid_run_then_counts_are_exact() {
         if favorite_count(&app, video_id).await == Some(liked) {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "counts did not come back exact: want {liked}, got {:?}", favorite_count(&app, video_id).await);
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "counts did not come back exact: want {liked}, got {:?}",
+            favorite_count(&app, video_id).await
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     // And they keep counting exactly.
@@ -590,7 +687,9 @@ impl Proxy {
                 let upstream = upstream.clone();
                 let mut cut = sender.subscribe();
                 tokio::spawn(async move {
-                    let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await else { return };
+                    let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await else {
+                        return;
+                    };
                     tokio::select! {
                         _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
                         _ = cut.wait_for(|c| *c) => {}
@@ -629,12 +728,18 @@ async fn database_cut_mid_run_then_recovers_without_restart() {
     let mut refusals = 0;
     for i in 0..4 {
         let started = tokio::time::Instant::now();
-        let (status, body) = probe(app.http.post(app.url("/douyin/user/register/")).form(&[("username", format!("db_cut{i}").as_str()), ("password", "secret123")])).await;
+        let (status, body) = probe(
+            app.http
+                .post(app.url("/douyin/user/register/"))
+                .form(&[("username", format!("db_cut{i}").as_str()), ("password", "secret123")]),
+        )
+        .await;
         assert!(clean(status, &body), "register during the cut: {status} {body}");
         let reply: Value = serde_json::from_str(&body).unwrap();
         assert_ne!(reply["status_code"], 0, "nothing can be stored while the database is cut: {body}");
         assert!(started.elapsed() < Duration::from_secs(20), "refused in bounded time");
-        let (status, body) = probe(app.http.get(app.url("/douyin/publish/list/")).query(&[("user_id", alice.to_string())])).await;
+        let (status, body) =
+            probe(app.http.get(app.url("/douyin/publish/list/")).query(&[("user_id", alice.to_string())])).await;
         assert!(clean(status, &body), "list during the cut: {status} {body}");
         refusals += 1;
     }
@@ -642,7 +747,8 @@ async fn database_cut_mid_run_then_recovers_without_restart() {
     proxy.set_cut(false);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
-        let reply = app.post_form("/douyin/user/register/", &[("username", "db_back"), ("password", "secret123")]).await;
+        let reply =
+            app.post_form("/douyin/user/register/", &[("username", "db_back"), ("password", "secret123")]).await;
         if reply["status_code"] == 0 {
             break;
         }

@@ -123,8 +123,7 @@ impl Flusher {
     async fn flush(&mut self) {
         match self {
             Flusher::Redis(conn, pattern) => {
-                let _: i64 =
-                    redis::Script::new(DELETE_PREFIX).arg(pattern.as_str()).invoke_async(conn).await.unwrap();
+                let _: i64 = redis::Script::new(DELETE_PREFIX).arg(pattern.as_str()).invoke_async(conn).await.unwrap();
             }
             Flusher::Memory(cache) => cache.clear().await.unwrap(),
         }
@@ -282,8 +281,9 @@ async fn likes_are_idempotent_and_refused_on_bad_input() {
     let no_action = app.post_query("/douyin/favorite/action/", &[("token", &token), ("video_id", &vid)]).await;
     assert_refused(&no_action, "action_type");
     for bad in ["-1", "0", "abc"] {
-        let reply =
-            app.post_query("/douyin/favorite/action/", &[("token", &token), ("video_id", bad), ("action_type", "2")]).await;
+        let reply = app
+            .post_query("/douyin/favorite/action/", &[("token", &token), ("video_id", bad), ("action_type", "2")])
+            .await;
         assert_refused(&reply, "video_id");
     }
     let no_video = app.post_query("/douyin/favorite/action/", &[("token", &token), ("action_type", "2")]).await;
@@ -296,7 +296,9 @@ async fn likes_are_idempotent_and_refused_on_bad_input() {
     ok(&favorite(&app, &token, v, "2").await);
     check(0).await;
     // The form and JSON encodings reach the same route.
-    ok(&app.post_form("/douyin/favorite/action/", &[("token", &token), ("video_id", &vid), ("action_type", "1")]).await);
+    ok(&app
+        .post_form("/douyin/favorite/action/", &[("token", &token), ("video_id", &vid), ("action_type", "1")])
+        .await);
     check(1).await;
     app.stop().await;
 }
@@ -486,11 +488,13 @@ async fn comments_across_users() {
     assert_eq!(accepted["comment"]["content"], long.as_str());
     assert_eq!(comments(&app, v, None).await[0]["content"], long.as_str());
     let vid = v.to_string();
-    let missing =
-        app.post_query("/douyin/comment/action/", &[("token", &alice_token), ("video_id", &vid), ("action_type", "1")]).await;
+    let missing = app
+        .post_query("/douyin/comment/action/", &[("token", &alice_token), ("video_id", &vid), ("action_type", "1")])
+        .await;
     assert_refused(&missing, "comment_text");
-    let no_id =
-        app.post_query("/douyin/comment/action/", &[("token", &alice_token), ("video_id", &vid), ("action_type", "2")]).await;
+    let no_id = app
+        .post_query("/douyin/comment/action/", &[("token", &alice_token), ("video_id", &vid), ("action_type", "2")])
+        .await;
     assert_refused(&no_id, "comment_id");
     let bad_action = app
         .post_query("/douyin/comment/action/", &[("token", &alice_token), ("video_id", &vid), ("action_type", "3")])
@@ -538,7 +542,10 @@ async fn comments_with_configured_sensitive_words_are_refused() {
 
 async fn follow(app: &TestApp, token: &str, to: i64) {
     let reply = app
-        .post_query("/douyin/relation/action/", &[("token", token), ("to_user_id", &to.to_string()), ("action_type", "1")])
+        .post_query(
+            "/douyin/relation/action/",
+            &[("token", token), ("to_user_id", &to.to_string()), ("action_type", "1")],
+        )
         .await;
     ok(&reply);
 }

@@ -232,13 +232,18 @@ async fn scenario(base: &str, http: &reqwest::Client) -> Vec<(String, Value)> {
         assert_eq!(v["status_code"], 0, "{step}: {v}");
         transcript.push((step.to_owned(), normalize(v)));
     };
-    let reg_a = c.call("POST", "/douyin/user/register/", &[("username", "mesh-a".into()), ("password", "secret123".into())]).await;
+    let reg_a = c
+        .call("POST", "/douyin/user/register/", &[("username", "mesh-a".into()), ("password", "secret123".into())])
+        .await;
     record("register a", &reg_a);
-    let reg_b = c.call("POST", "/douyin/user/register/", &[("username", "mesh-b".into()), ("password", "secret123".into())]).await;
+    let reg_b = c
+        .call("POST", "/douyin/user/register/", &[("username", "mesh-b".into()), ("password", "secret123".into())])
+        .await;
     record("register b", &reg_b);
     let a = reg_a["user_id"].as_i64().unwrap().to_string();
     let b = reg_b["user_id"].as_i64().unwrap().to_string();
-    let login = c.call("POST", "/douyin/user/login/", &[("username", "mesh-a".into()), ("password", "secret123".into())]).await;
+    let login =
+        c.call("POST", "/douyin/user/login/", &[("username", "mesh-a".into()), ("password", "secret123".into())]).await;
     record("login a", &login);
     let ta = login["token"].as_str().unwrap().to_owned();
     let tb = reg_b["token"].as_str().unwrap().to_owned();
@@ -247,7 +252,8 @@ async fn scenario(base: &str, http: &reqwest::Client) -> Vec<(String, Value)> {
         .text("token", ta.clone())
         .text("title", "mesh video")
         .part("data", reqwest::multipart::Part::bytes(common::sample_mp4()).file_name("v.mp4"));
-    let published = common::json(http.post(format!("{base}/douyin/publish/action/")).multipart(form).send().await.unwrap()).await;
+    let published =
+        common::json(http.post(format!("{base}/douyin/publish/action/")).multipart(form).send().await.unwrap()).await;
     record("publish", &published);
 
     let feed = c.call("GET", "/douyin/feed/", &[("token", tb.clone())]).await;
@@ -261,22 +267,93 @@ async fn scenario(base: &str, http: &reqwest::Client) -> Vec<(String, Value)> {
         assert!(!response.bytes().await.unwrap().is_empty());
     }
 
-    record("like", &c.call("POST", "/douyin/favorite/action/", &[("token", tb.clone()), ("video_id", video_id.clone()), ("action_type", "1".into())]).await);
-    record("favorite list", &c.call("GET", "/douyin/favorite/list/", &[("token", tb.clone()), ("user_id", b.clone())]).await);
-    record("comment", &c.call("POST", "/douyin/comment/action/", &[("token", tb.clone()), ("video_id", video_id.clone()), ("action_type", "1".into()), ("comment_text", "nice one".into())]).await);
-    record("comment list", &c.call("GET", "/douyin/comment/list/", &[("token", ta.clone()), ("video_id", video_id.clone())]).await);
-    record("follow a->b", &c.call("POST", "/douyin/relation/action/", &[("token", ta.clone()), ("to_user_id", b.clone()), ("action_type", "1".into())]).await);
-    record("follow b->a", &c.call("POST", "/douyin/relation/action/", &[("token", tb.clone()), ("to_user_id", a.clone()), ("action_type", "1".into())]).await);
-    record("follow list", &c.call("GET", "/douyin/relation/follow/list/", &[("token", ta.clone()), ("user_id", a.clone())]).await);
-    record("follower list", &c.call("GET", "/douyin/relation/follower/list/", &[("token", ta.clone()), ("user_id", a.clone())]).await);
-    record("send", &c.call("POST", "/douyin/message/action/", &[("token", ta.clone()), ("to_user_id", b.clone()), ("action_type", "1".into()), ("content", "hello b".into())]).await);
+    record(
+        "like",
+        &c.call(
+            "POST",
+            "/douyin/favorite/action/",
+            &[("token", tb.clone()), ("video_id", video_id.clone()), ("action_type", "1".into())],
+        )
+        .await,
+    );
+    record(
+        "favorite list",
+        &c.call("GET", "/douyin/favorite/list/", &[("token", tb.clone()), ("user_id", b.clone())]).await,
+    );
+    record(
+        "comment",
+        &c.call(
+            "POST",
+            "/douyin/comment/action/",
+            &[
+                ("token", tb.clone()),
+                ("video_id", video_id.clone()),
+                ("action_type", "1".into()),
+                ("comment_text", "nice one".into()),
+            ],
+        )
+        .await,
+    );
+    record(
+        "comment list",
+        &c.call("GET", "/douyin/comment/list/", &[("token", ta.clone()), ("video_id", video_id.clone())]).await,
+    );
+    record(
+        "follow a->b",
+        &c.call(
+            "POST",
+            "/douyin/relation/action/",
+            &[("token", ta.clone()), ("to_user_id", b.clone()), ("action_type", "1".into())],
+        )
+        .await,
+    );
+    record(
+        "follow b->a",
+        &c.call(
+            "POST",
+            "/douyin/relation/action/",
+            &[("token", tb.clone()), ("to_user_id", a.clone()), ("action_type", "1".into())],
+        )
+        .await,
+    );
+    record(
+        "follow list",
+        &c.call("GET", "/douyin/relation/follow/list/", &[("token", ta.clone()), ("user_id", a.clone())]).await,
+    );
+    record(
+        "follower list",
+        &c.call("GET", "/douyin/relation/follower/list/", &[("token", ta.clone()), ("user_id", a.clone())]).await,
+    );
+    record(
+        "send",
+        &c.call(
+            "POST",
+            "/douyin/message/action/",
+            &[
+                ("token", ta.clone()),
+                ("to_user_id", b.clone()),
+                ("action_type", "1".into()),
+                ("content", "hello b".into()),
+            ],
+        )
+        .await,
+    );
     let chat = c.call("GET", "/douyin/message/chat/", &[("token", tb.clone()), ("to_user_id", a.clone())]).await;
     record("chat", &chat);
     let newest = chat["message_list"][0]["create_time"].as_i64().unwrap().to_string();
-    let polled = c.call("GET", "/douyin/message/chat/", &[("token", tb.clone()), ("to_user_id", a.clone()), ("pre_msg_time", newest)]).await;
+    let polled = c
+        .call(
+            "GET",
+            "/douyin/message/chat/",
+            &[("token", tb.clone()), ("to_user_id", a.clone()), ("pre_msg_time", newest)],
+        )
+        .await;
     assert_eq!(polled["message_list"], json!([]), "poll with the newest time returns nothing new");
     record("poll", &polled);
-    record("friends", &c.call("GET", "/douyin/relation/friend/list/", &[("token", ta.clone()), ("user_id", a.clone())]).await);
+    record(
+        "friends",
+        &c.call("GET", "/douyin/relation/friend/list/", &[("token", ta.clone()), ("user_id", a.clone())]).await,
+    );
     let info = c.call("GET", "/douyin/user/", &[("token", tb.clone()), ("user_id", a.clone())]).await;
     assert_eq!(info["user"]["work_count"], 1, "{info}");
     assert_eq!(info["user"]["total_favorited"], 1, "{info}");
@@ -340,9 +417,13 @@ async fn a_dead_peer_is_refused_cleanly_and_recovers() {
     }
     let mut mesh = Mesh::start().await;
     let c = Client { base: mesh.base.clone(), http: mesh.http.clone() };
-    let reg = c.call("POST", "/douyin/user/register/", &[("username", "kill-a".into()), ("password", "secret123".into())]).await;
+    let reg = c
+        .call("POST", "/douyin/user/register/", &[("username", "kill-a".into()), ("password", "secret123".into())])
+        .await;
     let token = reg["token"].as_str().unwrap().to_owned();
-    let reg_b = c.call("POST", "/douyin/user/register/", &[("username", "kill-b".into()), ("password", "secret123".into())]).await;
+    let reg_b = c
+        .call("POST", "/douyin/user/register/", &[("username", "kill-b".into()), ("password", "secret123".into())])
+        .await;
     let b = reg_b["user_id"].as_i64().unwrap().to_string();
     // Known to the gateway before the user role goes away.
     assert_eq!(c.call("GET", "/douyin/user/", &[("token", token.clone())]).await["status_code"], 0);
@@ -357,7 +438,8 @@ async fn a_dead_peer_is_refused_cleanly_and_recovers() {
     assert_eq!(info["status_code"], 503, "{info}");
     assert_eq!(info["status_msg"], "service temporarily unavailable");
     assert!(elapsed < Duration::from_secs(5), "refused within the deadline, took {elapsed:?}");
-    let login = c.call("POST", "/douyin/user/login/", &[("username", "kill-a".into()), ("password", "secret123".into())]).await;
+    let login =
+        c.call("POST", "/douyin/user/login/", &[("username", "kill-a".into()), ("password", "secret123".into())]).await;
     assert_eq!(login["status_code"], 503, "{login}");
     assert!(!login.to_string().contains("127.0.0.1"), "no address leaks: {login}");
     // Routes that do not need the user role keep working.
@@ -387,7 +469,9 @@ async fn sigterm_drains_in_flight_requests_and_exits_zero() {
     }
     let mut mesh = Mesh::start().await;
     let c = Client { base: mesh.base.clone(), http: mesh.http.clone() };
-    let reg = c.call("POST", "/douyin/user/register/", &[("username", "drain".into()), ("password", "secret123".into())]).await;
+    let reg = c
+        .call("POST", "/douyin/user/register/", &[("username", "drain".into()), ("password", "secret123".into())])
+        .await;
     let token = reg["token"].as_str().unwrap().to_owned();
 
     // A slow upload: the body trickles in while the video role is told to stop.

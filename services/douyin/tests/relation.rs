@@ -401,7 +401,9 @@ async fn polling_with_the_newest_time_receives_every_message_once() {
     assert_ok(&send(&app, &tc, a, "private").await);
     assert_eq!(chat(&app, &ta, c, None).await.len(), 1);
     assert_eq!(chat(&app, &ta, b, None).await.len(), 31);
-    let refused = app.get("/douyin/message/chat/", &[("token", &ta), ("to_user_id", &b.to_string()), ("pre_msg_time", "soon")]).await;
+    let refused = app
+        .get("/douyin/message/chat/", &[("token", &ta), ("to_user_id", &b.to_string()), ("pre_msg_time", "soon")])
+        .await;
     assert_refused(&refused, "pre_msg_time");
     app.stop().await;
 }
@@ -409,10 +411,8 @@ async fn polling_with_the_newest_time_receives_every_message_once() {
 /// The app's database, opened directly (to stage what another replica wrote).
 async fn database(config: &Config) -> sqlx::AnyPool {
     sqlx::any::install_default_drivers();
-    let url = config
-        .database_url
-        .clone()
-        .unwrap_or_else(|| format!("sqlite://{}/douyin.db", config.data_dir.display()));
+    let url =
+        config.database_url.clone().unwrap_or_else(|| format!("sqlite://{}/douyin.db", config.data_dir.display()));
     sqlx::any::AnyPoolOptions::new().max_connections(1).connect(&url).await.unwrap()
 }
 
@@ -473,9 +473,12 @@ async fn bad_messages_and_follows_are_refused_and_change_nothing() {
     assert_refused(&message("abc", "1", "hi?".into()).await, "to_user_id");
     assert_refused(&message(&to_b, "2", "hi".into()).await, "action_type");
     assert_refused(&message(&to_b, "", "hi".into()).await, "action_type");
-    let missing = app.post_query("/douyin/message/action/", &[("token", &ta), ("to_user_id", &to_b), ("action_type", "1")]).await;
+    let missing =
+        app.post_query("/douyin/message/action/", &[("token", &ta), ("to_user_id", &to_b), ("action_type", "1")]).await;
     assert_refused(&missing, "content");
-    let anonymous = app.post_query("/douyin/message/action/", &[("to_user_id", &to_b), ("action_type", "1"), ("content", "x")]).await;
+    let anonymous = app
+        .post_query("/douyin/message/action/", &[("to_user_id", &to_b), ("action_type", "1"), ("content", "x")])
+        .await;
     assert_refused(&anonymous, "token");
     assert!(chat(&app, &ta, b, None).await.is_empty(), "refusals store nothing");
 
@@ -532,7 +535,9 @@ async fn next_push(socket: &mut Socket, deadline: Instant) -> Value {
             .expect("the socket stays open")
             .expect("a readable frame");
         match frame {
-            Message::Text(text) => return serde_json::from_str(&text).expect("push frames are JSON"),
+            Message::Text(text) => {
+                return serde_json::from_str(&text).expect("push frames are JSON");
+            }
             Message::Ping(_) | Message::Pong(_) => continue,
             other => panic!("unexpected frame {other:?}"),
         }
@@ -594,12 +599,8 @@ async fn websocket_upgrade_with_a_bad_token_is_refused() {
     let app = TestApp::spawn().await;
     let (_, token) = app.register("ws-bad").await;
     let url = ws_url(&app.base);
-    let attempts = [
-        format!("{url}?token=garbage"),
-        format!("{url}?token={}x", token),
-        url.clone(),
-        format!("{url}?token="),
-    ];
+    let attempts =
+        [format!("{url}?token=garbage"), format!("{url}?token={}x", token), url.clone(), format!("{url}?token=")];
     for attempt in attempts {
         match tokio_tungstenite::connect_async(attempt.as_str()).await {
             Err(tungstenite::Error::Http(response)) => {
@@ -673,7 +674,11 @@ async fn a_message_sent_through_one_gateway_reaches_a_socket_on_another() {
     assert_ok(&common::json(reply).await);
     let pushed = next_push(&mut a_socket, sent_at + PUSH_DEADLINE).await;
     assert_eq!((pushed["content"].as_str(), pushed["from_user_id"].as_i64()), (Some("across"), Some(b)));
-    assert_eq!(next_push(&mut b_socket, sent_at + PUSH_DEADLINE).await, pushed, "sender's session on the other replica");
+    assert_eq!(
+        next_push(&mut b_socket, sent_at + PUSH_DEADLINE).await,
+        pushed,
+        "sender's session on the other replica"
+    );
     let stored = chat(&first, &ta, b, None).await;
     assert_eq!(stored, std::slice::from_ref(&pushed));
 

@@ -83,7 +83,10 @@ impl Mesh {
             env.push(("DOUYIN_REDIS_PREFIX".into(), format!("traces-{}", uuid::Uuid::new_v4().simple())));
         }
         for role in ROLES.iter().filter(|r| **r != "api") {
-            env.push((format!("DOUYIN_{}_ENDPOINT", role.to_uppercase()), format!("http://127.0.0.1:{}", ports[role].0)));
+            env.push((
+                format!("DOUYIN_{}_ENDPOINT", role.to_uppercase()),
+                format!("http://127.0.0.1:{}", ports[role].0),
+            ));
         }
         // One schema for every process, made before any of them starts.
         let status = command(&env).arg("migrate").status().unwrap();
@@ -138,11 +141,14 @@ impl Mesh {
     }
 
     async fn publish(&self, token: &str, title: &str) -> Value {
-        let form = reqwest::multipart::Form::new().text("token", token.to_owned()).text("title", title.to_owned()).part(
-            "data",
-            reqwest::multipart::Part::bytes(include_bytes!("../../video/demo/demo1.mp4").to_vec()).file_name("v.mp4"),
-        );
-        let response = self.http.post(format!("{}/douyin/publish/action/", self.base())).multipart(form).send().await.unwrap();
+        let form =
+            reqwest::multipart::Form::new().text("token", token.to_owned()).text("title", title.to_owned()).part(
+                "data",
+                reqwest::multipart::Part::bytes(include_bytes!("../../video/demo/demo1.mp4").to_vec())
+                    .file_name("v.mp4"),
+            );
+        let response =
+            self.http.post(format!("{}/douyin/publish/action/", self.base())).multipart(form).send().await.unwrap();
         let value: Value = response.json().await.unwrap();
         assert_eq!(value["status_code"], 0, "publish: {value}");
         value
@@ -176,7 +182,8 @@ async fn wait_for_trace(collector: &Collector, route: &str, services: &[&str]) -
             return trace;
         }
         if Instant::now() > deadline {
-            let summary: Vec<String> = spans.iter().map(|s| format!("{} {} {:?}", s.service, s.name, s.attributes)).collect();
+            let summary: Vec<String> =
+                spans.iter().map(|s| format!("{} {} {:?}", s.service, s.name, s.attributes)).collect();
             panic!("no complete trace for {route} across {services:?}; received:\n{}", summary.join("\n"));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -197,7 +204,8 @@ async fn one_request_is_one_trace_across_processes() {
     let password = format!("pw-{tag}-secret");
     let title = format!("title-{tag}-private");
 
-    let registered = mesh.call("POST", "/douyin/user/register/", &[("username", &username), ("password", &password)]).await;
+    let registered =
+        mesh.call("POST", "/douyin/user/register/", &[("username", &username), ("password", &password)]).await;
     let token = registered["token"].as_str().unwrap().to_owned();
     mesh.publish(&token, &title).await;
     let feed = mesh.call("GET", "/douyin/feed/", &[("token", &token)]).await;
@@ -205,7 +213,8 @@ async fn one_request_is_one_trace_across_processes() {
 
     // One trace holds the gateway and the roles behind it.
     let feed_trace =
-        wait_for_trace(&collector, "/douyin/feed/", &["douyin-api", "douyin-video", "douyin-user", "douyin-counter"]).await;
+        wait_for_trace(&collector, "/douyin/feed/", &["douyin-api", "douyin-video", "douyin-user", "douyin-counter"])
+            .await;
     let roots: Vec<&Received> = feed_trace.iter().filter(|s| s.parent.is_empty()).collect();
     assert_eq!(roots.len(), 1, "one root span: {roots:?}");
     assert_eq!(roots[0].service, "douyin-api");
@@ -254,7 +263,9 @@ async fn one_request_is_one_trace_across_processes() {
 
     let publish_trace = wait_for_trace(&collector, "/douyin/publish/action/", &["douyin-api", "douyin-video"]).await;
     assert!(
-        publish_trace.iter().any(|s| s.attr("db.system") == Some("sqlite") && s.attr("db.operation.name") == Some("INSERT")),
+        publish_trace
+            .iter()
+            .any(|s| s.attr("db.system") == Some("sqlite") && s.attr("db.operation.name") == Some("INSERT")),
         "publish writes a row under its trace"
     );
 
@@ -263,7 +274,12 @@ async fn one_request_is_one_trace_across_processes() {
     for span in &spans {
         for text in &span.texts {
             for secret in [&username, &password, &title, &token] {
-                assert!(!text.contains(secret.as_str()), "{} span {:?} leaks {secret:?}: {text}", span.service, span.name);
+                assert!(
+                    !text.contains(secret.as_str()),
+                    "{} span {:?} leaks {secret:?}: {text}",
+                    span.service,
+                    span.name
+                );
             }
         }
     }
@@ -272,14 +288,17 @@ async fn one_request_is_one_trace_across_processes() {
     let gateway = mesh.metrics(format!("{}/metrics", mesh.base())).await;
     let requests = |route: &str, method: &str| {
         gateway
-            .get(&format!(r#"douyin_http_server_requests_total{{http_route="{route}",http_request_method="{method}"}}"#))
+            .get(&format!(
+                r#"douyin_http_server_requests_total{{http_route="{route}",http_request_method="{method}"}}"#
+            ))
             .copied()
             .unwrap_or_default()
     };
     assert_eq!(requests("/douyin/feed/", "GET"), 1.0);
     assert_eq!(requests("/douyin/publish/action/", "POST"), 1.0);
     assert_eq!(requests("/douyin/user/register/", "POST"), 1.0);
-    let feed_latency = r#"douyin_http_server_request_duration_seconds_count{http_route="/douyin/feed/",http_request_method="GET"}"#;
+    let feed_latency =
+        r#"douyin_http_server_request_duration_seconds_count{http_route="/douyin/feed/",http_request_method="GET"}"#;
     assert_eq!(gateway.get(feed_latency).copied(), Some(1.0));
     let video = mesh.metrics(format!("http://127.0.0.1:{}/metrics", mesh.proc("video").admin)).await;
     let feed_rpcs = r#"douyin_rpc_server_requests_total{rpc_service="douyin.video.v1.VideoService",rpc_method="Feed"}"#;

@@ -128,11 +128,10 @@ async fn store_of(config: &Config) -> std::sync::Arc<dyn ObjectStore> {
 }
 
 fn count_files(dir: &Path) -> usize {
-    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
-    entries
-        .map(|e| e.unwrap())
-        .map(|e| if e.file_type().unwrap().is_dir() { count_files(&e.path()) } else { 1 })
-        .sum()
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries.map(|e| e.unwrap()).map(|e| if e.file_type().unwrap().is_dir() { count_files(&e.path()) } else { 1 }).sum()
 }
 
 /// What a refused request must leave unchanged.
@@ -210,7 +209,8 @@ async fn publish_feed_and_publish_list_across_users() {
     let mine = feed(&app, &[("token", &bob_token)]).await;
     assert_eq!(ids(&mine["video_list"]), ids(&page["video_list"]));
     assert!(mine["video_list"].as_array().unwrap().iter().all(|v| v["author"]["is_follow"] == false));
-    let bearer = common::json(app.http.get(app.url("/douyin/feed")).bearer_auth(&alice_token).send().await.unwrap()).await;
+    let bearer =
+        common::json(app.http.get(app.url("/douyin/feed")).bearer_auth(&alice_token).send().await.unwrap()).await;
     assert_eq!(ids(&bearer["video_list"]), ids(&page["video_list"]));
 
     // Publish lists are the named user's, whoever asks.
@@ -365,7 +365,8 @@ async fn media_is_served_with_ranges_and_types() {
     }
     assert_eq!(whole.bytes().await.unwrap().as_ref(), sample.as_slice());
 
-    let ranges = [("bytes=0-99", 0, 100), ("bytes=100-", 100, len), ("bytes=-50", len - 50, len), ("bytes=10-10", 10, 11)];
+    let ranges =
+        [("bytes=0-99", 0, 100), ("bytes=100-", 100, len), ("bytes=-50", len - 50, len), ("bytes=10-10", 10, 11)];
     for (range, start, end) in ranges {
         let part = app.http.get(&play_url).header("range", range).send().await.unwrap();
         assert_eq!(part.status(), 206, "{range}");
@@ -477,8 +478,16 @@ async fn bad_uploads_are_refused_and_leave_nothing() {
     let mp4 = sample_mp4;
     let cases: Vec<(&str, Fields, &str)> = vec![
         ("a PNG", vec![("token", text(&token)), ("title", text("png")), ("data", Field::File(png))], "not a video"),
-        ("text", vec![("token", text(&token)), ("title", text("txt")), ("data", Field::File(text_file))], "not a video"),
-        ("an empty file", vec![("token", text(&token)), ("title", text("empty")), ("data", Field::File(vec![]))], "empty"),
+        (
+            "text",
+            vec![("token", text(&token)), ("title", text("txt")), ("data", Field::File(text_file))],
+            "not a video",
+        ),
+        (
+            "an empty file",
+            vec![("token", text(&token)), ("title", text("empty")), ("data", Field::File(vec![]))],
+            "empty",
+        ),
         ("no data", vec![("token", text(&token)), ("title", text("no data"))], "data"),
         ("no title", vec![("token", text(&token)), ("data", Field::File(mp4()))], "title"),
         ("an empty title", vec![("token", text(&token)), ("title", text("")), ("data", Field::File(mp4()))], "title"),
@@ -494,11 +503,20 @@ async fn bad_uploads_are_refused_and_leave_nothing() {
             "100 characters",
         ),
         ("NUL", vec![("token", text(&token)), ("title", text("nul\0here")), ("data", Field::File(mp4()))], "title"),
-        ("a bad token", vec![("token", text("not-a-jwt")), ("title", text("t")), ("data", Field::File(mp4()))], "token"),
+        (
+            "a bad token",
+            vec![("token", text("not-a-jwt")), ("title", text("t")), ("data", Field::File(mp4()))],
+            "token",
+        ),
         ("no token", vec![("title", text("anonymous")), ("data", Field::File(mp4()))], "token"),
         (
             "data twice",
-            vec![("token", text(&token)), ("title", text("twice")), ("data", Field::File(mp4())), ("data", Field::File(mp4()))],
+            vec![
+                ("token", text(&token)),
+                ("title", text("twice")),
+                ("data", Field::File(mp4())),
+                ("data", Field::File(mp4())),
+            ],
             "once",
         ),
     ];
@@ -620,7 +638,9 @@ async fn abort_upload(base: &str, token: &str) -> Vec<u8> {
     let data = sample_mp4();
     let mut head = Vec::new();
     for (name, value) in [("token", token), ("title", "aborted halfway")] {
-        head.extend(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n").bytes());
+        head.extend(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n").bytes(),
+        );
     }
     head.extend(
         format!("--{boundary}\r\nContent-Disposition: form-data; name=\"data\"; filename=\"clip.mp4\"\r\nContent-Type: video/mp4\r\n\r\n")
@@ -645,7 +665,9 @@ async fn abort_upload(base: &str, token: &str) -> Vec<u8> {
 /// directory when a publish ends, however it ends).
 async fn uploads_settled(data_dir: &Path) {
     let deadline = Instant::now() + Duration::from_secs(10);
-    while count_files(&data_dir.join("tmp")) > 0 || std::fs::read_dir(data_dir.join("tmp")).is_ok_and(|mut d| d.next().is_some()) {
+    while count_files(&data_dir.join("tmp")) > 0
+        || std::fs::read_dir(data_dir.join("tmp")).is_ok_and(|mut d| d.next().is_some())
+    {
         assert!(Instant::now() < deadline, "an upload is still in progress");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -674,9 +696,10 @@ async fn an_aborted_upload_across_a_grpc_hop_leaves_nothing() {
     backend_config.jwt_secret = Some("a-shared-secret-for-both-processes-0123456789".into());
     backend_config.ffmpeg_path = "/nonexistent/ffmpeg".into();
     let (backend_trigger, stop) = shutdown::channel();
-    let backend = douyin::start(backend_config.clone(), &[Role::User, Role::Video, Role::Counter, Role::Interaction], stop)
-        .await
-        .unwrap();
+    let backend =
+        douyin::start(backend_config.clone(), &[Role::User, Role::Video, Role::Counter, Role::Interaction], stop)
+            .await
+            .unwrap();
     let endpoint = format!("http://{}", backend.grpc_addr.unwrap());
     let backend_task = tokio::spawn(backend.wait());
 
@@ -718,7 +741,8 @@ async fn an_aborted_upload_across_a_grpc_hop_leaves_nothing() {
         .text("token", token.clone())
         .text("title", "whole")
         .part("data", reqwest::multipart::Part::bytes(sample_mp4()).file_name("clip.mp4"));
-    let reply = common::json(http.post(format!("{base}/douyin/publish/action/")).multipart(form).send().await.unwrap()).await;
+    let reply =
+        common::json(http.post(format!("{base}/douyin/publish/action/")).multipart(form).send().await.unwrap()).await;
     assert_ok(&reply);
     let list = common::json(http.get(&list_url).send().await.unwrap()).await;
     assert_eq!(list["video_list"][0]["title"], "whole", "{list}");
@@ -738,14 +762,17 @@ async fn an_aborted_upload_across_a_grpc_hop_leaves_nothing() {
 /// marker, so a caller that goes away mid-upload never publishes half a file.
 #[tokio::test]
 async fn a_publish_stream_without_its_end_marker_is_discarded() {
-    use douyin_proto::video::{PublishChunk, PublishEnd, PublishHeader, publish_chunk::Part, video_service_client::VideoServiceClient};
+    use douyin_proto::video::{
+        PublishChunk, PublishEnd, PublishHeader, publish_chunk::Part, video_service_client::VideoServiceClient,
+    };
     let app = spawn_without_ffmpeg().await;
     let alice = app.register("alice").await;
     let users = [alice.clone()];
     let before = snapshot(&app, &users).await;
     let mut client = VideoServiceClient::connect(format!("http://{}", app.grpc_addr)).await.unwrap();
     let sample = sample_mp4();
-    let header = || PublishChunk { part: Some(Part::Header(PublishHeader { author_id: alice.0, title: "direct".into() })) };
+    let header =
+        || PublishChunk { part: Some(Part::Header(PublishHeader { author_id: alice.0, title: "direct".into() })) };
     let data = |bytes: &[u8]| PublishChunk { part: Some(Part::Data(bytes.to_vec())) };
     let end = |size: usize| PublishChunk { part: Some(Part::End(PublishEnd { size: size as u64 })) };
     let half = &sample[..sample.len() / 2];

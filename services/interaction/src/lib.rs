@@ -3,7 +3,10 @@
 mod repo;
 mod service;
 
-use douyin_kit::{db::{Db, ServiceMigrations}, grpc::Clients};
+use douyin_kit::{
+    db::{Db, ServiceMigrations},
+    grpc::Clients,
+};
 use douyin_proto::{
     common::{Comment, Empty, VideoList},
     interaction::{

@@ -2,7 +2,7 @@
 
 use douyin_kit::{
     Result,
-    db::{Db, inserted_id, now_ms, placeholders, retry_tx},
+    db::{Db, bind_ids, inserted_id, now_ms, placeholders, retry_tx},
     stats::{self, UserCount, VideoCount},
 };
 use sqlx::Row;
@@ -93,9 +93,7 @@ impl InteractionRepo {
             placeholders(video_ids.len())
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(user_id);
-        for id in video_ids {
-            query = query.bind(*id);
-        }
+        query = bind_ids(query, video_ids);
         let rows = query.fetch_all(self.db.pool()).await?;
         rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
     }

@@ -64,29 +64,23 @@ impl Tokens {
 
     pub fn issue(&self, user_id: i64) -> Result<String> {
         let now = jsonwebtoken::get_current_timestamp();
-        let claims = Claims {
-            sub: user_id.to_string(),
-            iss: ISSUER.into(),
-            iat: now,
-            nbf: now,
-            exp: now + self.ttl.as_secs(),
-        };
+        let claims =
+            Claims { sub: user_id.to_string(), iss: ISSUER.into(), iat: now, nbf: now, exp: now + self.ttl.as_secs() };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|e| Error::internal(format!("signing token: {e}")))
     }
 
     /// The user id a valid token names. Every failure is `Unauthenticated`.
     pub fn verify(&self, token: &str) -> Result<i64> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map_err(|e| {
-                use jsonwebtoken::errors::ErrorKind;
-                Error::Unauthenticated(match e.kind() {
-                    ErrorKind::ExpiredSignature => "token has expired".into(),
-                    ErrorKind::ImmatureSignature => "token is not valid yet".into(),
-                    ErrorKind::InvalidSignature => "token signature is invalid".into(),
-                    _ => "token is invalid".into(),
-                })
-            })?;
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).map_err(|e| {
+            use jsonwebtoken::errors::ErrorKind;
+            Error::Unauthenticated(match e.kind() {
+                ErrorKind::ExpiredSignature => "token has expired".into(),
+                ErrorKind::ImmatureSignature => "token is not valid yet".into(),
+                ErrorKind::InvalidSignature => "token signature is invalid".into(),
+                _ => "token is invalid".into(),
+            })
+        })?;
         data.claims
             .sub
             .parse::<i64>()
@@ -136,8 +130,7 @@ impl Passwords {
         // A hash of a random password, verified against when a login names an
         // unknown user so both paths cost the same.
         let random: [u8; 16] = rand::random();
-        let dummy = hash_blocking(&random.iter().map(|b| format!("{b:02x}")).collect::<String>())
-            .unwrap_or_default();
+        let dummy = hash_blocking(&random.iter().map(|b| format!("{b:02x}")).collect::<String>()).unwrap_or_default();
         Self { dummy: Arc::new(dummy) }
     }
 

@@ -166,11 +166,7 @@ impl Config {
         if let Some(file) = file {
             figment = figment.merge(Toml::file_exact(file));
         }
-        figment.merge(
-            Env::prefixed("DOUYIN_")
-                .ignore(&["CONFIG"])
-                .map(|key| key.as_str().to_ascii_lowercase().into()),
-        )
+        figment.merge(Env::prefixed("DOUYIN_").ignore(&["CONFIG"]).map(|key| key.as_str().to_ascii_lowercase().into()))
     }
 
     /// The endpoint configured for a peer role, if any.

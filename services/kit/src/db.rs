@@ -137,10 +137,7 @@ impl Db {
             let migrations: Vec<Migration> = source.iter().cloned().collect();
             let mut migrator = Migrator::with_migrations(migrations);
             migrator.dangerous_set_table_name(format!("_douyin_{}_migrations", set.service));
-            migrator
-                .run(&self.pool)
-                .await
-                .map_err(|e| Error::internal(format!("migrating {}: {e}", set.service)))?;
+            migrator.run(&self.pool).await.map_err(|e| Error::internal(format!("migrating {}: {e}", set.service)))?;
         }
         if let MigrationLock::MySql(mut conn) = _guard {
             sqlx::query("SELECT RELEASE_LOCK('douyin_migrations')").execute(&mut *conn).await?;
@@ -181,6 +178,15 @@ impl Db {
     }
 }
 
+/// A query on the Any driver.
+pub type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
+
+/// Binds each id in turn, after any earlier parameters (for an `IN (…)` list
+/// written with [`placeholders`]).
+pub fn bind_ids<'q>(query: AnyQuery<'q>, ids: &[i64]) -> AnyQuery<'q> {
+    ids.iter().fold(query, |query, id| query.bind(*id))
+}
+
 /// `?, ?, ?` for an `IN (…)` list of `n` parameters (n ≥ 1).
 pub fn placeholders(n: usize) -> String {
     let mut s = String::with_capacity(n * 3);
@@ -195,10 +201,7 @@ pub fn placeholders(n: usize) -> String {
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default()
 }
 
 /// True for errors after which the same transaction may simply be run again

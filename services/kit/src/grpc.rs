@@ -21,12 +21,12 @@ use douyin_proto::{
 };
 use futures::future::BoxFuture;
 use http_body_util::BodyExt;
+use tonic::transport::channel::Change;
 use tonic::{
     Status,
     body::Body,
     transport::{Channel, Endpoint},
 };
-use tonic::transport::channel::Change;
 use tower::{Service, ServiceExt, util::BoxCloneSyncService};
 
 use crate::{Config, Error, Result, Role};
@@ -114,10 +114,8 @@ impl Service<http::Request<Body>> for LocalChannel {
 
 /// Builds the clients of a process hosting `hosted` roles.
 pub fn clients(config: &Config, hosted: &HashSet<Role>, local: &LocalServers) -> Result<Clients> {
-    let policy = CallPolicy {
-        timeout: config.rpc_timeout(),
-        upload_timeout: Duration::from_secs(config.upload_timeout_secs),
-    };
+    let policy =
+        CallPolicy { timeout: config.rpc_timeout(), upload_timeout: Duration::from_secs(config.upload_timeout_secs) };
     let channel = |role: Role| -> Result<GrpcChannel> {
         if hosted.contains(&role) {
             return Ok(policy.wrap(local.channel(role)));
@@ -127,8 +125,7 @@ pub fn clients(config: &Config, hosted: &HashSet<Role>, local: &LocalServers) ->
     };
     Ok(Clients {
         user: UserServiceClient::new(channel(Role::User)?),
-        video: VideoServiceClient::new(channel(Role::Video)?)
-            .max_decoding_message_size(64 * 1024 * 1024),
+        video: VideoServiceClient::new(channel(Role::Video)?).max_decoding_message_size(64 * 1024 * 1024),
         interaction: InteractionServiceClient::new(channel(Role::Interaction)?),
         relation: RelationServiceClient::new(channel(Role::Relation)?),
         chat: ChatServiceClient::new(channel(Role::Chat)?),
@@ -198,9 +195,24 @@ pub fn remote_channel(url: &str, connect_timeout: Duration) -> Result<Channel> {
 /// Methods that only read, so a failed attempt may be repeated.
 fn is_idempotent_read(path: &str) -> bool {
     const READS: &[&str] = &[
-        "GetUsers", "ExistingUsers", "Feed", "PublishList", "GetVideos", "VideoAuthors", "FavoriteList",
-        "FavoriteFlags", "CommentList", "FollowList", "FollowerList", "FriendList", "FollowFlags", "History",
-        "LatestMessages", "Counts", "TopVideos", "TopUsers",
+        "GetUsers",
+        "ExistingUsers",
+        "Feed",
+        "PublishList",
+        "GetVideos",
+        "VideoAuthors",
+        "FavoriteList",
+        "FavoriteFlags",
+        "CommentList",
+        "FollowList",
+        "FollowerList",
+        "FriendList",
+        "FollowFlags",
+        "History",
+        "LatestMessages",
+        "Counts",
+        "TopVideos",
+        "TopUsers",
     ];
     path.rsplit('/').next().is_some_and(|method| READS.contains(&method))
 }
@@ -250,8 +262,7 @@ where
     fn call(&mut self, mut req: http::Request<Body>) -> Self::Future {
         let inner = self.inner.clone();
         let path = req.uri().path().to_owned();
-        let deadline =
-            if path.ends_with("/Publish") { self.policy.upload_timeout } else { self.policy.timeout };
+        let deadline = if path.ends_with("/Publish") { self.policy.upload_timeout } else { self.policy.timeout };
         let span = crate::telemetry::client_span(&path);
         span.in_scope(|| crate::telemetry::inject_context(req.headers_mut()));
         req.headers_mut().insert("grpc-timeout", grpc_timeout(deadline));
@@ -262,15 +273,13 @@ where
                     return call_once(inner, req).await;
                 }
                 let (parts, body) = req.into_parts();
-                let bytes = body
-                    .collect()
-                    .await
-                    .map_err(|e| Status::internal(format!("request body: {e}")))?
-                    .to_bytes();
+                let bytes =
+                    body.collect().await.map_err(|e| Status::internal(format!("request body: {e}")))?.to_bytes();
                 let mut backoff = Duration::from_millis(50);
                 let mut attempt = 0;
                 loop {
-                    let req = http::Request::from_parts(parts.clone(), Body::new(http_body_util::Full::new(bytes.clone())));
+                    let req =
+                        http::Request::from_parts(parts.clone(), Body::new(http_body_util::Full::new(bytes.clone())));
                     match call_once(inner.clone(), req).await {
                         Err(error) if attempt < RETRIES => {
                             tracing::debug!(%error, %path, attempt, "retrying read");

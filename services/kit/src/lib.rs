@@ -36,19 +36,11 @@ pub enum Role {
 }
 
 impl Role {
-    pub const ALL: [Role; 7] = [
-        Role::Api,
-        Role::User,
-        Role::Video,
-        Role::Interaction,
-        Role::Relation,
-        Role::Chat,
-        Role::Counter,
-    ];
+    pub const ALL: [Role; 7] =
+        [Role::Api, Role::User, Role::Video, Role::Interaction, Role::Relation, Role::Chat, Role::Counter];
 
     /// The roles that serve gRPC.
-    pub const GRPC: [Role; 6] =
-        [Role::User, Role::Video, Role::Interaction, Role::Relation, Role::Chat, Role::Counter];
+    pub const GRPC: [Role; 6] = [Role::User, Role::Video, Role::Interaction, Role::Relation, Role::Chat, Role::Counter];
 
     pub fn name(self) -> &'static str {
         match self {

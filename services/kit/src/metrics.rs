@@ -95,7 +95,12 @@ impl Metrics {
         );
         registry.register("douyin_rpc_server_requests", "gRPC calls served by method", rpc_requests.clone());
         registry.register("douyin_rpc_server_errors", "gRPC calls answered with a non-OK status", rpc_errors.clone());
-        registry.register_with_unit("douyin_rpc_server_duration", "Time to answer a gRPC call", Unit::Seconds, rpc_duration.clone());
+        registry.register_with_unit(
+            "douyin_rpc_server_duration",
+            "Time to answer a gRPC call",
+            Unit::Seconds,
+            rpc_duration.clone(),
+        );
         registry.register("douyin_cache_hits", "Cache lookups answered from the cache", cache_hits.clone());
         registry.register("douyin_cache_misses", "Cache lookups that went to the database", cache_misses.clone());
         registry.register_collector(Box::new(PoolGauges));
@@ -169,7 +174,9 @@ struct PoolGauges;
 
 impl Collector for PoolGauges {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let Some(db) = POOL.lock().unwrap_or_else(|e| e.into_inner()).clone() else { return Ok(()) };
+        let Some(db) = POOL.lock().unwrap_or_else(|e| e.into_inner()).clone() else {
+            return Ok(());
+        };
         let pool = db.pool();
         let gauges = [
             ("douyin_db_pool_size", "Open database connections", i64::from(pool.size())),
@@ -196,10 +203,14 @@ mod tests {
         cache_lookups("counts", 2, 1);
         let text = render();
         assert!(
-            text.contains(r#"douyin_http_server_requests_total{http_route="/douyin/feed/",http_request_method="GET"} 2"#),
+            text.contains(
+                r#"douyin_http_server_requests_total{http_route="/douyin/feed/",http_request_method="GET"} 2"#
+            ),
             "{text}"
         );
-        assert!(text.contains(r#"douyin_http_server_errors_total{http_route="/douyin/feed/",http_request_method="GET"} 1"#));
+        assert!(
+            text.contains(r#"douyin_http_server_errors_total{http_route="/douyin/feed/",http_request_method="GET"} 1"#)
+        );
         assert!(text.contains("# TYPE douyin_http_server_request_duration_seconds histogram"), "{text}");
         assert!(text.contains(r#"douyin_cache_hits_total{cache="counts"} 2"#));
         assert!(text.ends_with("# EOF\n"));

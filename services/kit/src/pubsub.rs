@@ -165,11 +165,7 @@ async fn forward(pubsub: redis::aio::PubSub, local: &broadcast::Sender<String>) 
 impl PubSub for RedisPubSub {
     async fn publish(&self, channel: &str, payload: String) -> Result<()> {
         let mut conn = self.publisher.clone();
-        let _: i64 = redis::cmd("PUBLISH")
-            .arg(self.channel(channel))
-            .arg(payload)
-            .query_async(&mut conn)
-            .await?;
+        let _: i64 = redis::cmd("PUBLISH").arg(self.channel(channel)).arg(payload).query_async(&mut conn).await?;
         Ok(())
     }
 

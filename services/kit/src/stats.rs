@@ -4,7 +4,11 @@
 
 use sqlx::{AnyConnection, Row};
 
-use crate::{Result, cache::Ranked, db::placeholders};
+use crate::{
+    Result,
+    cache::Ranked,
+    db::{bind_ids, placeholders},
+};
 
 pub static MIGRATIONS: crate::db::ServiceMigrations = crate::db::ServiceMigrations {
     service: "stats",
@@ -108,9 +112,7 @@ pub async fn users(pool: &sqlx::AnyPool, ids: &[i64]) -> Result<Vec<UserStats>> 
         placeholders(ids.len())
     );
     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-    for id in ids {
-        query = query.bind(*id);
-    }
+    query = bind_ids(query, ids);
     let rows = query.fetch_all(pool).await?;
     rows.iter()
         .map(|r| {
@@ -136,9 +138,7 @@ pub async fn videos(pool: &sqlx::AnyPool, ids: &[i64]) -> Result<Vec<VideoStats>
         placeholders(ids.len())
     );
     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-    for id in ids {
-        query = query.bind(*id);
-    }
+    query = bind_ids(query, ids);
     let rows = query.fetch_all(pool).await?;
     rows.iter()
         .map(|r| {

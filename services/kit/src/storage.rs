@@ -122,10 +122,7 @@ impl ObjectStore for LocalStore {
     }
 
     async fn ping(&self) -> Result<()> {
-        tokio::fs::metadata(&self.root)
-            .await
-            .map(|_| ())
-            .map_err(|e| Error::Unavailable(format!("media dir: {e}")))
+        tokio::fs::metadata(&self.root).await.map(|_| ()).map_err(|e| Error::Unavailable(format!("media dir: {e}")))
     }
 
     fn local_dir(&self) -> Option<&Path> {
@@ -142,7 +139,9 @@ impl Drop for PartFile {
         match std::fs::remove_file(&self.0) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(error) => tracing::warn!(%error, path = %self.0.display(), "could not remove a partial media file"),
+            Err(error) => {
+                tracing::warn!(%error, path = %self.0.display(), "could not remove a partial media file")
+            }
         }
     }
 }

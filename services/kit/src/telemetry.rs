@@ -24,8 +24,7 @@ use opentelemetry_sdk::{Resource, propagation::TraceContextPropagator, trace::Sd
 use tracing::Level;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::{
-    EnvFilter, Layer, Registry, filter::Targets, fmt::format::JsonFields, layer::SubscriberExt,
-    util::SubscriberInitExt,
+    EnvFilter, Layer, Registry, filter::Targets, fmt::format::JsonFields, layer::SubscriberExt, util::SubscriberInitExt,
 };
 
 pub use grpc::{GrpcServerLayer, GrpcServerSpan, client_span, record_client_outcome};
@@ -150,10 +149,7 @@ fn export_configured() -> bool {
 /// OTLP over gRPC with a batch processor; endpoint, headers, timeout, batch
 /// sizes and sampler come from the standard `OTEL_*` variables.
 fn tracer_provider(default_name: &str) -> Result<SdkTracerProvider, String> {
-    let exporter = opentelemetry_otlp::SpanExporter::builder()
-        .with_tonic()
-        .build()
-        .map_err(|e| e.to_string())?;
+    let exporter = opentelemetry_otlp::SpanExporter::builder().with_tonic().build().map_err(|e| e.to_string())?;
     let named_by_env = env_set("OTEL_SERVICE_NAME")
         || std::env::var("OTEL_RESOURCE_ATTRIBUTES")
             .is_ok_and(|attrs| attrs.split(',').any(|kv| kv.trim_start().starts_with("service.name=")));

@@ -3,7 +3,10 @@
 mod repo;
 mod service;
 
-use douyin_kit::{db::{Db, ServiceMigrations}, grpc::Clients};
+use douyin_kit::{
+    db::{Db, ServiceMigrations},
+    grpc::Clients,
+};
 use douyin_proto::{
     common::{Empty, UserList},
     relation::{
@@ -23,7 +26,10 @@ pub static MIGRATIONS: ServiceMigrations = ServiceMigrations {
 };
 
 pub fn server(db: Db, clients: Clients) -> relation_service_server::RelationServiceServer<RelationGrpc> {
-    relation_service_server::RelationServiceServer::new(RelationGrpc(RelationService::new(RelationRepo::new(db), clients)))
+    relation_service_server::RelationServiceServer::new(RelationGrpc(RelationService::new(
+        RelationRepo::new(db),
+        clients,
+    )))
 }
 
 #[derive(Clone)]

@@ -2,7 +2,7 @@
 
 use douyin_kit::{
     Result,
-    db::{Db, now_ms, placeholders, retry_tx},
+    db::{Db, bind_ids, now_ms, placeholders, retry_tx},
     stats::{self, UserCount},
 };
 use sqlx::Row;
@@ -104,9 +104,7 @@ impl RelationRepo {
             placeholders(ids.len())
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(user_id);
-        for id in ids {
-            query = query.bind(*id);
-        }
+        query = bind_ids(query, ids);
         let rows = query.fetch_all(self.db.pool()).await?;
         rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
     }

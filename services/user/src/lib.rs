@@ -3,7 +3,12 @@
 mod repo;
 mod service;
 
-use douyin_kit::{Error, auth::Tokens, db::{Db, ServiceMigrations}, grpc::Clients};
+use douyin_kit::{
+    Error,
+    auth::Tokens,
+    db::{Db, ServiceMigrations},
+    grpc::Clients,
+};
 use douyin_proto::{
     common::{Ids, UserList},
     user::{Credentials, GetUsersRequest, Session, user_service_server},

@@ -1,6 +1,11 @@
 //! SQL of the user role.
 
-use douyin_kit::{Error, Result, db::{Db, inserted_id, now_ms, placeholders}, error::is_unique_violation, stats};
+use douyin_kit::{
+    Error, Result,
+    db::{Db, bind_ids, inserted_id, now_ms, placeholders},
+    error::is_unique_violation,
+    stats,
+};
 use sqlx::Row;
 
 /// A stored profile (counts live in the stats tables).
@@ -27,15 +32,14 @@ impl UserRepo {
     /// `AlreadyExists`.
     pub async fn create(&self, username: &str, password_hash: &str) -> Result<i64> {
         let mut tx = self.db.begin_write().await?;
-        let inserted = sqlx::query(
-            "INSERT INTO users (username, password_hash, name, created_at_ms) VALUES (?, ?, ?, ?)",
-        )
-        .bind(username)
-        .bind(password_hash)
-        .bind(username)
-        .bind(now_ms())
-        .execute(&mut *tx)
-        .await;
+        let inserted =
+            sqlx::query("INSERT INTO users (username, password_hash, name, created_at_ms) VALUES (?, ?, ?, ?)")
+                .bind(username)
+                .bind(password_hash)
+                .bind(username)
+                .bind(now_ms())
+                .execute(&mut *tx)
+                .await;
         let id = match inserted {
             Ok(result) => inserted_id(&mut tx, &result).await?,
             Err(e) if is_unique_violation(&e) => {
@@ -76,9 +80,7 @@ impl UserRepo {
             placeholders(ids.len())
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(viewer_id);
-        for id in ids {
-            query = query.bind(*id);
-        }
+        query = bind_ids(query, ids);
         let rows = query.fetch_all(self.db.pool()).await?;
         rows.iter()
             .map(|r| {
@@ -103,9 +105,7 @@ impl UserRepo {
         }
         let sql = format!("SELECT id FROM users WHERE id IN ({})", placeholders(ids.len()));
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for id in ids {
-            query = query.bind(*id);
-        }
+        query = bind_ids(query, ids);
         let rows = query.fetch_all(self.db.pool()).await?;
         rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
     }

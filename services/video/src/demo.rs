@@ -3,12 +3,7 @@
 
 use std::sync::Arc;
 
-use douyin_kit::{
-    Error, Result,
-    auth::Passwords,
-    db::Db,
-    storage::ObjectStore,
-};
+use douyin_kit::{Error, Result, auth::Passwords, db::Db, storage::ObjectStore};
 
 use crate::repo::VideoRepo;
 
@@ -47,10 +42,8 @@ pub async fn seed_demo_content(db: &Db, storage: &Arc<dyn ObjectStore>) -> Resul
 
 async fn demo_user(db: &Db) -> Result<i64> {
     use sqlx::Row;
-    if let Some(row) = sqlx::query("SELECT id FROM users WHERE username = ?")
-        .bind(DEMO_USER)
-        .fetch_optional(db.pool())
-        .await?
+    if let Some(row) =
+        sqlx::query("SELECT id FROM users WHERE username = ?").bind(DEMO_USER).fetch_optional(db.pool()).await?
     {
         return Ok(row.try_get(0)?);
     }

@@ -18,17 +18,17 @@ use douyin_kit::{
 use douyin_proto::{
     common::{Ids, VideoList},
     video::{
-        FeedRequest, GetVideosRequest, PublishChunk, PublishListRequest, PublishReply, VideoAuthor,
-        VideoAuthorsReply, publish_chunk::Part, video_service_server,
+        FeedRequest, GetVideosRequest, PublishChunk, PublishListRequest, PublishReply, VideoAuthor, VideoAuthorsReply,
+        publish_chunk::Part, video_service_server,
     },
 };
 use futures::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
+pub use cover::available as ffmpeg_available;
 pub use demo::seed_demo_content;
 pub use repo::{VideoRepo, VideoRow};
 pub use service::{DEFAULT_COVER, FEED_LIMIT, Upload, VideoService, VideoSettings, check_title};
-pub use cover::available as ffmpeg_available;
 pub use sniff::{Container, sniff};
 
 pub static MIGRATIONS: ServiceMigrations = ServiceMigrations {
@@ -44,8 +44,7 @@ pub fn server(
     settings: VideoSettings,
 ) -> video_service_server::VideoServiceServer<VideoGrpc> {
     let service = VideoService::new(VideoRepo::new(db), storage, clients, settings);
-    video_service_server::VideoServiceServer::new(VideoGrpc(service))
-        .max_decoding_message_size(8 * 1024 * 1024)
+    video_service_server::VideoServiceServer::new(VideoGrpc(service)).max_decoding_message_size(8 * 1024 * 1024)
 }
 
 #[derive(Clone)]

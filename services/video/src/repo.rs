@@ -2,7 +2,7 @@
 
 use douyin_kit::{
     Error, Result,
-    db::{Db, inserted_id, now_ms, placeholders},
+    db::{Db, bind_ids, inserted_id, now_ms, placeholders},
     error::is_unique_violation,
     stats::{self, UserCount},
 };
@@ -96,15 +96,14 @@ impl VideoRepo {
 
     /// Newest first, strictly before `before_ms`.
     pub async fn feed(&self, before_ms: i64, limit: i64) -> Result<Vec<VideoRow>> {
-        let sql = format!("SELECT {COLUMNS} FROM videos WHERE published_at_ms < ? ORDER BY published_at_ms DESC LIMIT ?");
+        let sql =
+            format!("SELECT {COLUMNS} FROM videos WHERE published_at_ms < ? ORDER BY published_at_ms DESC LIMIT ?");
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(before_ms).bind(limit).fetch_all(self.db.pool()).await?;
         rows.iter().map(row).collect()
     }
 
     pub async fn by_author(&self, author_id: i64, limit: i64) -> Result<Vec<VideoRow>> {
-        let sql = format!(
-            "SELECT {COLUMNS} FROM videos WHERE author_id = ? ORDER BY published_at_ms DESC LIMIT ?"
-        );
+        let sql = format!("SELECT {COLUMNS} FROM videos WHERE author_id = ? ORDER BY published_at_ms DESC LIMIT ?");
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(author_id).bind(limit).fetch_all(self.db.pool()).await?;
         rows.iter().map(row).collect()
     }
@@ -116,9 +115,7 @@ impl VideoRepo {
         }
         let sql = format!("SELECT {COLUMNS} FROM videos WHERE id IN ({})", placeholders(ids.len()));
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for id in ids {
-            query = query.bind(*id);
-        }
+        query = bind_ids(query, ids);
         let rows = query.fetch_all(self.db.pool()).await?;
         rows.iter().map(row).collect()
     }

@@ -5,13 +5,7 @@
 use std::{collections::HashMap, path::PathBuf, sync::Arc, time::Duration};
 
 use bytes::Bytes;
-use douyin_kit::{
-    Error, Result, counts,
-    grpc::Clients,
-    ids,
-    storage::ObjectStore,
-    text::check_length,
-};
+use douyin_kit::{Error, Result, counts, grpc::Clients, ids, storage::ObjectStore, text::check_length};
 use douyin_proto::{
     common::{User, Video},
     counter::CountsRequest,
@@ -51,11 +45,16 @@ pub struct VideoService {
 
 /// One piece of a publish stream.
 pub enum Upload {
-    Header { author_id: i64, title: String },
+    Header {
+        author_id: i64,
+        title: String,
+    },
     Data(Bytes),
     /// Sent last: the whole file, `size` bytes, has been sent. A stream that
     /// stops without it was cut off and is discarded.
-    End { size: u64 },
+    End {
+        size: u64,
+    },
 }
 
 /// Objects of a publish in progress. A failed publish removes them before it
@@ -277,11 +276,8 @@ impl VideoService {
         let author_ids = ids::unique(&rows.iter().map(|r| r.author_id).collect::<Vec<_>>());
         let authors = async {
             let mut user = self.clients.user.clone();
-            let users = user
-                .get_users(GetUsersRequest { ids: author_ids.clone(), viewer_id })
-                .await?
-                .into_inner()
-                .users;
+            let users =
+                user.get_users(GetUsersRequest { ids: author_ids.clone(), viewer_id }).await?.into_inner().users;
             Ok::<HashMap<i64, User>, Error>(users.into_iter().map(|u| (u.id, u)).collect())
         };
         let counts = async {
@@ -294,8 +290,7 @@ impl VideoService {
                 return Ok::<Vec<bool>, Error>(vec![false; video_ids.len()]);
             }
             let mut interaction = self.clients.interaction.clone();
-            let reply =
-                interaction.favorite_flags(FlagsRequest { user_id: viewer_id, ids: video_ids.clone() }).await?;
+            let reply = interaction.favorite_flags(FlagsRequest { user_id: viewer_id, ids: video_ids.clone() }).await?;
             Ok(reply.into_inner().flags)
         };
         let (authors, counts, likes) = tokio::try_join!(authors, counts, likes)?;

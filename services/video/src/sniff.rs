@@ -42,7 +42,11 @@ pub fn sniff(head: &[u8]) -> Option<Container> {
     let size = u32::from_be_bytes([head[0], head[1], head[2], head[3]]);
     match &head[4..8] {
         b"ftyp" if size >= 8 => {
-            if &head[8..12] == b"qt  " { Some(Container::QuickTime) } else { Some(Container::Mp4) }
+            if &head[8..12] == b"qt  " {
+                Some(Container::QuickTime)
+            } else {
+                Some(Container::Mp4)
+            }
         }
         b"moov" | b"mdat" | b"wide" | b"free" if size >= 8 => Some(Container::QuickTime),
         _ => None,

@@ -21,38 +21,42 @@ fn limit(params: &Params) -> Result<u32> {
 }
 
 pub async fn videos(State(state): State<AppState>, headers: HeaderMap, params: Params) -> Response {
-    reply(async {
-        let limit = limit(&params)?;
-        let viewer = state.viewer(&params, &headers, Need::Anyone).await?;
-        let mut counter = state.clients.counter.clone();
-        let top = counter.top_videos(TopRequest { limit }).await?.into_inner().entries;
-        let ids = top.iter().map(|e| e.id).collect::<Vec<_>>();
-        let videos = if ids.is_empty() {
-            Vec::new()
-        } else {
-            let mut video = state.clients.video.clone();
-            video.get_videos(GetVideosRequest { ids, viewer_id: viewer }).await?.into_inner().videos
-        };
-        Ok(VideoListBody::new(VideoJson::list(videos, &state.urls(&headers))))
-    }
-    .await)
+    reply(
+        async {
+            let limit = limit(&params)?;
+            let viewer = state.viewer(&params, &headers, Need::Anyone).await?;
+            let mut counter = state.clients.counter.clone();
+            let top = counter.top_videos(TopRequest { limit }).await?.into_inner().entries;
+            let ids = top.iter().map(|e| e.id).collect::<Vec<_>>();
+            let videos = if ids.is_empty() {
+                Vec::new()
+            } else {
+                let mut video = state.clients.video.clone();
+                video.get_videos(GetVideosRequest { ids, viewer_id: viewer }).await?.into_inner().videos
+            };
+            Ok(VideoListBody::new(VideoJson::list(videos, &state.urls(&headers))))
+        }
+        .await,
+    )
 }
 
 pub async fn users(State(state): State<AppState>, headers: HeaderMap, params: Params) -> Response {
-    reply(async {
-        let limit = limit(&params)?;
-        let viewer = state.viewer(&params, &headers, Need::Anyone).await?;
-        let mut counter = state.clients.counter.clone();
-        let top = counter.top_users(TopRequest { limit }).await?.into_inner().entries;
-        let ids = top.iter().map(|e| e.id).collect::<Vec<_>>();
-        let users = if ids.is_empty() {
-            Vec::new()
-        } else {
-            let mut user = state.clients.user.clone();
-            user.get_users(GetUsersRequest { ids, viewer_id: viewer }).await?.into_inner().users
-        };
-        let urls = state.urls(&headers);
-        Ok(UserListBody::new(users.into_iter().map(|u| UserJson::new(u, &urls)).collect()))
-    }
-    .await)
+    reply(
+        async {
+            let limit = limit(&params)?;
+            let viewer = state.viewer(&params, &headers, Need::Anyone).await?;
+            let mut counter = state.clients.counter.clone();
+            let top = counter.top_users(TopRequest { limit }).await?.into_inner().entries;
+            let ids = top.iter().map(|e| e.id).collect::<Vec<_>>();
+            let users = if ids.is_empty() {
+                Vec::new()
+            } else {
+                let mut user = state.clients.user.clone();
+                user.get_users(GetUsersRequest { ids, viewer_id: viewer }).await?.into_inner().users
+            };
+            let urls = state.urls(&headers);
+            Ok(UserListBody::new(users.into_iter().map(|u| UserJson::new(u, &urls)).collect()))
+        }
+        .await,
+    )
 }

@@ -5,7 +5,10 @@ use douyin_kit::{Error, Result};
 use douyin_proto::user::{Credentials, GetUsersRequest};
 use serde::Serialize;
 
-use crate::{AppState, Need, Params, reply::{UserJson, reply}};
+use crate::{
+    AppState, Need, Params,
+    reply::{UserJson, reply},
+};
 
 #[derive(Serialize, Default, utoipa::ToSchema)]
 pub struct SessionBody {
@@ -26,35 +29,41 @@ fn credentials(params: &Params) -> Result<Credentials> {
 }
 
 pub async fn register(State(state): State<AppState>, params: Params) -> Response {
-    reply(async {
-        let mut user = state.clients.user.clone();
-        let session = user.register(credentials(&params)?).await?.into_inner();
-        Ok(SessionBody { user_id: session.user_id, token: session.token })
-    }
-    .await)
+    reply(
+        async {
+            let mut user = state.clients.user.clone();
+            let session = user.register(credentials(&params)?).await?.into_inner();
+            Ok(SessionBody { user_id: session.user_id, token: session.token })
+        }
+        .await,
+    )
 }
 
 pub async fn login(State(state): State<AppState>, params: Params) -> Response {
-    reply(async {
-        let mut user = state.clients.user.clone();
-        let session = user.login(credentials(&params)?).await?.into_inner();
-        Ok(SessionBody { user_id: session.user_id, token: session.token })
-    }
-    .await)
+    reply(
+        async {
+            let mut user = state.clients.user.clone();
+            let session = user.login(credentials(&params)?).await?.into_inner();
+            Ok(SessionBody { user_id: session.user_id, token: session.token })
+        }
+        .await,
+    )
 }
 
 pub async fn info(State(state): State<AppState>, headers: HeaderMap, params: Params) -> Response {
-    reply(async {
-        let viewer = state.viewer(&params, &headers, Need::User).await?;
-        let user_id = params.opt_id("user_id")?.unwrap_or(viewer);
-        let mut user = state.clients.user.clone();
-        let found = user.get_users(GetUsersRequest { ids: vec![user_id], viewer_id: viewer }).await?.into_inner();
-        let found = found
-            .users
-            .into_iter()
-            .next()
-            .ok_or_else(|| Error::not_found(format!("user {user_id} does not exist")))?;
-        Ok(UserBody { user: UserJson::new(found, &state.urls(&headers)) })
-    }
-    .await)
+    reply(
+        async {
+            let viewer = state.viewer(&params, &headers, Need::User).await?;
+            let user_id = params.opt_id("user_id")?.unwrap_or(viewer);
+            let mut user = state.clients.user.clone();
+            let found = user.get_users(GetUsersRequest { ids: vec![user_id], viewer_id: viewer }).await?.into_inner();
+            let found = found
+                .users
+                .into_iter()
+                .next()
+                .ok_or_else(|| Error::not_found(format!("user {user_id} does not exist")))?;
+            Ok(UserBody { user: UserJson::new(found, &state.urls(&headers)) })
+        }
+        .await,
+    )
 }

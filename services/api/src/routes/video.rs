@@ -57,26 +57,31 @@ fn latest_time_ms(params: &Params) -> Result<i64> {
 }
 
 pub async fn feed(State(state): State<AppState>, headers: HeaderMap, params: Params) -> Response {
-    reply(async {
-        let before_ms = latest_time_ms(&params)?;
-        let viewer = state.viewer(&params, &headers, Need::Anyone).await?;
-        let mut video = state.clients.video.clone();
-        let videos = video.feed(FeedRequest { before_ms, viewer_id: viewer, limit: 30 }).await?.into_inner().videos;
-        let next_time = videos.last().map(|v| v.published_at_ms).unwrap_or_else(now_ms);
-        Ok(FeedBody { video_list: VideoJson::list(videos, &state.urls(&headers)), next_time })
-    }
-    .await)
+    reply(
+        async {
+            let before_ms = latest_time_ms(&params)?;
+            let viewer = state.viewer(&params, &headers, Need::Anyone).await?;
+            let mut video = state.clients.video.clone();
+            let videos = video.feed(FeedRequest { before_ms, viewer_id: viewer, limit: 30 }).await?.into_inner().videos;
+            let next_time = videos.last().map(|v| v.published_at_ms).unwrap_or_else(now_ms);
+            Ok(FeedBody { video_list: VideoJson::list(videos, &state.urls(&headers)), next_time })
+        }
+        .await,
+    )
 }
 
 pub async fn publish_list(State(state): State<AppState>, headers: HeaderMap, params: Params) -> Response {
-    reply(async {
-        let user_id = params.id("user_id")?;
-        let viewer = state.viewer(&params, &headers, Need::Anyone).await?;
-        let mut video = state.clients.video.clone();
-        let videos = video.publish_list(PublishListRequest { user_id, viewer_id: viewer }).await?.into_inner().videos;
-        Ok(VideoListBody { video_list: VideoJson::list(videos, &state.urls(&headers)) })
-    }
-    .await)
+    reply(
+        async {
+            let user_id = params.id("user_id")?;
+            let viewer = state.viewer(&params, &headers, Need::Anyone).await?;
+            let mut video = state.clients.video.clone();
+            let videos =
+                video.publish_list(PublishListRequest { user_id, viewer_id: viewer }).await?.into_inner().videos;
+            Ok(VideoListBody { video_list: VideoJson::list(videos, &state.urls(&headers)) })
+        }
+        .await,
+    )
 }
 
 /// Streams the `data` part to the video role as it arrives; `token` and

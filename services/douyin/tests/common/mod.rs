@@ -138,9 +138,7 @@ impl TestApp {
 
     /// Registers `name` (password `secret123`) and returns (user_id, token).
     pub async fn register(&self, name: &str) -> (i64, String) {
-        let reply = self
-            .post_query("/douyin/user/register/", &[("username", name), ("password", "secret123")])
-            .await;
+        let reply = self.post_query("/douyin/user/register/", &[("username", name), ("password", "secret123")]).await;
         assert_eq!(reply["status_code"], 0, "register {name}: {reply}");
         (reply["user_id"].as_i64().unwrap(), reply["token"].as_str().unwrap().to_owned())
     }
@@ -158,11 +156,8 @@ impl TestApp {
 
 pub async fn json(response: reqwest::Response) -> Value {
     let status = response.status();
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().unwrap_or_default().to_owned())
-        .unwrap_or_default();
+    let content_type =
+        response.headers().get("content-type").map(|v| v.to_str().unwrap_or_default().to_owned()).unwrap_or_default();
     let text = response.text().await.unwrap();
     assert!(content_type.starts_with("application/json"), "{status} {content_type}: {text}");
     let value: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{status}: {e}: {text}"));

@@ -168,7 +168,8 @@ pub fn parse_metrics(text: &str) -> HashMap<String, f64> {
             match keyword {
                 "TYPE" => {
                     assert!(
-                        ["counter", "gauge", "histogram", "summary", "info", "stateset", "unknown", "gaugehistogram"].contains(&rest),
+                        ["counter", "gauge", "histogram", "summary", "info", "stateset", "unknown", "gaugehistogram"]
+                            .contains(&rest),
                         "type in {line:?}"
                     );
                     families.insert(name.to_owned(), rest.to_owned());
@@ -221,4 +222,3 @@ pub fn parse_metrics(text: &str) -> HashMap<String, f64> {
     }
     samples
 }
-

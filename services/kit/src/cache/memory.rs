@@ -97,12 +97,7 @@ impl Cache for MemoryCache {
             return Ok(false);
         }
         for (key, value) in entries {
-            let current = state
-                .values
-                .get(key)
-                .filter(|(_, exp)| *exp > now)
-                .map(|(v, _)| version_of(v))
-                .unwrap_or(-1);
+            let current = state.values.get(key).filter(|(_, exp)| *exp > now).map(|(v, _)| version_of(v)).unwrap_or(-1);
             if version_of(value) > current {
                 state.values.insert(key.clone(), (value.clone(), now + ttl));
             }

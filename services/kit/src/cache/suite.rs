@@ -54,10 +54,8 @@ pub async fn sorted_sets_rank_by_score(cache: &dyn Cache) {
     let epoch = cache.epoch().await.unwrap();
     let key = format!("suite:z:{}", uuid::Uuid::new_v4());
     let other = format!("suite:z:{}", uuid::Uuid::new_v4());
-    let sets: [(&str, &[Ranked]); 2] = [
-        (key.as_str(), &[ranked(1, 5, 1), ranked(2, 9, 1), ranked(3, 5, 1)]),
-        (other.as_str(), &[ranked(7, 1, 1)]),
-    ];
+    let sets: [(&str, &[Ranked]); 2] =
+        [(key.as_str(), &[ranked(1, 5, 1), ranked(2, 9, 1), ranked(3, 5, 1)]), (other.as_str(), &[ranked(7, 1, 1)])];
     assert!(cache.zadd_versioned(&epoch, &sets).await.unwrap());
     cache.zadd_versioned(&epoch, &[(key.as_str(), &[ranked(1, 10, 2)])]).await.unwrap();
     // An older version of a member never replaces a newer one.

@@ -117,8 +117,7 @@ where
                 span.record("otel.status_code", "error");
             }
             // Paths no service answers are counted together (bounded labels).
-            let known = code != 12
-                && (service == HEALTH || Role::GRPC.iter().any(|r| r.grpc_service() == service));
+            let known = code != 12 && (service == HEALTH || Role::GRPC.iter().any(|r| r.grpc_service() == service));
             let (service, method) = if known { (service.as_str(), method.as_str()) } else { ("other", "other") };
             crate::metrics::rpc_request(service, method, code != 0, started.elapsed());
             result

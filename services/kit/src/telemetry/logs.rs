@@ -34,7 +34,9 @@ where
 
 /// Adds the ids as the last keys of a one-line JSON object.
 fn with_ids(line: String, ids: Option<(String, String)>) -> String {
-    let Some((trace_id, span_id)) = ids else { return line };
+    let Some((trace_id, span_id)) = ids else {
+        return line;
+    };
     let body = line.trim_end();
     match body.strip_suffix('}') {
         Some(open) => format!("{open},\"trace_id\":\"{trace_id}\",\"span_id\":\"{span_id}\"}}\n"),

@@ -114,15 +114,26 @@ struct Statement {
 impl Statement {
     fn parse(sql: &str) -> Statement {
         let text = mask_literals(sql);
-        let words: Vec<&str> = text.split(|c: char| c.is_whitespace() || c == '(' || c == ')' || c == ',').filter(|w| !w.is_empty()).collect();
+        let words: Vec<&str> = text
+            .split(|c: char| c.is_whitespace() || c == '(' || c == ')' || c == ',')
+            .filter(|w| !w.is_empty())
+            .collect();
         let operation = words.first().map(|w| w.to_ascii_uppercase()).unwrap_or_default();
         let after = |keyword: &str| {
-            words.iter().position(|w| w.eq_ignore_ascii_case(keyword)).and_then(|i| words.get(i + 1)).map(|t| clean_name(t))
+            words
+                .iter()
+                .position(|w| w.eq_ignore_ascii_case(keyword))
+                .and_then(|i| words.get(i + 1))
+                .map(|t| clean_name(t))
         };
         let table = match operation.as_str() {
             "SELECT" | "DELETE" | "WITH" => after("FROM"),
             "INSERT" | "REPLACE" => after("INTO"),
-            "UPDATE" => words.iter().skip(1).find(|w| !w.eq_ignore_ascii_case("OR") && !is_conflict_clause(w)).map(|t| clean_name(t)),
+            "UPDATE" => words
+                .iter()
+                .skip(1)
+                .find(|w| !w.eq_ignore_ascii_case("OR") && !is_conflict_clause(w))
+                .map(|t| clean_name(t)),
             _ => None,
         }
         .filter(|t| !t.is_empty() && t != "?");
@@ -198,7 +209,9 @@ mod tests {
 
     #[test]
     fn operations_and_tables() {
-        let s = Statement::parse("SELECT id, author_id FROM videos WHERE published_at < ? ORDER BY published_at DESC LIMIT ?");
+        let s = Statement::parse(
+            "SELECT id, author_id FROM videos WHERE published_at < ? ORDER BY published_at DESC LIMIT ?",
+        );
         assert_eq!((s.operation.as_str(), s.table.as_deref()), ("SELECT", Some("videos")));
         let s = Statement::parse("INSERT OR IGNORE INTO favorites (user_id, video_id) VALUES (?, ?)");
         assert_eq!((s.operation.as_str(), s.table.as_deref()), ("INSERT", Some("favorites")));
