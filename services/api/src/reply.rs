@@ -29,7 +29,7 @@ pub fn reply<T: Serialize + Default>(result: Result<T, Error>) -> Response {
         Ok(body) => {
             let mut response = Json(Envelope { status_code: 0, status_msg: "success".into(), body }).into_response();
             response.extensions_mut().insert(AppStatus(0));
-            response
+            with_charset(response)
         }
         Err(error) => refuse::<T>(error),
     }
@@ -51,6 +51,12 @@ pub fn refuse<T: Serialize + Default>(error: Error) -> Response {
     if status == StatusCode::TOO_MANY_REQUESTS {
         response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     }
+    with_charset(response)
+}
+
+/// The contract's content type: `application/json; charset=utf-8`.
+fn with_charset(mut response: Response) -> Response {
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
     response
 }
 

@@ -159,7 +159,7 @@ pub async fn json(response: reqwest::Response) -> Value {
     let content_type =
         response.headers().get("content-type").map(|v| v.to_str().unwrap_or_default().to_owned()).unwrap_or_default();
     let text = response.text().await.unwrap();
-    assert!(content_type.starts_with("application/json"), "{status} {content_type}: {text}");
+    assert_eq!(content_type, "application/json; charset=utf-8", "{status}: {text}");
     let value: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{status}: {e}: {text}"));
     assert!(value["status_code"].is_i64(), "status_code missing: {text}");
     assert!(value["status_msg"].is_string(), "status_msg missing: {text}");
