@@ -128,7 +128,16 @@ impl Db {
     pub async fn migrate(&self, sets: &[&ServiceMigrations]) -> Result<()> {
         // Several processes may start at once against one database: one
         // migrates while the others wait (MySQL advisory lock; SQLite file lock).
-        let _guard = self.migration_lock().await?;
+        let guard = self.migration_lock().await?;
+        let result = self.apply_migrations(sets).await;
+        if let MigrationLock::MySql(mut conn) = guard {
+            // Released whatever happened: the connection goes back to the pool.
+            sqlx::query("SELECT RELEASE_LOCK(CONCAT('douyin_migrations:', DATABASE()))").execute(&mut *conn).await?;
+        }
+        result
+    }
+
+    async fn apply_migrations(&self, sets: &[&ServiceMigrations]) -> Result<()> {
         for set in sets {
             let source = match self.dialect {
                 Dialect::Sqlite => set.sqlite,
@@ -139,9 +148,6 @@ impl Db {
             migrator.dangerous_set_table_name(format!("_douyin_{}_migrations", set.service));
             migrator.run(&self.pool).await.map_err(|e| Error::internal(format!("migrating {}: {e}", set.service)))?;
         }
-        if let MigrationLock::MySql(mut conn) = _guard {
-            sqlx::query("SELECT RELEASE_LOCK('douyin_migrations')").execute(&mut *conn).await?;
-        }
         Ok(())
     }
 
@@ -150,7 +156,7 @@ impl Db {
             Dialect::MySql => {
                 use sqlx::Row;
                 let mut conn = self.pool.acquire().await?;
-                let row = sqlx::query("SELECT GET_LOCK('douyin_migrations', 120)").fetch_one(&mut *conn).await?;
+                let row = sqlx::query("SELECT GET_LOCK(CONCAT('douyin_migrations:', DATABASE()), 120)").fetch_one(&mut *conn).await?;
                 let got: Option<i64> = row.try_get(0).ok();
                 if got != Some(1) {
                     return Err(Error::Unavailable("another process holds the migration lock".into()));
