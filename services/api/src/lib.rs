@@ -129,6 +129,12 @@ fn both_slashes(app: Router<AppState>, path: &str, route: MethodRouter<AppState>
 /// Serves the gateway on `listener` until shutdown, then drains in-flight
 /// requests.
 pub async fn serve(router: Router, listener: tokio::net::TcpListener, shutdown: Shutdown) -> Result<()> {
+    use axum::serve::ListenerExt;
+    let listener = listener.tap_io(|tcp| {
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::debug!(%error, "could not set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
         .with_graceful_shutdown(shutdown.wait())
         .await
