@@ -2,7 +2,7 @@
 
 use douyin_kit::{
     Result,
-    db::{Db, bind_ids, inserted_id, now_ms, placeholders, retry_tx},
+    db::{Db, Pair, bind_ids, inserted_id, now_ms, placeholders, retry_tx},
     stats::{self, UserCount, VideoCount},
 };
 use sqlx::Row;
@@ -33,37 +33,16 @@ impl InteractionRepo {
     pub async fn set_favorite(&self, user_id: i64, video_id: i64, author_id: i64, like: bool) -> Result<bool> {
         retry_tx(|| async {
             let mut tx = self.db.begin_write().await?;
-            let changed = if like {
-                let sql = format!(
-                    "{} INTO favorites (user_id, video_id, created_at_ms) VALUES (?, ?, ?)",
-                    self.db.insert_ignore()
-                );
-                sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .bind(user_id)
-                    .bind(video_id)
-                    .bind(now_ms())
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected()
-                    == 1
-            } else {
-                sqlx::query("DELETE FROM favorites WHERE user_id = ? AND video_id = ?")
-                    .bind(user_id)
-                    .bind(video_id)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected()
-                    == 1
-            };
+            let changed = self.db.set_pair(&mut tx, Pair::Favorite, user_id, video_id, like).await?;
             if changed {
                 let delta = if like { 1 } else { -1 };
                 stats::add_video(&mut tx, video_id, VideoCount::Favorite, delta).await?;
-                // Lock user rows in id order so concurrent likes cannot deadlock.
-                let mut updates = [(user_id, UserCount::Favorite), (author_id, UserCount::TotalFavorited)];
-                updates.sort_by_key(|(id, _)| *id);
-                for (id, count) in updates {
-                    stats::add_user(&mut tx, id, count, delta).await?;
-                }
+                stats::add_users(
+                    &mut tx,
+                    &[(user_id, UserCount::Favorite), (author_id, UserCount::TotalFavorited)],
+                    delta,
+                )
+                .await?;
             }
             tx.commit().await?;
             Ok(changed)

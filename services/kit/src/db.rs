@@ -36,6 +36,24 @@ enum MigrationLock {
     Sqlite(#[allow(dead_code)] Option<std::fs::File>),
 }
 
+/// Tables whose rows are pairs of ids (a like, a follow).
+#[derive(Clone, Copy, Debug)]
+pub enum Pair {
+    /// `favorites (user_id, video_id)`
+    Favorite,
+    /// `follows (follower_id, followee_id)`
+    Follow,
+}
+
+impl Pair {
+    fn columns(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            Pair::Favorite => ("favorites", "user_id", "video_id"),
+            Pair::Follow => ("follows", "follower_id", "followee_id"),
+        }
+    }
+}
+
 /// The migrations of one service, one set per dialect.
 pub struct ServiceMigrations {
     pub service: &'static str,
@@ -117,6 +135,30 @@ impl Db {
         }
     }
 
+    /// Makes the row `(a, b)` of a table keyed by two ids present (`INSERT
+    /// IGNORE`, with `created_at_ms`) or absent (`DELETE`) inside `conn`'s
+    /// transaction; returns whether it changed. The unique key makes repeated
+    /// and concurrent calls change a row at most once.
+    pub async fn set_pair(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        table: Pair,
+        a: i64,
+        b: i64,
+        present: bool,
+    ) -> Result<bool> {
+        let (name, first, second) = table.columns();
+        let result = if present {
+            let sql =
+                format!("{} INTO {name} ({first}, {second}, created_at_ms) VALUES (?, ?, ?)", self.insert_ignore());
+            sqlx::query(sqlx::AssertSqlSafe(sql)).bind(a).bind(b).bind(now_ms()).execute(conn).await?
+        } else {
+            let sql = format!("DELETE FROM {name} WHERE {first} = ? AND {second} = ?");
+            sqlx::query(sqlx::AssertSqlSafe(sql)).bind(a).bind(b).execute(conn).await?
+        };
+        Ok(result.rows_affected() == 1)
+    }
+
     /// Answers a trivial query (health checks).
     pub async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
@@ -156,7 +198,9 @@ impl Db {
             Dialect::MySql => {
                 use sqlx::Row;
                 let mut conn = self.pool.acquire().await?;
-                let row = sqlx::query("SELECT GET_LOCK(CONCAT('douyin_migrations:', DATABASE()), 120)").fetch_one(&mut *conn).await?;
+                let row = sqlx::query("SELECT GET_LOCK(CONCAT('douyin_migrations:', DATABASE()), 120)")
+                    .fetch_one(&mut *conn)
+                    .await?;
                 let got: Option<i64> = row.try_get(0).ok();
                 if got != Some(1) {
                     return Err(Error::Unavailable("another process holds the migration lock".into()));

@@ -73,6 +73,17 @@ pub async fn add_user(conn: &mut AnyConnection, user_id: i64, count: UserCount, 
     Ok(())
 }
 
+/// Adds `delta` to several users' counts, locking rows in id order so that
+/// concurrent transactions touching the same users cannot deadlock.
+pub async fn add_users(conn: &mut AnyConnection, updates: &[(i64, UserCount)], delta: i64) -> Result<()> {
+    let mut updates = updates.to_vec();
+    updates.sort_by_key(|(id, _)| *id);
+    for (id, count) in updates {
+        add_user(conn, id, count, delta).await?;
+    }
+    Ok(())
+}
+
 pub async fn add_video(conn: &mut AnyConnection, video_id: i64, count: VideoCount, delta: i64) -> Result<()> {
     let sql = format!(
         "UPDATE video_stats SET {col} = {col} + ?, version = version + 1 WHERE video_id = ?",

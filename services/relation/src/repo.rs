@@ -2,7 +2,7 @@
 
 use douyin_kit::{
     Result,
-    db::{Db, bind_ids, now_ms, placeholders, retry_tx},
+    db::{Db, Pair, bind_ids, placeholders, retry_tx},
     stats::{self, UserCount},
 };
 use sqlx::Row;
@@ -24,35 +24,15 @@ impl RelationRepo {
     pub async fn set_follow(&self, follower_id: i64, followee_id: i64, follow: bool) -> Result<bool> {
         retry_tx(|| async {
             let mut tx = self.db.begin_write().await?;
-            let changed = if follow {
-                let sql = format!(
-                    "{} INTO follows (follower_id, followee_id, created_at_ms) VALUES (?, ?, ?)",
-                    self.db.insert_ignore()
-                );
-                sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .bind(follower_id)
-                    .bind(followee_id)
-                    .bind(now_ms())
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected()
-                    == 1
-            } else {
-                sqlx::query("DELETE FROM follows WHERE follower_id = ? AND followee_id = ?")
-                    .bind(follower_id)
-                    .bind(followee_id)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected()
-                    == 1
-            };
+            let changed = self.db.set_pair(&mut tx, Pair::Follow, follower_id, followee_id, follow).await?;
             if changed {
                 let delta = if follow { 1 } else { -1 };
-                let mut updates = [(follower_id, UserCount::Follow), (followee_id, UserCount::Follower)];
-                updates.sort_by_key(|(id, _)| *id);
-                for (id, count) in updates {
-                    stats::add_user(&mut tx, id, count, delta).await?;
-                }
+                stats::add_users(
+                    &mut tx,
+                    &[(follower_id, UserCount::Follow), (followee_id, UserCount::Follower)],
+                    delta,
+                )
+                .await?;
             }
             tx.commit().await?;
             Ok(changed)
