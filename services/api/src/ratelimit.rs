@@ -44,6 +44,8 @@ pub struct Limits {
     auth: Rule,
     publish: Rule,
     request_timeout: Duration,
+    /// Peers (proxies, ingress controllers) whose `X-Forwarded-For` is believed.
+    trusted_proxies: Vec<Network>,
 }
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -58,6 +60,7 @@ impl Limits {
             auth: Rule { name: "auth", limit: config.rate_limit_auth_per_min, window: MINUTE },
             publish: Rule { name: "publish", limit: config.rate_limit_publish_per_min, window: MINUTE },
             request_timeout: Duration::from_secs(config.request_timeout_secs),
+            trusted_proxies: config.trusted_proxies.iter().filter_map(|n| Network::parse(n)).collect(),
         }
     }
 
@@ -118,7 +121,7 @@ fn retry_secs(left: Duration) -> u64 {
 /// The contract's JSON shape with a non-business HTTP status.
 fn refusal(status: StatusCode, status_code: i32, message: String) -> Response {
     let body = Envelope { status_code, status_msg: message, body: crate::reply::Empty {} };
-    (status, Json(body)).into_response()
+    crate::reply::with_charset((status, Json(body)).into_response())
 }
 
 fn limited(what: &str, left: Duration) -> Response {
@@ -131,10 +134,67 @@ fn set_retry_after(response: &mut Response, left: Duration) {
     response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_secs(left)));
 }
 
-/// The client's address: the connection's peer. `X-Forwarded-For` is not
-/// trusted (any client can send it).
-fn client_ip(request: &Request) -> Option<IpAddr> {
-    request.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip())
+/// An address or a CIDR block (`10.0.0.0/8`, `fd00::/8`, `192.168.1.7`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Network {
+    addr: IpAddr,
+    prefix: u32,
+}
+
+impl Network {
+    fn parse(text: &str) -> Option<Network> {
+        let (addr, prefix) = match text.trim().split_once('/') {
+            Some((addr, prefix)) => (addr.parse::<IpAddr>().ok()?, Some(prefix.parse::<u32>().ok()?)),
+            None => (text.trim().parse::<IpAddr>().ok()?, None),
+        };
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = prefix.unwrap_or(max);
+        if prefix > max {
+            tracing::warn!(network = text, "ignoring a trusted proxy with an invalid prefix");
+            return None;
+        }
+        Some(Network { addr, prefix })
+    }
+
+    fn contains(&self, ip: IpAddr) -> bool {
+        let bits = |ip: IpAddr| -> (u128, u32) {
+            match ip {
+                IpAddr::V4(v4) => (u128::from(u32::from(v4)) << 96, 32),
+                IpAddr::V6(v6) => (u128::from(v6), 128),
+            }
+        };
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            other => other,
+        };
+        let ((net, net_len), (candidate, len)) = (bits(self.addr), bits(ip));
+        if net_len != len {
+            return false;
+        }
+        if self.prefix == 0 {
+            return true;
+        }
+        let mask = u128::MAX << (128 - self.prefix);
+        net & mask == candidate & mask
+    }
+}
+
+/// The client's address: the connection's peer, unless that peer is a trusted
+/// proxy — then the nearest address in `X-Forwarded-For` that is not one.
+/// Untrusted peers cannot choose their own bucket with a forged header.
+fn client_ip(request: &Request, trusted: &[Network]) -> Option<IpAddr> {
+    let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip())?;
+    forwarded_client(peer, request.headers().get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()), trusted)
+}
+
+fn forwarded_client<'a>(peer: IpAddr, forwarded: impl Iterator<Item = &'a str>, trusted: &[Network]) -> Option<IpAddr> {
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|n| n.contains(ip));
+    if !is_trusted(peer) {
+        return Some(peer);
+    }
+    let hops: Vec<IpAddr> =
+        forwarded.flat_map(|v| v.split(',')).filter_map(|hop| hop.trim().parse::<IpAddr>().ok()).collect();
+    Some(hops.into_iter().rev().find(|ip| !is_trusted(*ip)).unwrap_or(peer))
 }
 
 #[derive(PartialEq, Eq)]
@@ -164,7 +224,7 @@ pub async fn enforce(State(state): State<AppState>, mut request: Request, next: 
     }
     let limits = state.limits.clone();
     let kind = kind(request.uri().path());
-    let ip = client_ip(&request).map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
+    let ip = client_ip(&request, &limits.trusted_proxies).map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
     if let Some(left) = limits.over(limits.ip, &ip).await {
         return limited("requests from this address", left);
     }
@@ -211,6 +271,28 @@ pub async fn enforce(State(state): State<AppState>, mut request: Request, next: 
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn forwarded_for_counts_only_behind_trusted_proxies() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let trusted = vec![Network::parse("10.0.0.0/8").unwrap(), Network::parse("192.168.1.7").unwrap()];
+        // An untrusted peer cannot pick its bucket with a forged header.
+        assert_eq!(forwarded_client(ip("203.0.113.9"), ["1.2.3.4"].into_iter(), &trusted), Some(ip("203.0.113.9")));
+        // Behind the ingress: the nearest untrusted hop is the client.
+        assert_eq!(
+            forwarded_client(ip("10.1.2.3"), ["1.2.3.4, 198.51.100.2, 10.9.9.9"].into_iter(), &trusted),
+            Some(ip("198.51.100.2"))
+        );
+        assert_eq!(forwarded_client(ip("192.168.1.7"), std::iter::empty(), &trusted), Some(ip("192.168.1.7")));
+        assert_eq!(
+            forwarded_client(ip("::ffff:10.0.0.1"), ["2001:db8::1"].into_iter(), &trusted),
+            Some(ip("2001:db8::1"))
+        );
+        assert!(Network::parse("10.0.0.0/33").is_none());
+        assert!(Network::parse("not-an-ip").is_none());
+        assert!(Network::parse("::/0").unwrap().contains(ip("2001:db8::5")));
+        assert!(!Network::parse("10.0.0.0/8").unwrap().contains(ip("11.0.0.1")));
+    }
+
     use super::*;
 
     #[test]

@@ -55,7 +55,7 @@ pub fn refuse<T: Serialize + Default>(error: Error) -> Response {
 }
 
 /// The contract's content type: `application/json; charset=utf-8`.
-fn with_charset(mut response: Response) -> Response {
+pub(crate) fn with_charset(mut response: Response) -> Response {
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
     response
 }

@@ -89,6 +89,9 @@ pub struct Config {
     pub rate_limit_auth_per_min: u32,
     /// Publishes per minute per user; 0 = unlimited.
     pub rate_limit_publish_per_min: u32,
+    /// Proxies (addresses or CIDR blocks) whose `X-Forwarded-For` names the
+    /// client for rate limiting; empty = the connection's peer is the client.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for Config {
@@ -136,6 +139,7 @@ impl Default for Config {
             rate_limit_user_per_sec: 50,
             rate_limit_auth_per_min: 30,
             rate_limit_publish_per_min: 10,
+            trusted_proxies: Vec::new(),
         }
     }
 }
