@@ -697,6 +697,8 @@ async fn an_aborted_upload_across_a_grpc_hop_leaves_nothing() {
     let (mut backend_config, schema) = common::test_config(data_dir.path()).await;
     backend_config.jwt_secret = Some("a-shared-secret-for-both-processes-0123456789".into());
     backend_config.ffmpeg_path = "/nonexistent/ffmpeg".into();
+    // Bounds how long an upload whose sender went away can linger.
+    backend_config.upload_idle_timeout_secs = 2;
     let (backend_trigger, stop) = shutdown::channel();
     let backend =
         douyin::start(backend_config.clone(), &[Role::User, Role::Video, Role::Counter, Role::Interaction], stop)
@@ -869,4 +871,49 @@ async fn presigned_urls_use_the_public_endpoint() {
     let url = plain.public_url(&key).await.unwrap();
     assert!(url.starts_with(&format!("{}/", endpoint.trim_end_matches('/'))), "{url}");
     store.delete(&key).await.unwrap();
+}
+
+/// A client that stops sending halfway but keeps the connection open is
+/// refused once the upload has been idle too long, and leaves nothing behind.
+#[tokio::test]
+async fn a_stalled_upload_is_abandoned() {
+    let app = TestApp::spawn_with(|c| {
+        c.ffmpeg_path = "/nonexistent/ffmpeg".into();
+        c.upload_idle_timeout_secs = 1;
+    })
+    .await;
+    let alice = app.register("stalled").await;
+    let addr = app.base.trim_start_matches("http://").to_owned();
+    let boundary = "douyin-stall-boundary";
+    let data = sample_mp4();
+    let mut head = Vec::new();
+    for (name, value) in [("token", alice.1.as_str()), ("title", "stalled")] {
+        head.extend(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n").bytes(),
+        );
+    }
+    head.extend(
+        format!("--{boundary}\r\nContent-Disposition: form-data; name=\"data\"; filename=\"v.mp4\"\r\n\r\n").bytes(),
+    );
+    let full_len = head.len() + data.len() + boundary.len() + 8;
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let request = format!(
+        "POST /douyin/publish/action/ HTTP/1.1\r\nHost: {addr}\r\nContent-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {full_len}\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    stream.write_all(&head).await.unwrap();
+    stream.write_all(&data[..data.len() / 2]).await.unwrap();
+    // The connection stays open; the server answers on its own.
+    let mut response = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(20), stream.read(&mut response))
+        .await
+        .expect("the server answers a stalled upload")
+        .unwrap();
+    let response = String::from_utf8_lossy(&response[..n]);
+    assert!(response.contains("stalled"), "{response}");
+    assert!(!response.contains("\"status_code\":0"), "{response}");
+    uploads_settled(&app.config.data_dir).await;
+    let list = app.get("/douyin/publish/list/", &[("user_id", &alice.0.to_string())]).await;
+    assert_eq!(list["video_list"], serde_json::json!([]), "{list}");
+    app.stop().await;
 }

@@ -65,6 +65,8 @@ pub struct Config {
     pub rpc_timeout_ms: u64,
     /// Deadline of an upload call (publish), seconds.
     pub upload_timeout_secs: u64,
+    /// An upload that sends nothing for this long is abandoned, seconds.
+    pub upload_idle_timeout_secs: u64,
     /// Connect deadline towards a peer, milliseconds.
     pub connect_timeout_ms: u64,
     /// Deadline of one HTTP request at the gateway, seconds (uploads excepted).
@@ -127,6 +129,7 @@ impl Default for Config {
             max_body_bytes: 1024 * 1024,
             rpc_timeout_ms: 5_000,
             upload_timeout_secs: 300,
+            upload_idle_timeout_secs: 30,
             connect_timeout_ms: 1_000,
             request_timeout_secs: 30,
             shutdown_grace_secs: 20,

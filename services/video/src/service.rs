@@ -33,6 +33,8 @@ pub struct VideoSettings {
     pub tmp_dir: PathBuf,
     pub ffmpeg: String,
     pub cover_timeout: Duration,
+    /// How long an upload may go without a new chunk before it is abandoned.
+    pub upload_idle_timeout: Duration,
 }
 
 #[derive(Clone)]
@@ -129,7 +131,13 @@ impl VideoService {
         let mut size: u64 = 0;
         let mut complete = false;
         let mut head: Vec<u8> = Vec::with_capacity(sniff::SNIFF_LEN);
-        while let Some(part) = upload.next().await {
+        // A client (or a cancelled call) that stops sending must not hold the
+        // temporary file forever.
+        let idle = self.settings.upload_idle_timeout;
+        while let Some(part) = tokio::time::timeout(idle, upload.next())
+            .await
+            .map_err(|_| Error::invalid(format!("upload stalled: no data for {} s", idle.as_secs())))?
+        {
             let part = part?;
             if complete {
                 return Err(Error::invalid("nothing may follow the end of an upload"));
