@@ -670,7 +670,7 @@ async fn uploads_settled(data_dir: &Path) {
     while count_files(&data_dir.join("tmp")) > 0
         || std::fs::read_dir(data_dir.join("tmp")).is_ok_and(|mut d| d.next().is_some())
     {
-        assert!(Instant::now() < deadline, "an upload is still in progress");
+        assert!(Instant::now() < deadline, "an upload is still in progress: {:?}", list_tree(&data_dir.join("tmp")));
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -916,4 +916,18 @@ async fn a_stalled_upload_is_abandoned() {
     let list = app.get("/douyin/publish/list/", &[("user_id", &alice.0.to_string())]).await;
     assert_eq!(list["video_list"], serde_json::json!([]), "{list}");
     app.stop().await;
+}
+
+fn list_tree(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            out.push(path.display().to_string());
+            if path.is_dir() {
+                out.extend(list_tree(&path));
+            }
+        }
+    }
+    out
 }
