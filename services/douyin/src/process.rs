@@ -200,6 +200,7 @@ pub async fn start(config: Config, roles: &[Role], shutdown: Shutdown) -> anyhow
                         ffmpeg: config.ffmpeg_path.clone(),
                         cover_timeout: std::time::Duration::from_secs(config.cover_timeout_secs),
                         upload_idle_timeout: std::time::Duration::from_secs(config.upload_idle_timeout_secs.max(1)),
+                        upload_deadline: std::time::Duration::from_secs(config.upload_timeout_secs.max(1)),
                     };
                     if !douyin_video::ffmpeg_available(&config.ffmpeg_path).await {
                         tracing::info!("ffmpeg not found; new videos get the default cover");

@@ -697,8 +697,11 @@ async fn an_aborted_upload_across_a_grpc_hop_leaves_nothing() {
     let (mut backend_config, schema) = common::test_config(data_dir.path()).await;
     backend_config.jwt_secret = Some("a-shared-secret-for-both-processes-0123456789".into());
     backend_config.ffmpeg_path = "/nonexistent/ffmpeg".into();
-    // Bounds how long an upload whose sender went away can linger.
+    // Bounds how long an upload whose sender went away can linger: idle
+    // uploads give up after 2 s, and upload directories older than the 4 s
+    // upload deadline are swept.
     backend_config.upload_idle_timeout_secs = 2;
+    backend_config.upload_timeout_secs = 4;
     let (backend_trigger, stop) = shutdown::channel();
     let backend =
         douyin::start(backend_config.clone(), &[Role::User, Role::Video, Role::Counter, Role::Interaction], stop)

@@ -3,6 +3,7 @@
 
 mod cover;
 mod demo;
+mod janitor;
 mod repo;
 mod service;
 mod sniff;
@@ -43,6 +44,8 @@ pub fn server(
     clients: Clients,
     settings: VideoSettings,
 ) -> video_service_server::VideoServiceServer<VideoGrpc> {
+    // The longest an upload may legitimately take: the call deadline.
+    janitor::spawn(settings.tmp_dir.clone(), settings.upload_deadline);
     let service = VideoService::new(VideoRepo::new(db), storage, clients, settings);
     video_service_server::VideoServiceServer::new(VideoGrpc(service)).max_decoding_message_size(8 * 1024 * 1024)
 }

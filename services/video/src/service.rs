@@ -35,6 +35,9 @@ pub struct VideoSettings {
     pub cover_timeout: Duration,
     /// How long an upload may go without a new chunk before it is abandoned.
     pub upload_idle_timeout: Duration,
+    /// The longest a whole upload may take (the publish call's deadline);
+    /// upload directories older than this are swept.
+    pub upload_deadline: Duration,
 }
 
 #[derive(Clone)]
