@@ -237,6 +237,16 @@ pub fn bind_ids<'q>(query: AnyQuery<'q>, ids: &[i64]) -> AnyQuery<'q> {
     ids.iter().fold(query, |query, id| query.bind(*id))
 }
 
+/// Rows of `select` (a statement ending in `… IN`) for the ids in `ids`; no
+/// statement at all for an empty list.
+pub async fn fetch_in(pool: &AnyPool, select: &str, ids: &[i64]) -> Result<Vec<sqlx::any::AnyRow>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!("{select} ({})", placeholders(ids.len()));
+    Ok(bind_ids(sqlx::query(sqlx::AssertSqlSafe(sql)), ids).fetch_all(pool).await?)
+}
+
 /// `?, ?, ?` for an `IN (…)` list of `n` parameters (n ≥ 1).
 pub fn placeholders(n: usize) -> String {
     let mut s = String::with_capacity(n * 3);

@@ -4,11 +4,7 @@
 
 use sqlx::{AnyConnection, Row};
 
-use crate::{
-    Result,
-    cache::Ranked,
-    db::{bind_ids, placeholders},
-};
+use crate::{Result, cache::Ranked, db::fetch_in};
 
 pub static MIGRATIONS: crate::db::ServiceMigrations = crate::db::ServiceMigrations {
     service: "stats",
@@ -114,17 +110,9 @@ pub struct VideoStats {
 }
 
 pub async fn users(pool: &sqlx::AnyPool, ids: &[i64]) -> Result<Vec<UserStats>> {
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let sql = format!(
-        "SELECT user_id, follow_count, follower_count, total_favorited, work_count, favorite_count, version \
-         FROM user_stats WHERE user_id IN ({})",
-        placeholders(ids.len())
-    );
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-    query = bind_ids(query, ids);
-    let rows = query.fetch_all(pool).await?;
+    let select = "SELECT user_id, follow_count, follower_count, total_favorited, work_count, favorite_count, version \
+                  FROM user_stats WHERE user_id IN";
+    let rows = fetch_in(pool, select, ids).await?;
     rows.iter()
         .map(|r| {
             Ok(UserStats {
@@ -141,16 +129,8 @@ pub async fn users(pool: &sqlx::AnyPool, ids: &[i64]) -> Result<Vec<UserStats>> 
 }
 
 pub async fn videos(pool: &sqlx::AnyPool, ids: &[i64]) -> Result<Vec<VideoStats>> {
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let sql = format!(
-        "SELECT video_id, favorite_count, comment_count, version FROM video_stats WHERE video_id IN ({})",
-        placeholders(ids.len())
-    );
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-    query = bind_ids(query, ids);
-    let rows = query.fetch_all(pool).await?;
+    let select = "SELECT video_id, favorite_count, comment_count, version FROM video_stats WHERE video_id IN";
+    let rows = fetch_in(pool, select, ids).await?;
     rows.iter()
         .map(|r| {
             Ok(VideoStats {

@@ -2,7 +2,7 @@
 
 use douyin_kit::{
     Error, Result,
-    db::{Db, bind_ids, inserted_id, now_ms, placeholders},
+    db::{Db, bind_ids, fetch_in, inserted_id, now_ms, placeholders},
     error::is_unique_violation,
     stats,
 };
@@ -100,13 +100,7 @@ impl UserRepo {
 
     /// Which of `ids` exist.
     pub async fn existing(&self, ids: &[i64]) -> Result<Vec<i64>> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let sql = format!("SELECT id FROM users WHERE id IN ({})", placeholders(ids.len()));
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        query = bind_ids(query, ids);
-        let rows = query.fetch_all(self.db.pool()).await?;
+        let rows = fetch_in(self.db.pool(), "SELECT id FROM users WHERE id IN", ids).await?;
         rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
     }
 }

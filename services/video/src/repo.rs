@@ -2,7 +2,7 @@
 
 use douyin_kit::{
     Error, Result,
-    db::{Db, bind_ids, inserted_id, now_ms, placeholders},
+    db::{Db, fetch_in, inserted_id, now_ms},
     error::is_unique_violation,
     stats::{self, UserCount},
 };
@@ -110,13 +110,7 @@ impl VideoRepo {
 
     /// Rows of `ids` in any order; unknown ids absent.
     pub async fn by_ids(&self, ids: &[i64]) -> Result<Vec<VideoRow>> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let sql = format!("SELECT {COLUMNS} FROM videos WHERE id IN ({})", placeholders(ids.len()));
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        query = bind_ids(query, ids);
-        let rows = query.fetch_all(self.db.pool()).await?;
+        let rows = fetch_in(self.db.pool(), &format!("SELECT {COLUMNS} FROM videos WHERE id IN"), ids).await?;
         rows.iter().map(row).collect()
     }
 
