@@ -294,6 +294,8 @@ for role in roles:
         expect(rp.get("service") == services[role]["grpcService"], f"{role}: readiness service {rp.get('service')}")
         for probe in ("startupProbe", "livenessProbe"):
             expect(c[probe]["httpGet"]["port"] == 9090, f"{role}: {probe} not on admin 9090")
+            expect(c[probe]["httpGet"]["path"] == "/healthz", f"{role}: {probe} not /healthz")
+        expect(svc and svc["spec"].get("clusterIP") == "None", f"{role}: gRPC Service is not headless")
     # every gRPC peer is wired explicitly and its Service exists
     for peer in roles:
         if peer in ("api", role):
@@ -324,9 +326,12 @@ for np in by("NetworkPolicy").values():
     for rule in np["spec"]["ingress"]:
         port = rule["ports"][0]["port"]
         if port == 50051:
-            expect(rule["from"] == [{"podSelector": {"matchLabels": {
-                "app.kubernetes.io/name": "douyin", "app.kubernetes.io/instance": "douyin"}}}],
-                f"{role}: gRPC port open beyond the release")
+            callers = sorted(set(roles) - {role}) + ["test-grpc-health"]
+            sel = rule["from"][0]["podSelector"] if len(rule["from"]) == 1 else {}
+            expect(sel.get("matchLabels") == {"app.kubernetes.io/name": "douyin", "app.kubernetes.io/instance": "douyin"}
+                   and sel.get("matchExpressions") == [{"key": "app.kubernetes.io/component", "operator": "In",
+                                                        "values": callers}],
+                   f"{role}: gRPC port open beyond the release's callers: {rule['from']}")
         elif port == 8080:
             expect(role == "api", f"{role}: exposes the HTTP port")
 
@@ -358,8 +363,12 @@ for d in edocs:
         expect({"secretRef": {"name": "staging-douyin-backends"}} in c["envFrom"], "external backends Secret not used")
         jwt = env_of(c)["DOUYIN_JWT_SECRET"]["secretKeyRef"]
         expect(jwt == {"name": "douyin-jwt-external", "key": "jwt-key"}, f"JWT from {jwt}")
-        expect("@sha256:" in c["image"], "image digest not used")
-expect(not [d for d in edocs if d["kind"] == "Secret"], "chart made a JWT Secret although one was given")
+        expect(c["image"].startswith("registry.example.com/douyin@sha256:"), f"image {c['image']}")
+        if "grpc" in [p["name"] for p in c["ports"]]:
+            for probe in ("startupProbe", "livenessProbe"):
+                expect(c[probe].get("grpc") == {"port": 50051, "service": "liveness"},
+                       f"{d['metadata']['name']}: grpcLiveness {probe} is {c[probe]}")
+expect(not [d for d in edocs if d["kind"] in ("Secret", "Role")], "chart made a JWT Secret although one was given")
 
 if errors:
     print("\n".join(errors))

@@ -1,5 +1,7 @@
 {{/*
-HorizontalPodAutoscaler (autoscaling/v2) of one component, when enabled.
+HorizontalPodAutoscaler (autoscaling/v2) of one component, when enabled. Memory
+scales on an average value per pod when targetMemoryAverageValue is set (a
+percentage counts against the request, which a small request makes meaningless).
 */}}
 {{- define "douyin.hpa" -}}
 {{- $a := .c.autoscaling }}
@@ -28,7 +30,14 @@ spec:
           type: Utilization
           averageUtilization: {{ $a.targetCPUUtilizationPercentage | int }}
     {{- end }}
-    {{- if $a.targetMemoryUtilizationPercentage }}
+    {{- if $a.targetMemoryAverageValue }}
+    - type: Resource
+      resource:
+        name: memory
+        target:
+          type: AverageValue
+          averageValue: {{ $a.targetMemoryAverageValue }}
+    {{- else if $a.targetMemoryUtilizationPercentage }}
     - type: Resource
       resource:
         name: memory

@@ -37,7 +37,12 @@ spec:
         {{- end }}
       annotations:
         checksum/config: {{ include (print $root.Template.BasePath "/configmap.yaml") $root | sha256sum }}
-        checksum/secrets: {{ printf "%s/%s/%s/%s" $v.backends.existingSecret (include "douyin.jwtSecretName" $root) (include "douyin.jwtSecretKey" $root) $v.jwt.secret | sha256sum }}
+        checksum/secrets: {{ include "douyin.secretsChecksum" $root }}
+        {{- if $v.metrics.podAnnotations }}
+        prometheus.io/scrape: "true"
+        prometheus.io/port: {{ $v.ports.admin | int | quote }}
+        prometheus.io/path: /metrics
+        {{- end }}
         {{- if $v.linkerd.inject }}
         linkerd.io/inject: enabled
         {{- end }}
@@ -221,9 +226,12 @@ not in this process), OpenTelemetry identity and the JWT key.
 
 {{/*
 Probes. The gateway: HTTP /healthz (startup, liveness) and /readyz (readiness) on
-its HTTP port. gRPC roles: native gRPC readiness on tonic-health for the role's own
-service name; startup and liveness ask the admin port's /healthz unless
-probes.grpcLiveness is set. Ports are numbers (native gRPC probes require it).
+its HTTP port. gRPC roles: native gRPC readiness on the health service of the role's
+own service name; startup and liveness ask the admin port's /healthz, or with
+probes.grpcLiveness the gRPC health service "liveness" (SERVING whatever the
+backends do). Never the overall "" service: it follows the database, and a
+liveness probe on it restarts every pod during an outage. Ports are numbers
+(native gRPC probes require it).
 */}}
 {{- define "douyin.probes" -}}
 {{- $v := .root.Values }}
@@ -250,7 +258,7 @@ readinessProbe:
   {{- if $p.grpcLiveness }}
   grpc:
     port: {{ $v.ports.grpc | int }}
-    service: ""
+    service: liveness
   {{- else }}
   httpGet:
     path: /healthz
@@ -270,4 +278,24 @@ readinessProbe:
 periodSeconds: {{ .periodSeconds | int }}
 timeoutSeconds: {{ .timeoutSeconds | int }}
 failureThreshold: {{ .failureThreshold | int }}
+{{- end }}
+
+{{/*
+Hash of the secret settings the pods read, so a changed key rolls them: the inline
+JWT key, and the data of the backends and JWT Secrets when the cluster is reachable
+(`helm template` cannot see them). The generated JWT Secret is left out: the chart
+never changes it.
+*/}}
+{{- define "douyin.secretsChecksum" -}}
+{{- $v := .Values }}
+{{- $sum := dict "jwtSecret" $v.jwt.secret "jwtKey" (include "douyin.jwtSecretKey" .) }}
+{{- with $v.backends.existingSecret }}
+{{- $s := lookup "v1" "Secret" $.Release.Namespace . }}
+{{- $_ := set $sum "backends" (dict "name" . "data" ($s.data | default dict)) }}
+{{- end }}
+{{- with $v.jwt.existingSecret }}
+{{- $s := lookup "v1" "Secret" $.Release.Namespace . }}
+{{- $_ := set $sum "jwt" (dict "name" . "data" (get ($s.data | default dict) $v.jwt.existingSecretKey)) }}
+{{- end }}
+{{- toJson $sum | sha256sum }}
 {{- end }}

@@ -65,13 +65,26 @@ app.kubernetes.io/component: {{ .name }}
 {{- end }}
 {{- end }}
 
-{{- define "douyin.image" -}}
-{{- $tag := default .Chart.AppVersion .Values.image.tag -}}
-{{- if .Values.image.digest -}}
-{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{/*
+An image reference. Takes (dict "image" IMAGE "root" $ "defaultTag" TAG): global.imageRegistry
+wins over image.registry, a digest wins over the tag.
+*/}}
+{{- define "douyin.imageRef" -}}
+{{- $registry := .root.Values.global.imageRegistry | default .image.registry | default "" -}}
+{{- $repository := .image.repository -}}
+{{- if $registry }}{{ $repository = printf "%s/%s" (trimSuffix "/" $registry) $repository }}{{ end -}}
+{{- if .image.digest -}}
+{{- printf "%s@%s" $repository .image.digest -}}
 {{- else -}}
-{{- printf "%s:%s" .Values.image.repository $tag -}}
+{{- printf "%s:%s" $repository (.image.tag | default .defaultTag | toString) -}}
 {{- end -}}
+{{- end }}
+
+{{/*
+The app image (Deployments, migration Job, gRPC health test).
+*/}}
+{{- define "douyin.image" -}}
+{{- include "douyin.imageRef" (dict "image" .Values.image "root" . "defaultTag" .Chart.AppVersion) -}}
 {{- end }}
 
 {{- define "douyin.configMapName" -}}
