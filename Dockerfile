@@ -10,8 +10,16 @@
 #   runtime (default, last stage)  Debian slim + ffmpeg, so uploads get first-frame covers
 #   runtime-distroless             distroless/cc, no shell and no ffmpeg: smaller, and
 #                                  covers fall back to the default image
-# Both run as the non-root user 65532 and need no writable root filesystem: the data
+#   operator-runtime               the `douyin-operator` binary on distroless/cc
+#                                  (k8s/operator, helm/douyin-operator)
+# All run as the non-root user 65532 and need no writable root filesystem: the data
 # dir is /data (an emptyDir in Kubernetes) and temporary files go to /tmp.
+#
+# Both binaries share the toolchain and the dependency recipe; each cooks only its
+# own dependencies and copies only the sources it compiles, so a change under
+# operator/ does not rebuild the app image and a change under services/ leaves the
+# operator's compiled layer cached. The other workspace members need only their
+# Cargo.toml: their sources stay cargo-chef's stubs. Every cargo step is --locked.
 
 ARG RUST_VERSION=1.95
 ARG DEBIAN_RELEASE=bookworm
@@ -38,7 +46,11 @@ COPY --from=planner /src/recipe.json recipe.json
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/usr/local/cargo/git,sharing=locked \
     cargo chef cook --release --locked -p douyin --recipe-path recipe.json
-COPY . .
+COPY Cargo.toml Cargo.lock ./
+COPY proto proto
+COPY services services
+COPY operator/Cargo.toml operator/
+COPY bench/Cargo.toml bench/
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/usr/local/cargo/git,sharing=locked \
     cargo build --release --locked -p douyin \
@@ -46,29 +58,59 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     && strip /out/usr/local/bin/douyin \
     && install -d -m 0750 /out/data
 
+# ---- the operator's build: its own dependencies, then operator/ --------------------
+FROM chef AS operator-builder
+ENV CARGO_TERM_COLOR=never CARGO_INCREMENTAL=0
+COPY --from=planner /src/recipe.json recipe.json
+RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
+    --mount=type=cache,target=/usr/local/cargo/git,sharing=locked \
+    cargo chef cook --release --locked -p douyin-operator --recipe-path recipe.json
+COPY Cargo.toml Cargo.lock ./
+COPY proto proto
+COPY services services
+COPY bench/Cargo.toml bench/
+COPY operator operator
+RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
+    --mount=type=cache,target=/usr/local/cargo/git,sharing=locked \
+    cargo build --release --locked -p douyin-operator --bin douyin-operator \
+    && install -D -m 0755 target/release/douyin-operator /out/usr/local/bin/douyin-operator \
+    && strip /out/usr/local/bin/douyin-operator
+
 # ---- dev: compiles and reruns the binary inside the pod when sources change ----------
 # Used by `tilt up -- --live` (Tiltfile): Tilt syncs proto/ and services/ into /src and
 # cargo-watch rebuilds and restarts `douyin ARGS…`. Needs a writable root filesystem.
+# The toolchain under /usr/local stays root's and read-only; the user 65532 owns only
+# what it writes: /src (sources and target/), its CARGO_HOME (registry) and /data.
+# Those are created with their owner, so no layer re-copies the toolchain.
 FROM chef AS dev
 ARG CARGO_WATCH_VERSION=8.5.3
 RUN cargo install cargo-watch --locked --version "${CARGO_WATCH_VERSION}" \
     && apt-get update \
     && apt-get install -y --no-install-recommends ffmpeg \
-    && rm -rf /var/lib/apt/lists/*
-COPY --from=planner /src/recipe.json recipe.json
-RUN cargo chef cook -p douyin --recipe-path recipe.json
-COPY . .
-RUN printf '%s\n' '#!/bin/sh' \
-      'exec cargo watch --why -w proto -w services -w Cargo.toml -x "run -p douyin -- $*"' \
+    && rm -rf /var/lib/apt/lists/* \
+    && printf '%s\n' '#!/bin/sh' \
+      'exec cargo watch --why -w proto -w services -w Cargo.toml -x "run --locked -p douyin -- $*"' \
       > /usr/local/bin/douyin-dev \
     && chmod 0755 /usr/local/bin/douyin-dev \
-    && install -d -o 65532 -g 65532 /data \
-    && chown -R 65532:65532 /src /usr/local/cargo
-ENV DOUYIN_DATA_DIR=/data DOUYIN_LOG_FORMAT=pretty CARGO_TERM_COLOR=never
+    && install -d -o 65532 -g 65532 /data /home/douyin /home/douyin/.cargo \
+    && chown 65532:65532 /src
+ENV CARGO_HOME=/home/douyin/.cargo HOME=/home/douyin \
+    DOUYIN_DATA_DIR=/data DOUYIN_LOG_FORMAT=pretty CARGO_TERM_COLOR=never
 USER 65532:65532
+COPY --chown=65532:65532 --from=planner /src/recipe.json recipe.json
+RUN cargo chef cook --locked -p douyin --recipe-path recipe.json
+COPY --chown=65532:65532 . .
 EXPOSE 8080 50051 9090
 ENTRYPOINT ["/usr/local/bin/douyin-dev"]
 CMD ["serve", "all"]
+
+# ---- the operator's runtime ---------------------------------------------------------
+FROM gcr.io/distroless/cc-debian12:nonroot AS operator-runtime
+COPY --from=operator-builder /out/usr/local/bin/douyin-operator /usr/local/bin/douyin-operator
+ENV DOUYIN_OPERATOR_LOG_FORMAT=json
+USER 65532:65532
+EXPOSE 8080
+ENTRYPOINT ["/usr/local/bin/douyin-operator"]
 
 # ---- runtime without ffmpeg ---------------------------------------------------------
 FROM gcr.io/distroless/cc-debian12:nonroot AS runtime-distroless
