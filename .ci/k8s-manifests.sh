@@ -17,7 +17,13 @@
 #    or PersistentVolumeClaim, no Secret that is not the release's own, and no
 #    StatefulSet that deletes its claims: exiting the loop deletes what it deployed,
 #    and it must never delete data it did not create. Tilt keeps objects annotated
-#    `tilt.dev/down-policy: keep`, so those pass for the Tiltfile.
+#    `tilt.dev/down-policy: keep`, so those pass for the Tiltfile. The Tiltfile's
+#    image contexts leave out what the image does not compile.
+# 4. Images: the Dockerfile builds both binaries (runtime, operator-runtime), every
+#    cargo step is --locked, no RUN re-copies a tree with a recursive chown, the app
+#    build copies no operator/bench sources; skaffold and Tilt build the operator
+#    image in operator-environment mode; skaffold hands the chart the image's
+#    registry, repository, tag and digest.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -351,6 +357,12 @@ for args in [{}, {"mode": "mesh"}, {"mode": "operator-environment"}, {"mode": "o
                     (["operator/src/main.rs"] if b["ref"] == "douyin-operator" else []):
             if not watched(b, path):
                 errors.append(f"{where}: docker_build({b['ref']}) leaves {path} out of its context")
+    want = {"douyin": "dev" if args.get("live") else "runtime"}
+    if args.get("mode") == "operator-environment":
+        want["douyin-operator"] = "operator-runtime"
+    got = {b["ref"]: b["target"] for b in s["builds"]}
+    if got != want:
+        errors.append(f"{where}: builds {got}, want {want}")
     kept = [f"{o['kind']}/{o['metadata']['name']}" for o, _ in s["objects"]
             if (o["metadata"].get("annotations") or {}).get("tilt.dev/down-policy") == "keep"]
     print(f"{where}: {len(s['objects'])} objects, kept by tilt down: {kept}; images {[b['ref'] for b in s['builds']]}")
@@ -363,6 +375,84 @@ print(f"{checked} loop variants: nothing they delete is data they did not create
 EOF
 }
 run "dev loops deploy (and delete) no data they did not create" dev_loops
+
+images() {
+  "$PY" - <<'EOF'
+"""Images: both binaries are built by the Dockerfile and by both dev loops; no layer
+re-copies a tree with a recursive chown; every cargo step is --locked; the app build
+copies no operator or bench sources; skaffold hands the chart every image field."""
+import copy, pathlib, re, sys, yaml
+
+errors = []
+text = pathlib.Path("Dockerfile").read_text()
+joined = re.sub(r"\\\n", " ", text)
+stages = {}
+for block in re.split(r"^FROM\s+", joined, flags=re.M)[1:]:
+    head = block.split("\n", 1)[0]
+    m = re.search(r"\bAS\s+(\S+)", head, re.I)
+    stages[m.group(1) if m else f"#{len(stages)}"] = block
+for name, block in stages.items():
+    for line in block.split("\n"):
+        if not line.startswith("RUN"):
+            continue
+        if re.search(r"\bchown\s+(-\S*R|--recursive)", line):
+            errors.append(f"stage {name}: recursive chown copies the whole tree into a new layer: {line[:120]}")
+        for cmd in re.findall(r"cargo\s+(?:chef\s+cook|build|install|run)\b[^&;|]*", line):
+            if "--locked" not in cmd:
+                errors.append(f"stage {name}: `{cmd.strip()[:80]}` without --locked")
+        # the script cargo-watch runs is a string inside the RUN line
+        for cmd in re.findall(r'-x\s+"(run[^"]*)"', line):
+            if "--locked" not in cmd:
+                errors.append(f"stage {name}: cargo watch runs `cargo {cmd}` without --locked")
+for want, binary in (("runtime", "douyin"), ("operator-runtime", "douyin-operator")):
+    block = stages.get(want)
+    if block is None:
+        errors.append(f"Dockerfile has no stage {want}")
+        continue
+    if f'"/usr/local/bin/{binary}"' not in block or "USER 65532:65532" not in block:
+        errors.append(f"stage {want}: not /usr/local/bin/{binary} as user 65532")
+builder = stages.get("builder", "")
+if re.search(r"^COPY\s+(\.\s|operator(/src)?\s|operator/\s|bench\s)", builder, re.M):
+    errors.append("stage builder copies operator or bench sources: their edits would rebuild the app")
+if re.search(r"^COPY\s+\.\s", stages.get("operator-builder", ""), re.M):
+    errors.append("stage operator-builder copies the whole context")
+
+# skaffold: both images built; the chart gets registry/repository/tag/digest
+configs = [d for d in yaml.safe_load_all(open("skaffold.yaml")) if d]
+def variant(cfg, profile):
+    c = copy.deepcopy(cfg)
+    for p in cfg.get("profiles", []):
+        if p["name"] == profile:
+            c.update({k: v for k, v in p.items() if k not in ("name", "patches", "activation")})
+    return c
+for profile, images in (("", {"douyin"}), ("dev", {"douyin"}),
+                        ("operator-environment", {"douyin", "douyin-operator"})):
+    built = {}
+    for cfg in configs:
+        for a in (variant(cfg, profile).get("build") or {}).get("artifacts", []):
+            built[a["image"]] = (a.get("docker") or {}).get("target")
+    if set(built) != images:
+        errors.append(f"skaffold -p {profile or '(none)'} builds {sorted(built)}, want {sorted(images)}")
+    for image, target in built.items():
+        want = "operator-runtime" if image == "douyin-operator" else "runtime"
+        if target != want:
+            errors.append(f"skaffold builds {image} from target {target}, want {want}")
+for cfg in configs:
+    for rel in (cfg.get("deploy") or {}).get("helm", {}).get("releases", []):
+        t = rel.get("setValueTemplates") or {}
+        img = "douyin" if rel["chartPath"] == "helm/douyin" else "douyin-operator"
+        want = {"image.registry": f"{{{{.IMAGE_DOMAIN_{img}}}}}", "image.repository": f"{{{{.IMAGE_REPO_NO_DOMAIN_{img}}}}}",
+                "image.tag": f"{{{{.IMAGE_TAG_{img}}}}}", "image.digest": f"{{{{.IMAGE_DIGEST_{img}}}}}"}
+        for k, v in want.items():
+            if t.get(k) != v:
+                errors.append(f"skaffold release {rel['name']}: setValueTemplates {k} = {t.get(k)!r}, want {v!r}")
+if errors:
+    print("\n".join(errors))
+    sys.exit(1)
+print(f"Dockerfile stages {list(stages)}; skaffold builds both images")
+EOF
+}
+run "images: both binaries built by the Dockerfile, skaffold and Tilt; --locked; no recursive chown" images
 
 echo "k8s manifests: $failed failed"
 ((failed == 0))
