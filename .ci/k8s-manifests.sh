@@ -9,7 +9,8 @@
 # 2. `kubectl kustomize DIR` of each directory is a stream `kubectl apply -k` can
 #    apply to an empty cluster: every namespaced object names its namespace, and
 #    that Namespace comes earlier in the stream or from a prerequisite; every custom
-#    resource's CRD comes earlier or from a prerequisite. Prerequisites are what the
+#    resource's CRD comes from a prerequisite (kubectl maps every object before it
+#    applies any, so a CRD in the same stream is not known yet). Prerequisites are what the
 #    kustomization's `douyin.rs/requires` annotation names (directories or files,
 #    applied before it, as README says). Then kubernetes-validate --strict.
 # 3. skaffold.yaml (every config and profile) and the Tiltfile (every mode, evaluated
@@ -144,6 +145,7 @@ for d in dirs:
             s = o["spec"]
             for v in s["versions"]:
                 crds[(f"{s['group']}/{v['name']}", s["names"]["kind"])] = s["scope"]
+    pre_crds = set(crds)
     stream = build(d)
     if not stream:
         err(f"{d}: kustomize output is empty")
@@ -163,6 +165,11 @@ for d in dirs:
                     f"({requires(d) or 'none declared'})")
                 continue
             namespaced = scope == "Namespaced"
+            if (av, kind) not in pre_crds:
+                # kubectl maps every object before applying any: a kind whose CRD is in
+                # the same command is unknown then ("ensure CRDs are installed first")
+                err(f"{where}: its CRD is created by the same `kubectl apply -k`; move the custom "
+                    "resource to a directory applied after it (douyin.rs/requires)")
         ns = md.get("namespace")
         if namespaced:
             if not ns:
