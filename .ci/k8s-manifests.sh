@@ -209,8 +209,9 @@ work = pathlib.Path(sys.argv[1])
 load = lambda text: [d for d in yaml.safe_load_all(text) if isinstance(d, dict)]
 errors = []
 
-def data_objects(objs, where, keep_annotation=None):
-    """objs: (object, source) with source 'raw' or 'release'."""
+def data_objects(objs, where, keep_annotation=None, consumed=()):
+    """objs: (object, source) with source 'raw' or 'release'. consumed: names of Secrets
+    the release reads but does not own (backends.existingSecret, jwt.existingSecret)."""
     for o, source in objs:
         kind, md = o.get("kind"), o.get("metadata") or {}
         name = f"{kind}/{md.get('name')}"
@@ -221,6 +222,8 @@ def data_objects(objs, where, keep_annotation=None):
             errors.append(f"{where}: deploys {name}; ending the loop deletes it and everything it holds")
         elif group == "douyin.rs":
             errors.append(f"{where}: deploys {name}; ending the loop deletes the environment and its data")
+        elif kind == "Secret" and md.get("name") in consumed:
+            errors.append(f"{where}: deploys {name}, the Secret it is told to read; ending the loop deletes it")
         elif kind == "Secret" and source != "release":
             errors.append(f"{where}: deploys {name} as a plain manifest; ending the loop deletes a Secret it did "
                           "not make (create it once outside the loop, or let the chart make it)")
@@ -291,7 +294,9 @@ for cfg in configs:
             # helm installs crds/ once and never deletes them: only templates count
             objs += [(o, "release") for o in helm_template(rel["name"], rel["chartPath"],
                                                            rel.get("namespace", "default"), sets, False)]
-        data_objects(objs, where)
+        consumed = {str(v) for rel in (deploy.get("helm") or {}).get("releases", [])
+                    for k, v in (rel.get("setValues") or {}).items() if k.endswith("existingSecret") and v}
+        data_objects(objs, where, consumed=consumed)
         checked += 1
         print(f"{where}: {len(objs)} objects deployed and deleted by the loop: "
               f"{sorted({o['kind'] for o, _ in objs})}")
@@ -302,7 +307,7 @@ dialect.enable_top_level_stmt = True
 tilt_ast = sl.parse("Tiltfile", pathlib.Path("Tiltfile").read_text(), dialect=dialect)
 
 def tilt_run(args):
-    state = {"objects": [], "builds": []}
+    state = {"objects": [], "builds": [], "consumed": set()}
 
     def k8s_yaml(yaml_in, allow_duplicates=False):
         for item in (yaml_in if isinstance(yaml_in, list) else [yaml_in]):
@@ -314,6 +319,8 @@ def tilt_run(args):
 
     def helm(path, name=None, namespace=None, values=None, set=None, skip_crds=False, **kw):
         sets = list(set or [])
+        state["consumed"] |= {s.split("=", 1)[1] for s in sets
+                              if s.split("=", 1)[0].endswith("existingSecret") and s.split("=", 1)[1]}
         docs = helm_template(name or "chart", path, namespace or "default", sets, not skip_crds)
         # tilt applies the rendered chart; its Secrets are the chart's own
         return "#helm\n" + yaml.safe_dump_all(docs)
@@ -354,7 +361,7 @@ for args in [{}, {"mode": "mesh"}, {"mode": "operator-environment"}, {"mode": "o
              {"live": True}]:
     where = f"Tiltfile {args}"
     s = tilt_run(args)
-    data_objects(s["objects"], where, keep_annotation=("tilt.dev/down-policy", "keep"))
+    data_objects(s["objects"], where, keep_annotation=("tilt.dev/down-policy", "keep"), consumed=s["consumed"])
     for b in s["builds"]:
         never = NEVER + (["operator/src/main.rs"] if b["ref"] != "douyin-operator" else [])
         for path in never:
