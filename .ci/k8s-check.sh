@@ -379,6 +379,529 @@ EOF
 check "chart contract: every role has a component, probe ports 8080/50051/9090" chart_contract
 
 # ---------------------------------------------------------------------------------
+# One check per class of defect a cluster finds and an offline render does not
+# ---------------------------------------------------------------------------------
+# $WORK/chartlib.py: helpers for the checks below: `render(*helm_args)` gives the
+# objects, `fails(*helm_args)` helm's error text ("" when it rendered), then
+# `expect(cond, msg)` and `finish(summary)`.
+cat >"$WORK/chartlib.py" <<EOF
+CHART = "$CHART"
+SETS = """${VALUE_SETS[*]}""".split()
+EOF
+cat >>"$WORK/chartlib.py" <<'EOF'
+import subprocess, sys, yaml
+def helm(*args):
+    return subprocess.run(["helm", "template", "douyin", CHART, "--namespace", "douyin", *args],
+                          capture_output=True, text=True)
+def render(*args):
+    r = helm(*args)
+    assert r.returncode == 0, f"helm template {' '.join(args)} failed: {r.stderr}"
+    return [d for d in yaml.safe_load_all(r.stdout) if d]
+def fails(*args):
+    r = helm(*args)
+    return "" if r.returncode == 0 else r.stderr
+def set_args(s):
+    return [] if s == "default" else ["-f", s]
+def pod_specs(docs):
+    for d in docs:
+        if d["kind"] in ("Deployment", "Job"):
+            yield d, d["spec"]["template"]["spec"]
+        elif d["kind"] == "Pod":
+            yield d, d["spec"]
+def hook(d):
+    return d["metadata"].get("annotations", {}).get("helm.sh/hook", "")
+def name(d):
+    return f"{d['kind']} {d['metadata']['name']}"
+errors = []
+def expect(cond, msg):
+    if not cond:
+        errors.append(msg)
+def finish(summary):
+    if errors:
+        print("\n".join(errors))
+        sys.exit(1)
+    print(summary)
+EOF
+# chart_py < PROGRAM: runs PROGRAM after chartlib.py
+chart_py() { "$PY" -c "exec(open('$WORK/chartlib.py').read()); exec(sys.stdin.read())"; }
+
+stable_renders() {
+chart_py <<'PYEOF'
+for s in SETS:
+    a, b = helm(*set_args(s)), helm(*set_args(s))
+    expect(a.stdout == b.stdout, f"{s}: two renders of the same values differ (a key generated while rendering?)")
+docs = render()
+for d in docs:
+    if d["kind"] == "Secret":
+        errors.append(f"default render makes Secret {d['metadata']['name']}: a template render cannot keep a generated key")
+gen = [d for d in docs if d["kind"] == "Job" and "jwt" in d["metadata"]["name"]]
+expect(len(gen) == 1 and hook(gen[0]) == "pre-install,pre-upgrade", "no pre-install JWT generator Job")
+roles = [d for d in docs if d["kind"] == "Role"]
+expect(len(roles) == 1 and roles[0]["rules"] == [{'apiGroups': [''], 'resources': ['secrets'], 'verbs': ['create']}],
+       f"JWT generator RBAC is not create-secrets only: {roles}")
+expect(all(hook(d) for d in docs if d["kind"] in ("Role", "RoleBinding", "ServiceAccount") and "jwt" in d["metadata"]["name"]),
+       "JWT generator RBAC must exist before the hook Job runs (hooks too)")
+script = str(gen[0]["spec"]["template"]["spec"]["containers"][0]["command"]) if gen else ""
+expect("409" in script and "POST" in script, "JWT generator must create only (409 = keep the existing key)")
+# the Secret the pods read is the one the Job makes
+for d, spec in pod_specs(docs):
+    if d["kind"] == "Deployment":
+        ref = {e['name']: e for e in spec['containers'][0]['env']}["DOUYIN_JWT_SECRET"]["valueFrom"]["secretKeyRef"]
+        expect(ref == {"name": "douyin-jwt", "key": "DOUYIN_JWT_SECRET"}, f"{d['metadata']['name']}: JWT from {ref}")
+# checksums follow contents, not names
+def ann(*args):
+    return {d['metadata']['name']: d['spec']['template']['metadata']['annotations'] for d in render(*args) if d['kind'] == 'Deployment'}
+a, b = ann("--set", "jwt.secret=key-one"), ann("--set", "jwt.secret=key-two")
+expect(a["douyin-user"]["checksum/secrets"] != b["douyin-user"]["checksum/secrets"], "checksum/secrets ignores the JWT key")
+c = ann("--set", "config.redisPrefix=other")
+expect(c["douyin-user"]["checksum/config"] != ann()["douyin-user"]["checksum/config"], "checksum/config ignores the ConfigMap")
+finish("renders are stable; JWT key made once in the cluster; checksums follow contents")
+PYEOF
+}
+check "renders are reproducible, the JWT key is never generated while rendering, checksums hash contents" stable_renders
+
+hooks_fail_fast() {
+chart_py <<'PYEOF'
+for s in SETS:
+    for d, spec in pod_specs(render(*set_args(s))):
+        if not hook(d):
+            continue
+        deadline = (d["spec"] if d["kind"] == "Job" else spec).get("activeDeadlineSeconds")
+        expect(deadline is not None and deadline < 300,
+               f"{s}: hook {d['kind']} {d['metadata']['name']} deadline {deadline}: helm gives up at 300 s first, without its error")
+job = [d for d in render("--set", "backends.optional=true") if d["kind"] == "Job" and d["metadata"]["name"] == "douyin-migrate"][0]
+refs = [e["secretRef"] for e in job["spec"]["template"]["spec"]["containers"][0]["envFrom"] if "secretRef" in e]
+expect(refs == [{"name": "dev-douyin-backends", "optional": True}], f"migration Job ignores backends.optional: {refs}")
+msg = fails("--set", "backends.existingSecret=")
+expect("backends.existingSecret" in msg, f"mesh without backends: {msg!r}")
+finish("every hook ends before helm times out; optional backends reach the Job")
+PYEOF
+}
+check "hooks: deadlines under helm's 300 s, backends.optional in the migration Job" hooks_fail_fast
+
+services_and_probes() {
+chart_py <<'PYEOF'
+for s in SETS + ["--set=defaults.probes.grpcLiveness=true"]:
+    docs = render(*(set_args(s) if not s.startswith("--") else [s]))
+    svcs = {d['metadata']['name']: d for d in docs if d['kind'] == 'Service'}
+    for d in docs:
+        if d["kind"] == "Service":
+            ports = d["spec"]["ports"]
+            expect(not [p for p in ports if p["port"] == 9090 or p.get("targetPort") == "admin"],
+                   f"{s}: Service {d['metadata']['name']} exposes the admin port (/metrics)")
+            if d["metadata"]["labels"]["app.kubernetes.io/component"] == "api":
+                expect([p["name"] for p in ports] == ["http"] and d["spec"].get("clusterIP") != "None",
+                       f"{s}: gateway Service is not a ClusterIP with only http: {ports}")
+            else:
+                expect(d["spec"].get("clusterIP") == "None" and not d["spec"].get("publishNotReadyAddresses")
+                       and [(p["name"], p.get("appProtocol")) for p in ports] == [("grpc", "kubernetes.io/h2c")],
+                       f"{s}: gRPC Service {d['metadata']['name']} is not headless grpc-only")
+        if d["kind"] == "Ingress":
+            for r in d["spec"]["rules"]:
+                for p in r["http"]["paths"]:
+                    expect(p["backend"]["service"]["port"] == {"name": "http"}, f"{s}: Ingress routes to {p['backend']}")
+        if d["kind"] != "Deployment":
+            continue
+        c = d["spec"]["template"]["spec"]["containers"][0]
+        name = d["metadata"]["name"]
+        env = {e['name']: e.get('value') for e in c.get('env', [])}
+        for k, url in env.items():
+            if k.endswith("_ENDPOINT") and url:
+                host = url.split("//")[1].split(":")[0]
+                expect(host in svcs and svcs[host]["spec"].get("clusterIP") == "None", f"{s}: {name} {k} {url} is not a headless Service")
+        for probe in ("startupProbe", "livenessProbe"):
+            p = c[probe]
+            if "grpc" in p:
+                expect(p["grpc"].get("service") == "liveness", f"{s}: {name} {probe} asks gRPC health {p['grpc'].get('service')!r}, not 'liveness'")
+            else:
+                expect(p["httpGet"]["path"] == "/healthz", f"{s}: {name} {probe} {p}")
+        r = c["readinessProbe"]
+        if "grpc" in r:
+            expect(r["grpc"].get("service", "").startswith("douyin."), f"{s}: {name} readiness asks {r['grpc']}")
+finish("admin port on no Service; gRPC Services headless; liveness never asks a backend-dependent service")
+PYEOF
+}
+check "Services: headless gRPC, gateway http only, no admin port; probes: liveness never on a backend" services_and_probes
+
+refusals() {
+chart_py <<'PYEOF'
+msg = fails("--set", "backends.redis=false", "--set", "services.api.replicas=2")
+expect("Redis" in msg and "chat" in msg, f"two gateways without Redis: {msg!r}")
+msg = fails("--set", "backends.redis=false", "--set", "services.api.autoscaling.enabled=true")
+expect("Redis" in msg, f"gateway autoscaling without Redis: {msg!r}")
+expect(not fails("--set", "backends.redis=false"), "one gateway without Redis must render")
+msg = fails("--set", "linkerd.inject=true")
+expect("cni" in msg and "NET_ADMIN" in msg, f"linkerd without proxyInit: {msg!r}")
+expect(not fails("--set", "linkerd.inject=true", "--set", "linkerd.proxyInit=cni"), "linkerd with cni must render")
+# the example environments and the ci values that use their Secret agree on Redis
+import glob
+envs = {}
+for f in glob.glob("k8s/examples/*.yaml"):
+    for d in yaml.safe_load_all(open(f)):
+        if d and d.get("kind") == "DouyinEnvironment":
+            spec = d.get("spec", {})
+            envs[spec.get("secretName") or d["metadata"]["name"] + "-douyin-backends"] = spec.get("redis", {}).get("enabled", True)
+for s in SETS[1:]:
+    v = yaml.safe_load(open(s)) or {}
+    secret = v.get("backends", {}).get("existingSecret", "dev-douyin-backends")
+    if secret in envs and not envs[secret]:
+        expect(v.get("backends", {}).get("redis", True) is False,
+               f"{s}: the environment behind {secret} runs no Redis, but backends.redis is not false")
+finish("one gateway without Redis, linkerd needs a proxy-init choice; ci values match the example environments")
+PYEOF
+}
+check "refusals: gateway replicas without Redis, linkerd without cni/init choice" refusals
+
+images_and_settings() {
+chart_py <<'PYEOF'
+docs = render("--set", "global.imageRegistry=mirror.example:5000", "--set", "image.tag=1.2.3",
+              "--set", "image.digest=sha256:" + "a" * 64)
+images = [c["image"] for d, spec in pod_specs(docs) for c in spec.get("initContainers", []) + spec["containers"]]
+expect(images and all(i.startswith("mirror.example:5000/") for i in images), f"global.imageRegistry not used by every image: {images}")
+app = [i for i in images if "/douyin" in i]
+expect(app and all(i == "mirror.example:5000/douyin@sha256:" + "a" * 64 for i in app), f"digest must win over the tag: {app}")
+# HPA memory: the scale point must sit between idle usage and the limit
+def mi(q):
+    q = str(q)
+    for suf, f in (("Gi", 1024), ("Mi", 1), ("Ki", 1 / 1024)):
+        if q.endswith(suf):
+            return float(q[:-2]) * f
+    return float(q) / 2**20
+for s in SETS:
+    docs = render(*set_args(s))
+    deps = {d['metadata']['name']: d for d in docs if d['kind'] == 'Deployment'}
+    for h in (d for d in docs if d["kind"] == "HorizontalPodAutoscaler"):
+        res = deps[h["spec"]["scaleTargetRef"]["name"]]["spec"]["template"]["spec"]["containers"][0]["resources"]
+        for m in h["spec"].get("metrics", []):
+            if m["resource"]["name"] != "memory":
+                continue
+            t = m["resource"]["target"]
+            point = mi(t["averageValue"]) if t["type"] == "AverageValue" else mi(res["requests"]["memory"]) * t["averageUtilization"] / 100
+            expect(128 <= point < mi(res["limits"]["memory"]),
+                   f"{s}: {h['metadata']['name']} scales on memory at {point:.0f}Mi (idle is ~50Mi, limit {res['limits']['memory']})")
+# OTLP: protocol, endpoint port and the egress port agree
+for proto, port in (("grpc", 4317), ("http/protobuf", 4318)):
+    docs = render("--set", f"otel.protocol={proto}", "--set", "networkPolicy.egress.enabled=true")
+    cfg = [d for d in docs if d["kind"] == "ConfigMap"][0]["data"]
+    expect(cfg["OTEL_EXPORTER_OTLP_PROTOCOL"] == proto and cfg["OTEL_EXPORTER_OTLP_ENDPOINT"].endswith(f":{port}"),
+           f"{proto}: {cfg['OTEL_EXPORTER_OTLP_PROTOCOL']} {cfg['OTEL_EXPORTER_OTLP_ENDPOINT']}")
+docs = render("--set", "otel.endpoint=https://otel.example.com", "--set", "networkPolicy.egress.enabled=true")
+np = [d for d in docs if d["kind"] == "NetworkPolicy"][0]
+ports = [p["port"] for r in np["spec"]["egress"] for p in r.get("ports", []) if any("namespaceSelector" in t for t in r.get("to", [])) and p["port"] != 53]
+expect(ports == [443], f"collector egress for https://otel.example.com opens {ports}")
+# trusted proxies
+cfg = [d for d in render() if d["kind"] == "ConfigMap"][0]["data"]
+expect(cfg.get("DOUYIN_TRUSTED_PROXIES") == "[10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7]", f"trusted proxies {cfg.get('DOUYIN_TRUSTED_PROXIES')}")
+cfg = [d for d in render("--set", "config.trustedProxies=null") if d["kind"] == "ConfigMap"][0]["data"]
+expect(cfg.get("DOUYIN_TRUSTED_PROXIES") == "[]", f"no trusted proxies: {cfg.get('DOUYIN_TRUSTED_PROXIES')}")
+finish("registry and digest on every image; HPA memory between idle and limit; OTLP port follows the protocol; trusted proxies")
+PYEOF
+}
+check "images (global registry, digest), HPA memory scale point, OTLP protocol/port, trusted proxies" images_and_settings
+
+# NetworkPolicy reachability: the chart with ci/operator-environment-values.yaml
+# against the operator's objects for k8s/examples/dev-environment.yaml, once as
+# LABELS.md describes them and once as `douyin-operator render` prints them.
+cat >"$WORK/reach.py" <<'EOF'
+"""Which pod may reach which, computed from NetworkPolicies as Kubernetes defines them,
+for the chart rendered with ci/operator-environment-values.yaml plus the objects the
+operator creates for k8s/examples/dev-environment.yaml plus the cluster around them
+(DNS, collector, ingress controller, Prometheus, strangers). Every connection the app
+needs must be allowed and nothing else may be, to or from the chart's pods.
+
+argv: CHART_RENDER OPERATOR_RENDER(or "-" for the LABELS.md model) ENV_NAMESPACE"""
+import base64, ipaddress, pathlib, re, sys, yaml
+from urllib.parse import urlparse
+
+chart_file, operator_file, app_ns = sys.argv[1], sys.argv[2], sys.argv[3]
+load = lambda text: [d for d in yaml.safe_load_all(text) if isinstance(d, dict)]
+chart = load(pathlib.Path(chart_file).read_text())
+if operator_file == "-":
+    # LABELS.md: what the operator creates for environment `dev`
+    env = "dev"
+    operator = []
+    for name, comp, port in (("mysql", "database", 3306), ("redis", "cache", 6379), ("minio", "object-storage", 9000)):
+        labels = {"app.kubernetes.io/part-of": "douyin", "app.kubernetes.io/instance": env,
+                  "app.kubernetes.io/name": name, "app.kubernetes.io/component": comp,
+                  "app.kubernetes.io/managed-by": "douyin-operator"}
+        sel = {k: labels[k] for k in ("app.kubernetes.io/instance", "app.kubernetes.io/name")}
+        operator += [
+            {"kind": "StatefulSet", "metadata": {"name": f"{env}-{name}", "namespace": app_ns, "labels": labels},
+             "spec": {"template": {"metadata": {"labels": labels},
+                                   "spec": {"containers": [{"name": name, "ports": [{"containerPort": port}]}]}}}},
+            {"kind": "Service", "metadata": {"name": f"{env}-{name}", "namespace": app_ns},
+             "spec": {"selector": sel, "ports": [{"port": port, "targetPort": port}]}}]
+    operator.append({"kind": "Secret", "metadata": {"name": f"{env}-douyin-backends", "namespace": app_ns},
+                     "stringData": {"DOUYIN_DATABASE_URL": f"mysql://douyin:x@{env}-mysql.{app_ns}.svc:3306/douyin",
+                                    "DOUYIN_REDIS_URL": f"redis://:x@{env}-redis.{app_ns}.svc:6379/0",
+                                    "DOUYIN_S3_ENDPOINT": f"http://{env}-minio.{app_ns}.svc:9000"}})
+else:
+    operator = load(pathlib.Path(operator_file).read_text())
+observability = [d for f in sorted(pathlib.Path("k8s/observability").glob("*.yaml"))
+                 for d in load(f.read_text())]
+
+# ------------------------------------------------------------------ the pods
+pods = []          # dicts: name, ns, labels, ports [(number, proto, name)], ip, group, spec
+next_ip = [10]
+
+def add_pod(name, ns, labels, ports, group, spec=None, ip=None, selectable=True):
+    if ip is None:
+        next_ip[0] += 1
+        ip = f"10.244.0.{next_ip[0]}"
+    pods.append({"name": name, "ns": ns, "labels": labels or {}, "ports": ports, "ip": ip,
+                 "group": group, "spec": spec or {}, "selectable": selectable})
+
+def container_ports(spec):
+    out = []
+    for c in spec.get("containers", []):
+        for p in c.get("ports", []):
+            out.append((p["containerPort"], p.get("protocol", "TCP"), p.get("name")))
+    return out
+
+def workloads(docs, group_of):
+    for d in docs:
+        kind, md = d.get("kind"), d.get("metadata", {})
+        if kind in ("Deployment", "StatefulSet", "DaemonSet", "Job"):
+            tpl = d["spec"]["template"]
+            labels, spec = tpl.get("metadata", {}).get("labels", {}), tpl["spec"]
+        elif kind == "Pod":
+            labels, spec = md.get("labels", {}), d["spec"]
+        else:
+            continue
+        add_pod(f"{kind.lower()}/{md['name']}", md.get("namespace", app_ns), labels, container_ports(spec),
+                group_of(d), spec)
+
+def chart_group(d):
+    hook = d["metadata"].get("annotations", {}).get("helm.sh/hook", "")
+    return "test" if hook == "test" else "hook" if hook else "app"
+
+workloads(chart, chart_group)
+workloads(operator, lambda d: "backend")
+workloads(observability, lambda d: "infra")
+add_pod("coredns", "kube-system", {"k8s-app": "kube-dns"}, [(53, "UDP", "dns"), (53, "TCP", "dns-tcp")], "infra")
+# NodeLocal DNSCache: a hostNetwork DaemonSet answering on the link-local address
+add_pod("node-local-dns", "kube-system", {"k8s-app": "node-local-dns"}, [(53, "UDP", None), (53, "TCP", None)],
+        "infra", ip="169.254.20.10", selectable=False)
+add_pod("kube-apiserver", "", {}, [(6443, "TCP", None)], "infra", ip="192.0.2.1", selectable=False)
+add_pod("ingress-nginx-controller", "ingress-nginx", {"app.kubernetes.io/name": "ingress-nginx"},
+        [(80, "TCP", "http"), (443, "TCP", "https")], "infra")
+add_pod("prometheus", "monitoring", {"app.kubernetes.io/name": "prometheus"}, [(9090, "TCP", "web")], "infra")
+add_pod("stranger-same-namespace", app_ns, {"app": "stranger"}, [(8080, "TCP", "http")], "stranger")
+add_pod("stranger-other-namespace", "default", {"app": "stranger"}, [(8080, "TCP", "http")], "stranger")
+add_pod("internet", "", {}, [(443, "TCP", None), (53, "UDP", None)], "stranger", ip="203.0.113.10", selectable=False)
+
+namespaces = {p["ns"] for p in pods if p["ns"]} | {"douyin", "observability", "kube-system"}
+ns_labels = {ns: {"kubernetes.io/metadata.name": ns} for ns in namespaces}
+
+# ------------------------------------------------------------------ selectors
+def selects(selector, labels):
+    if selector is None:
+        return False
+    for k, v in (selector.get("matchLabels") or {}).items():
+        if labels.get(k) != v:
+            return False
+    for e in selector.get("matchExpressions") or []:
+        key, op, values = e["key"], e["operator"], e.get("values", [])
+        if op == "In" and labels.get(key) not in values:
+            return False
+        if op == "NotIn" and key in labels and labels[key] in values:
+            return False
+        if op == "Exists" and key not in labels:
+            return False
+        if op == "DoesNotExist" and key in labels:
+            return False
+    return True
+
+def peer_matches(peer, policy_ns, pod):
+    if "ipBlock" in peer:
+        ip = ipaddress.ip_address(pod["ip"])
+        block = peer["ipBlock"]
+        return ip in ipaddress.ip_network(block["cidr"]) and not any(
+            ip in ipaddress.ip_network(x) for x in block.get("except", []))
+    if not pod["selectable"]:
+        return False
+    if "namespaceSelector" in peer:
+        if not selects(peer["namespaceSelector"], ns_labels.get(pod["ns"], {})):
+            return False
+    elif pod["ns"] != policy_ns:
+        return False
+    return "podSelector" not in peer or selects(peer["podSelector"], pod["labels"])
+
+def port_matches(rule_ports, dst, port, proto):
+    if not rule_ports:
+        return True
+    for rp in rule_ports:
+        if rp.get("protocol", "TCP") != proto:
+            continue
+        want = rp.get("port")
+        if want is None:
+            return True
+        if isinstance(want, str):
+            if any(n == want and num == port and pr == proto for num, pr, n in dst["ports"]):
+                return True
+            continue
+        if want <= port <= rp.get("endPort", want):
+            return True
+    return False
+
+policies = [d for d in chart + operator if d.get("kind") == "NetworkPolicy"]
+
+def policy_types(np):
+    spec = np["spec"]
+    return spec.get("policyTypes") or (["Ingress"] + (["Egress"] if "egress" in spec else []))
+
+def selecting(pod, kind):
+    return [np for np in policies if pod["selectable"] and kind in policy_types(np)
+            and np["metadata"].get("namespace", app_ns) == pod["ns"]
+            and selects(np["spec"].get("podSelector", {}), pod["labels"])]
+
+def allowed(src, dst, port, proto):
+    egress = selecting(src, "Egress")
+    if egress and not any(
+            (not rule.get("to") or any(peer_matches(p, np["metadata"].get("namespace", app_ns), dst) for p in rule["to"]))
+            and port_matches(rule.get("ports"), dst, port, proto)
+            for np in egress for rule in np["spec"].get("egress") or []):
+        return False
+    ingress = selecting(dst, "Ingress")
+    if ingress and not any(
+            (not rule.get("from") or any(peer_matches(p, np["metadata"].get("namespace", app_ns), src) for p in rule["from"]))
+            and port_matches(rule.get("ports"), dst, port, proto)
+            for np in ingress for rule in np["spec"].get("ingress") or []):
+        return False
+    return True
+
+# ------------------------------------------------------------------ what the app needs
+services = [d for d in chart + operator + observability if d.get("kind") == "Service"]
+errors, needed = [], set()
+
+def resolve(url, client_ns, who):
+    """Pods and container port behind a URL's host:port (a Service name)."""
+    u = urlparse(url if "//" in url else "tcp://" + url)
+    parts = u.hostname.split(".")
+    name, ns = parts[0], parts[1] if len(parts) > 1 and parts[1] != "svc" else client_ns
+    svc = [s for s in services if s["metadata"]["name"] == name and s["metadata"].get("namespace", app_ns) == ns]
+    if not svc:
+        errors.append(f"{who}: {url} names no Service {ns}/{name}")
+        return []
+    svc = svc[0]
+    port = u.port or {"http": 80, "https": 443, "mysql": 3306, "redis": 6379}.get(u.scheme)
+    sport = [p for p in svc["spec"]["ports"] if p["port"] == port]
+    if not sport:
+        errors.append(f"{who}: Service {ns}/{name} has no port {port}")
+        return []
+    target = sport[0].get("targetPort", port)
+    out = []
+    for p in pods:
+        if p["ns"] == ns and p["selectable"] and selects({"matchLabels": svc["spec"].get("selector", {})}, p["labels"]):
+            num = target if isinstance(target, int) else next((n for n, _, nm in p["ports"] if nm == target), None)
+            if num is not None:  # endpoints leave out pods without the named port
+                out.append((p["name"], num, "TCP"))
+    if not out:
+        errors.append(f"{who}: Service {ns}/{name} selects no pod")
+    return out
+
+def need(src, targets):
+    for dst, port, proto in targets:
+        needed.add((src["name"], dst, port, proto))
+
+def secret_env(name, ns):
+    for d in operator + chart:
+        if d.get("kind") == "Secret" and d["metadata"]["name"] == name and d["metadata"].get("namespace", app_ns) == ns:
+            env = dict(d.get("stringData") or {})
+            env.update({k: base64.b64decode(v).decode() for k, v in (d.get("data") or {}).items()})
+            return env
+    return None
+
+configmaps = {d["metadata"]["name"]: d.get("data", {}) for d in chart if d.get("kind") == "ConfigMap"}
+dns = [(p["name"], 53, proto) for p in pods if p["name"] in ("coredns", "node-local-dns") for proto in ("UDP", "TCP")]
+by_name = {p["name"]: p for p in pods}
+
+for p in pods:
+    if p["group"] not in ("app", "hook", "test"):
+        continue
+    env = {}
+    for c in p["spec"].get("containers", []):
+        for ef in c.get("envFrom", []):
+            if "configMapRef" in ef:
+                env.update(configmaps.get(ef["configMapRef"]["name"], {}))
+            if "secretRef" in ef:
+                s = secret_env(ef["secretRef"]["name"], p["ns"])
+                if s is None and not ef["secretRef"].get("optional"):
+                    errors.append(f"{p['name']}: reads Secret {ef['secretRef']['name']}, which the operator does not create")
+                env.update(s or {})
+        env.update({e["name"]: e["value"] for e in c.get("env", []) if "value" in e})
+        text = " ".join(c.get("command", []) + c.get("args", []))
+        # test pods: the URLs in their command line
+        if p["group"] == "test":
+            for url in re.findall(r"https?://[a-z0-9.-]+:\d+", text):
+                need(p, resolve(url, p["ns"], p["name"]))
+        if "https://kubernetes.default.svc" in text:
+            need(p, [("kube-apiserver", 6443, "TCP")])
+    need(p, dns)
+    if p["group"] == "test":
+        continue
+    migrate = any(c.get("args") == ["migrate"] for c in p["spec"].get("containers", []))
+    for key, url in env.items():
+        if migrate and key != "DOUYIN_DATABASE_URL":
+            continue  # `douyin migrate` talks to the database only
+        if re.fullmatch(r"DOUYIN_[A-Z0-9]+_ENDPOINT", key) and key != "DOUYIN_S3_PUBLIC_ENDPOINT" or \
+                key in ("DOUYIN_DATABASE_URL", "DOUYIN_REDIS_URL") or (key == "OTEL_EXPORTER_OTLP_ENDPOINT" and p["group"] == "app"):
+            need(p, resolve(url, p["ns"], f"{p['name']} {key}"))
+    if p["group"] == "app":
+        admin = [n for n, _, nm in p["ports"] if nm == "admin"]
+        needed.update(("prometheus", p["name"], n, "TCP") for n in admin)
+        if any(nm == "http" for _, _, nm in p["ports"]):
+            needed.update(("ingress-nginx-controller", p["name"], n, "TCP") for n, _, nm in p["ports"] if nm == "http")
+
+# ------------------------------------------------------------------ compare
+chart_pods = {p["name"] for p in pods if p["group"] == "app"}
+checked = allowed_count = 0
+for src in pods:
+    for dst in pods:
+        if src is dst or not dst["ports"]:
+            continue
+        in_scope = src["name"] in chart_pods or dst["name"] in chart_pods
+        for port, proto, _ in dst["ports"]:
+            edge = (src["name"], dst["name"], port, proto)
+            ok = allowed(src, dst, port, proto)
+            if edge in needed and not ok:
+                errors.append(f"needed but denied: {src['name']} -> {dst['name']}:{port}/{proto}")
+            elif in_scope and ok and edge not in needed:
+                errors.append(f"allowed but not needed: {src['name']} -> {dst['name']}:{port}/{proto}")
+            checked += in_scope
+            allowed_count += in_scope and ok
+for edge in sorted(needed):
+    if edge[0] not in by_name or edge[1] not in by_name:
+        errors.append(f"needed edge names an unknown pod: {edge}")
+
+print(f"{len(pods)} pods, {len(policies)} NetworkPolicies; {checked} (source, destination, port) triples "
+      f"to or from the chart's pods, {allowed_count} allowed; {len(needed)} needed connections")
+for edge in sorted(needed):
+    print("  needs %s -> %s:%s/%s" % edge)
+if errors:
+    print("\n".join(errors))
+    sys.exit(1)
+EOF
+OPERATOR_RENDER=(cargo run -q -p douyin-operator -- render -f k8s/examples/dev-environment.yaml)
+
+reachability() {
+  helm template douyin "$CHART" --namespace douyin -f "$CHART/ci/operator-environment-values.yaml" >"$WORK/reach-chart.yaml"
+  if [[ "$1" == model ]]; then
+    "$PY" "$WORK/reach.py" "$WORK/reach-chart.yaml" - douyin
+    return
+  fi
+  if ! "${OPERATOR_RENDER[@]}" >"$WORK/reach-operator.yaml" 2>"$WORK/reach-operator.err"; then
+    echo "command failed: ${OPERATOR_RENDER[*]}"
+    tail -n 20 "$WORK/reach-operator.err"
+    return 1
+  fi
+  grep -c "^kind:" "$WORK/reach-operator.yaml" | sed 's/^/operator objects: /'
+  "$PY" "$WORK/reach.py" "$WORK/reach-chart.yaml" "$WORK/reach-operator.yaml" douyin
+}
+check "NetworkPolicy reachability: needed connections allowed, nothing else (LABELS.md model of the dev environment)" reachability model
+check "NetworkPolicy reachability: needed connections allowed, nothing else (${OPERATOR_RENDER[*]})" reachability operator
+
+# ---------------------------------------------------------------------------------
 # k8s/ manifests
 # ---------------------------------------------------------------------------------
 # kustomization.yaml files are kustomize's input, not objects (.ci/k8s-manifests.sh checks them)
