@@ -3,9 +3,11 @@
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Service};
 use kube::ResourceExt;
-use kube::api::{Api, DeleteParams, Patch};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::runtime::events::EventType;
+use serde_json::json;
 use tracing::info;
 
 use crate::builders::{self, Environment, minio, mysql, redis};
@@ -24,12 +26,30 @@ fn spec_storage<'a>(e: &Environment<'a>, backend: Backend) -> &'a StorageSpec {
     }
 }
 
-fn build_statefulset(e: &Environment, backend: Backend, storage: &StorageSpec) -> StatefulSet {
-    match backend {
+/// What one provisioned backend runs on: applied in this order by the controller
+/// and printed by `render`. The bucket Job is separate: it is created only once
+/// MinIO is ready.
+pub struct BackendObjects {
+    /// Headless Service (stable pod DNS), then the client Service.
+    pub services: [Service; 2],
+    pub statefulset: StatefulSet,
+}
+
+pub fn backend_objects(e: &Environment, backend: Backend, storage: &StorageSpec) -> BackendObjects {
+    let statefulset = match backend {
         Backend::Mysql => mysql::statefulset(e, storage),
         Backend::Redis => redis::statefulset(e, storage),
         Backend::Minio => minio::statefulset(e, storage),
+    };
+    BackendObjects {
+        services: [builders::headless_service(e, backend), builders::client_service(e, backend)],
+        statefulset,
     }
+}
+
+/// The storage a backend's claim template asks for when it is first created.
+pub fn wanted_storage<'a>(e: &Environment<'a>, backend: Backend) -> &'a StorageSpec {
+    spec_storage(e, backend)
 }
 /// Applies a backend's Services and StatefulSet (and MinIO's bucket Job) and reads
 /// back how far it got.
@@ -48,12 +68,12 @@ pub async fn provision(e: &Environment<'_>, ctx: &Context, backend: Backend) -> 
         }
     };
 
-    for service in [builders::headless_service(e, backend), builders::client_service(e, backend)] {
+    let objects = backend_objects(e, backend, &storage);
+    for service in objects.services {
         let service_name = service.name_any();
         services.patch(&service_name, &apply_params(), &Patch::Apply(service)).await?;
     }
-    let applied =
-        statefulsets.patch(&name, &apply_params(), &Patch::Apply(build_statefulset(e, backend, &storage))).await?;
+    let applied = statefulsets.patch(&name, &apply_params(), &Patch::Apply(objects.statefulset)).await?;
 
     let replicas = match backend {
         Backend::Mysql => e.spec.mysql.replicas,
@@ -114,7 +134,13 @@ async fn bucket_setup(e: &Environment<'_>, ctx: &Context) -> Result<Setup> {
     let name = names::bucket_job(&e.name);
     let job = match jobs.get_opt(&name).await? {
         Some(job) => job,
-        None => jobs.patch(&name, &apply_params(), &Patch::Apply(minio::bucket_job(e))).await?,
+        None => {
+            let job = jobs.patch(&name, &apply_params(), &Patch::Apply(minio::bucket_job(e))).await?;
+            let note =
+                format!("created Job {name} for bucket {:?} and the application's access key", e.spec.minio.bucket);
+            ctx.publish(e, EventType::Normal, "BucketJobCreated", "Provision", note).await;
+            job
+        }
     };
     Ok(match minio::job_outcome(&job) {
         Some(true) => Setup::Done,
@@ -123,18 +149,49 @@ async fn bucket_setup(e: &Environment<'_>, ctx: &Context) -> Result<Setup> {
     })
 }
 
+/// How far removing a backend got.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Removal {
+    /// Nothing of it runs any more (or nothing ever did).
+    Done,
+    /// Its StatefulSet still owns volume claims (created with `whenDeleted: Delete`):
+    /// switched to `Retain`, deleted once the StatefulSet controller let go of them.
+    ReleasingClaims,
+}
+
 /// Removes a backend that was provisioned before and no longer is (disabled, or
-/// switched to an external instance). Its volume claim stays (see the StatefulSet's
-/// retention policy).
-pub async fn remove(e: &Environment<'_>, ctx: &Context, backend: Backend) -> Result<()> {
+/// switched to an external instance): its StatefulSet, Services and bucket Job.
+/// Its volume claims and credentials stay, whatever `deletionPolicy` says: that
+/// policy is about deleting the environment. Re-enabling the backend finds its data.
+pub async fn remove(e: &Environment<'_>, ctx: &Context, backend: Backend) -> Result<Removal> {
     let statefulsets: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &e.namespace);
     let name = backend.object_name(&e.name);
     let Some(existing) = statefulsets.get_opt(&name).await? else {
-        return Ok(());
+        return Ok(Removal::Done);
     };
     let ours = existing.owner_references().iter().any(|o| o.uid == e.owner.uid);
     if !ours {
-        return Ok(());
+        return Ok(Removal::Done);
+    }
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &e.namespace);
+    let selector = format!("{},{}={}", names::environment_selector(&e.name), names::LABEL_NAME, backend.key());
+    let owned_claims: Vec<String> = claims
+        .list(&ListParams::default().labels(&selector))
+        .await?
+        .items
+        .into_iter()
+        .filter(|claim| existing.uid().is_some_and(|uid| claim.owner_references().iter().any(|o| o.uid == uid)))
+        .map(|claim| claim.name_any())
+        .collect();
+    if !owned_claims.is_empty() {
+        let policy = existing.spec.as_ref().and_then(|s| s.persistent_volume_claim_retention_policy.as_ref());
+        if policy.and_then(|p| p.when_deleted.as_deref()) != Some("Retain") {
+            let retain = json!({ "spec": { "persistentVolumeClaimRetentionPolicy": { "whenDeleted": "Retain" } } });
+            statefulsets.patch(&name, &PatchParams::default(), &Patch::Merge(retain)).await?;
+        }
+        info!(environment = %e.name, backend = backend.key(), claims = ?owned_claims,
+            "waiting for the StatefulSet to release its volume claims before removing it");
+        return Ok(Removal::ReleasingClaims);
     }
     info!(environment = %e.name, backend = backend.key(), "removing a backend that is no longer provisioned");
     let services: Api<Service> = Api::namespaced(ctx.client.clone(), &e.namespace);
@@ -146,7 +203,18 @@ pub async fn remove(e: &Environment<'_>, ctx: &Context, backend: Backend) -> Res
         let job = names::bucket_job(&e.name);
         ignore_not_found(jobs.delete(&job, &DeleteParams::background()).await.map(drop))?;
     }
-    Ok(())
+    ctx.publish(
+        e,
+        EventType::Normal,
+        "BackendRemoved",
+        "Remove",
+        format!(
+            "removed {name} (spec.{key} is no longer provisioned); its volume claims and credentials are kept",
+            key = backend.key()
+        ),
+    )
+    .await;
+    Ok(Removal::Done)
 }
 
 fn ignore_not_found(result: kube::Result<()>) -> Result<()> {

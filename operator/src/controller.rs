@@ -1,22 +1,30 @@
 //! The controller loop: watches `DouyinEnvironment`s (filtered to spec, deletion and
-//! finalizer changes, so status writes do not loop) and the StatefulSets and Jobs
-//! they own, and runs each reconcile through the cleanup finalizer.
+//! finalizer changes, so status writes do not loop) and the StatefulSets, Jobs and
+//! Secrets they own, and runs each reconcile through the cleanup finalizer.
+//!
+//! Secrets are watched as metadata only (labelled `managed-by: douyin-operator`): a
+//! Secret deleted by hand triggers its environment's reconcile at once, and the
+//! watch never carries Secret contents.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::batch::v1::Job;
-use kube::api::{Api, ListParams};
+use k8s_openapi::api::core::v1::{ObjectReference, Secret};
+use kube::api::{Api, ListParams, PartialObjectMeta};
 use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{Predicate, WatchStreamExt, predicates, reflector, watcher};
 use kube::{Client, Resource, ResourceExt};
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use crate::builders::Environment;
 use crate::crd::DouyinEnvironment;
 use crate::metrics::Metrics;
 use crate::names::{FINALIZER, managed_selector};
@@ -27,17 +35,45 @@ pub const BACKOFF_BASE: Duration = Duration::from_secs(5);
 /// Longest wait between retries.
 pub const BACKOFF_MAX: Duration = Duration::from_secs(300);
 
+/// The `reportingController` of the operator's Events.
+pub const REPORTER: &str = "douyin-operator";
+
 /// What every reconcile shares.
 pub struct Context {
     pub client: Client,
     pub metrics: Metrics,
-    /// Consecutive failures per environment (`namespace/name`), for backoff.
+    recorder: Recorder,
+    /// Consecutive failures per environment (`namespace/name`), for backoff. An
+    /// entry goes on success and when its environment is gone.
     failures: Mutex<HashMap<String, u32>>,
 }
 
 impl Context {
     pub fn new(client: Client, metrics: Metrics) -> Self {
-        Self { client, metrics, failures: Mutex::default() }
+        // The pod name (downward API) tells replicas' Events apart.
+        let reporter = Reporter { controller: REPORTER.into(), instance: std::env::var("POD_NAME").ok() };
+        let recorder = Recorder::new(client.clone(), reporter);
+        Self { client, metrics, recorder, failures: Mutex::default() }
+    }
+
+    /// Publishes an Event about the environment (`kubectl describe denv`, `kubectl
+    /// events`). An Event that cannot be written is logged, never fails the reconcile.
+    pub async fn publish(&self, e: &Environment<'_>, type_: EventType, reason: &str, action: &str, note: String) {
+        self.publish_to(&e.reference(), type_, reason, action, note).await;
+    }
+
+    pub async fn publish_to(
+        &self,
+        regarding: &ObjectReference,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
+        let event = Event { type_, reason: reason.into(), note: Some(note), action: action.into(), secondary: None };
+        if let Err(error) = self.recorder.publish(&event, regarding).await {
+            warn!(%error, reason, "could not publish an Event");
+        }
     }
 
     fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
@@ -55,6 +91,26 @@ impl Context {
 
     fn reset_backoff(&self, key: &str) {
         self.failures().remove(key);
+    }
+
+    /// Environments with failures on record (`namespace/name`).
+    pub fn failing(&self) -> Vec<String> {
+        let mut keys: Vec<_> = self.failures().keys().cloned().collect();
+        keys.sort();
+        keys
+    }
+
+    /// Forgets what the watch says is gone: a deleted environment, and after a
+    /// relist every environment the store no longer holds.
+    pub fn prune_failures(&self, event: &watcher::Event<DouyinEnvironment>, store: &Store<DouyinEnvironment>) {
+        match event {
+            watcher::Event::Delete(env) => self.reset_backoff(&object_key(env)),
+            watcher::Event::InitDone => self.failures().retain(|key, _| {
+                let (namespace, name) = key.split_once('/').unwrap_or_default();
+                store.get(&ObjectRef::new(name).within(namespace)).is_some()
+            }),
+            _ => {}
+        }
     }
 }
 
@@ -130,9 +186,12 @@ pub async fn run(
     environments.list(&ListParams::default().limit(1)).await.map_err(Error::CrdNotInstalled)?;
 
     let (reader, writer) = reflector::store();
+    let store = reader.clone();
+    let pruning = ctx.clone();
     let triggers = watcher(environments, watcher::Config::default().any_semantic())
         .default_backoff()
         .reflect(writer)
+        .inspect_ok(move |event| pruning.prune_failures(event, &store))
         .applied_objects()
         // Spec changes bump the generation (deletion does too); finalizer edits do not.
         .predicate_filter(predicates::generation.combine(predicates::finalizers), Default::default());
@@ -142,7 +201,8 @@ pub async fn run(
     on_started();
     Controller::for_stream(triggers, reader)
         .owns(scope.api::<StatefulSet>(client.clone()), owned.clone())
-        .owns(scope.api::<Job>(client), owned)
+        .owns(scope.api::<Job>(client.clone()), owned.clone())
+        .owns_stream(watcher(scope.api::<PartialObjectMeta<Secret>>(client), owned).default_backoff().touched_objects())
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::ResourceRequirements;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use kube::CustomResource;
+use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -23,9 +23,56 @@ pub const DEFAULT_REGION: &str = "us-east-1";
 /// Kubernetes quantity syntax (the same pattern the API server documents).
 const QUANTITY_PATTERN: &str = r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$";
 
+// CEL rules (`x-kubernetes-validations`) refuse at admission what `validate.rs`
+// refuses in status, where CEL can say it; `.ci/operator-check.sh` evaluates them
+// against the examples and `operator/testdata/invalid-environments.yaml`. Every
+// string a rule reads has a maxLength, so the API server's cost estimate stays small.
+// Each backend's rules apply only when it is enabled and provisioned, as validate.rs.
+
+/// RFC 1123 subdomain, as CEL's RE2 reads it.
+macro_rules! dns_subdomain {
+    ($field:literal) => {
+        concat!($field, r".matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')")
+    };
+}
+
+/// A tag other than `latest`, or a digest (see `validate::is_pinned`).
+macro_rules! pinned {
+    ($field:literal) => {
+        concat!(
+            "(",
+            $field,
+            ".contains('@sha256:') || (",
+            $field,
+            r".matches('^(.*/)?[^/:]+:[^/]+$') && !",
+            $field,
+            r".matches('^(.*/)?[^/:]+:latest$')))"
+        )
+    };
+}
+
+/// A provisioned backend's storage is at least one byte.
+macro_rules! storage_size_rule {
+    ($key:literal) => {
+        Rule::new("!self.enabled || has(self.external) || quantity(self.storage.size).compareTo(quantity('1')) >= 0")
+            .message(concat!("spec.", $key, ".storage.size must be a positive size"))
+    };
+}
+
+/// A provisioned backend's StorageClass, if named, is a valid name.
+macro_rules! storage_class_rule {
+    ($key:literal) => {
+        Rule::new(concat!(
+            "!self.enabled || has(self.external) || !has(self.storage.storageClassName) || ",
+            dns_subdomain!("self.storage.storageClassName")
+        ))
+        .message(concat!("spec.", $key, ".storage.storageClassName is not a valid name"))
+    };
+}
+
 /// One environment (`dev`, `staging`, a preview per branch) of the douyin backend:
 /// MySQL, Redis and MinIO, plus the Secret the application reads its backends from.
-#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[kube(
     group = "douyin.rs",
     version = "v1alpha1",
@@ -42,7 +89,13 @@ const QUANTITY_PATTERN: &str = r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$";
     printcolumn = r#"{"name": "Redis", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"RedisReady\")].status"}"#,
     printcolumn = r#"{"name": "MinIO", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"MinioReady\")].status"}"#,
     printcolumn = r#"{"name": "Secret", "type": "string", "jsonPath": ".status.secretName"}"#,
-    printcolumn = r#"{"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}"#
+    printcolumn = r#"{"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}"#,
+    printcolumn = r#"{"name": "Reason", "type": "string", "priority": 1, "description": "Why the environment is degraded, if it is", "jsonPath": ".status.conditions[?(@.type==\"Degraded\")].reason"}"#,
+    printcolumn = r#"{"name": "Message", "type": "string", "priority": 1, "description": "What is not ready yet", "jsonPath": ".status.conditions[?(@.type==\"Ready\")].message"}"#,
+    printcolumn = r#"{"name": "Policy", "type": "string", "priority": 1, "description": "deletionPolicy", "jsonPath": ".spec.deletionPolicy"}"#,
+    printcolumn = r#"{"name": "Observed", "type": "integer", "priority": 1, "description": "Generation the status describes", "jsonPath": ".status.observedGeneration"}"#,
+    validation = Rule::new("!has(self.spec.secretName) || self.spec.secretName != self.metadata.name + '-douyin-credentials'")
+        .message("spec.secretName is the operator's own credentials Secret (<name>-douyin-credentials)")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct DouyinEnvironmentSpec {
@@ -50,10 +103,17 @@ pub struct DouyinEnvironmentSpec {
     /// (`DOUYIN_DATABASE_URL`, `DOUYIN_REDIS_URL`, `DOUYIN_S3_*`).
     /// Defaults to `<name>-douyin-backends`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    #[x_kube(validation = Rule::new(dns_subdomain!("self")).message("spec.secretName is not a valid Secret name"))]
     pub secret_name: Option<String>,
-    /// What happens to the data volumes when the environment is deleted. `Retain`
-    /// (the default) keeps the PersistentVolumeClaims and the generated credentials,
-    /// so re-creating an environment of the same name finds its data again.
+    /// What happens to the data when the environment is deleted. `Retain` (the
+    /// default) keeps the PersistentVolumeClaims and the credentials Secret, so
+    /// re-creating an environment of the same name finds its data again. `Delete`
+    /// deletes every claim of the environment, and the credentials with it.
+    /// Disabling a backend (or switching it to `external`) never deletes its data,
+    /// whatever the policy: its StatefulSet and Services go, its claims and
+    /// credentials stay, and enabling it again finds them. Delete a disabled
+    /// backend's claims by hand to discard its data.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
     /// The relational database (MariaDB, MySQL protocol).
@@ -69,10 +129,12 @@ pub struct DouyinEnvironmentSpec {
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub enum DeletionPolicy {
-    /// Keep PersistentVolumeClaims (and the credentials that open them).
+    /// Deleting the environment keeps its PersistentVolumeClaims and the
+    /// credentials Secret that opens them.
     #[default]
     Retain,
-    /// Delete PersistentVolumeClaims together with the environment.
+    /// Deleting the environment deletes its PersistentVolumeClaims (and the
+    /// credentials). Disabling a backend still keeps its claims.
     Delete,
 }
 
@@ -82,29 +144,34 @@ pub enum DeletionPolicy {
 #[serde(rename_all = "camelCase")]
 pub struct StorageSpec {
     /// Requested size, e.g. `10Gi`.
-    #[schemars(pattern(QUANTITY_PATTERN))]
+    #[schemars(pattern(QUANTITY_PATTERN), length(max = 64))]
     pub size: String,
     /// StorageClass of the claim; the cluster default when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
     pub storage_class_name: Option<String>,
 }
 
 /// Use an existing MySQL or Redis instead of provisioning one. Set exactly one field.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.url) != has(self.secretRef)").message("external needs exactly one of url and secretRef"))]
 pub struct ExternalUrlSpec {
     /// Connection URL, e.g. `mysql://user:pass@db.example:3306/douyin`.
     /// Prefer `secretRef` for URLs that carry a password.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 4096))]
     pub url: Option<String>,
     /// A key of a Secret in the environment's namespace that holds the URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_ref: Option<SecretKeyRef>,
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 pub struct SecretKeyRef {
     /// Secret name, in the environment's namespace.
+    #[schemars(length(max = 253))]
+    #[x_kube(validation = Rule::new(dns_subdomain!("self")).message("secretRef.name is not a Secret name"))]
     pub name: String,
     /// Key inside the Secret; defaults to the application's key
     /// (`DOUYIN_DATABASE_URL` or `DOUYIN_REDIS_URL`).
@@ -117,20 +184,32 @@ pub struct SecretKeyRef {
 #[serde(rename_all = "camelCase")]
 pub struct ExternalS3Spec {
     /// S3 endpoint, e.g. `https://s3.eu-west-1.amazonaws.com`.
+    #[schemars(length(max = 4096))]
     pub url: String,
     /// Secret in the environment's namespace with the keys `DOUYIN_S3_ACCESS_KEY`
     /// and `DOUYIN_S3_SECRET_KEY`. The bucket must already exist.
     pub secret_ref: SecretNameRef,
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 pub struct SecretNameRef {
     /// Secret name, in the environment's namespace.
+    #[schemars(length(max = 253))]
+    #[x_kube(validation = Rule::new(dns_subdomain!("self")).message("secretRef.name is not a Secret name"))]
     pub name: String,
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("self.enabled || !has(self.external)").message("spec.mysql.external is set but spec.mysql.enabled is false"),
+    validation = Rule::new("!self.enabled || !has(self.external) || !has(self.external.url) || self.external.url.startsWith('mysql://')")
+        .message("spec.mysql.external.url must start with mysql://"),
+    validation = Rule::new(concat!("!self.enabled || has(self.external) || ", pinned!("self.image")))
+        .message("spec.mysql.image must name a tag other than latest, or a digest"),
+    validation = storage_size_rule!("mysql"),
+    validation = storage_class_rule!("mysql"),
+)]
 pub struct MysqlSpec {
     /// Whether the environment has a database at all. When false the Secret omits
     /// `DOUYIN_DATABASE_URL` and the application uses its embedded SQLite.
@@ -138,6 +217,7 @@ pub struct MysqlSpec {
     pub enabled: bool,
     /// MariaDB image, pinned by tag or digest (`latest` is refused).
     #[serde(default = "mysql_image")]
+    #[schemars(length(max = 1024))]
     pub image: String,
     /// 1 runs the database, 0 pauses it and keeps its volume. The image is not
     /// configured for replication, so more than one is refused.
@@ -153,8 +233,17 @@ pub struct MysqlSpec {
     pub external: Option<ExternalUrlSpec>,
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("self.enabled || !has(self.external)").message("spec.redis.external is set but spec.redis.enabled is false"),
+    validation = Rule::new("!self.enabled || !has(self.external) || !has(self.external.url) || self.external.url.startsWith('redis://') || self.external.url.startsWith('rediss://')")
+        .message("spec.redis.external.url must start with redis:// or rediss://"),
+    validation = Rule::new(concat!("!self.enabled || has(self.external) || ", pinned!("self.image")))
+        .message("spec.redis.image must name a tag other than latest, or a digest"),
+    validation = storage_size_rule!("redis"),
+    validation = storage_class_rule!("redis"),
+)]
 pub struct RedisSpec {
     /// Whether the environment has Redis. When false the Secret omits
     /// `DOUYIN_REDIS_URL` and the application uses its in-process cache and pub/sub.
@@ -162,6 +251,7 @@ pub struct RedisSpec {
     pub enabled: bool,
     /// Redis image, pinned by tag or digest (`latest` is refused).
     #[serde(default = "redis_image")]
+    #[schemars(length(max = 1024))]
     pub image: String,
     /// 1 runs Redis, 0 pauses it. Redis is a cache here; replication is not offered.
     #[serde(default = "one")]
@@ -176,8 +266,22 @@ pub struct RedisSpec {
     pub external: Option<ExternalUrlSpec>,
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("self.enabled || !has(self.external)").message("spec.minio.external is set but spec.minio.enabled is false"),
+    validation = Rule::new("!self.enabled || !has(self.external) || self.external.url.startsWith('http://') || self.external.url.startsWith('https://')")
+        .message("spec.minio.external.url is not an http(s) URL"),
+    validation = Rule::new(r"!self.enabled || self.bucket.matches('^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$')")
+        .message("spec.minio.bucket is not a valid S3 bucket name"),
+    validation = Rule::new(r"!self.enabled || self.region.matches('\\S')").message("spec.minio.region is empty"),
+    validation = Rule::new(concat!("!self.enabled || has(self.external) || ", pinned!("self.image")))
+        .message("spec.minio.image must name a tag other than latest, or a digest"),
+    validation = Rule::new(concat!("!self.enabled || has(self.external) || ", pinned!("self.clientImage")))
+        .message("spec.minio.clientImage must name a tag other than latest, or a digest"),
+    validation = storage_size_rule!("minio"),
+    validation = storage_class_rule!("minio"),
+)]
 pub struct MinioSpec {
     /// Whether the environment has object storage. When false the Secret omits the
     /// `DOUYIN_S3_*` keys and the application stores media in a local directory.
@@ -185,10 +289,12 @@ pub struct MinioSpec {
     pub enabled: bool,
     /// MinIO server image, pinned by tag or digest (`latest` is refused).
     #[serde(default = "minio_image")]
+    #[schemars(length(max = 1024))]
     pub image: String,
     /// MinIO client image used by the Job that creates the bucket and the
     /// application's access key.
     #[serde(default = "mc_image")]
+    #[schemars(length(max = 1024))]
     pub client_image: String,
     /// 1 runs MinIO, 0 pauses it. Distributed MinIO needs at least four drives
     /// and is not offered.
@@ -197,9 +303,11 @@ pub struct MinioSpec {
     pub replicas: i32,
     /// Bucket the application stores media in.
     #[serde(default = "bucket")]
+    #[schemars(length(max = 255))]
     pub bucket: String,
     /// Region the S3 client signs requests for.
     #[serde(default = "region")]
+    #[schemars(length(max = 128))]
     pub region: String,
     #[serde(default = "minio_storage")]
     pub storage: StorageSpec,
@@ -211,7 +319,7 @@ pub struct MinioSpec {
 }
 
 /// What the operator last saw of the environment.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DouyinEnvironmentStatus {
     /// The `metadata.generation` this status describes.
@@ -223,8 +331,10 @@ pub struct DouyinEnvironmentStatus {
     /// The Secret the application should read (`envFrom`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_name: Option<String>,
-    /// `Ready`, `MysqlReady`, `RedisReady`, `MinioReady` and `Degraded`.
+    /// `Ready`, `MysqlReady`, `RedisReady`, `MinioReady` and `Degraded`, one of
+    /// each type (a list map keyed by `type`).
     #[serde(default)]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
 }
 
@@ -385,7 +495,30 @@ mod tests {
         assert_eq!(version.name, "v1alpha1");
         let columns: Vec<_> =
             version.additional_printer_columns.as_ref().unwrap().iter().map(|c| c.name.as_str()).collect();
-        assert_eq!(columns, ["Phase", "MySQL", "Redis", "MinIO", "Secret", "Age"]);
+        assert_eq!(
+            columns,
+            ["Phase", "MySQL", "Redis", "MinIO", "Secret", "Age", "Reason", "Message", "Policy", "Observed"]
+        );
+        let wide: Vec<_> = version
+            .additional_printer_columns
+            .as_ref()
+            .unwrap()
+            .iter()
+            .filter(|c| c.priority == Some(1))
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(wide, ["Reason", "Message", "Policy", "Observed"]);
         assert!(version.subresources.as_ref().unwrap().status.is_some());
+    }
+
+    #[test]
+    fn conditions_are_a_list_map_keyed_by_type() {
+        let crd = serde_json::to_value(DouyinEnvironment::crd()).unwrap();
+        let conditions = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]
+            ["conditions"];
+        assert_eq!(conditions["x-kubernetes-list-type"], "map");
+        assert_eq!(conditions["x-kubernetes-list-map-keys"], serde_json::json!(["type"]));
+        let required = conditions["items"]["required"].as_array().unwrap();
+        assert!(required.contains(&"type".into()), "a list map key must be required");
     }
 }

@@ -10,6 +10,8 @@ use k8s_openapi::ByteString;
 use rand::Rng;
 use rand::distr::Alphanumeric;
 
+use crate::names::Backend;
+
 pub const MYSQL_ROOT_PASSWORD: &str = "mysql-root-password";
 pub const MYSQL_PASSWORD: &str = "mysql-password";
 pub const REDIS_PASSWORD: &str = "redis-password";
@@ -58,6 +60,23 @@ impl Credentials {
         }
     }
 
+    /// Values clearly marked as not real, for `render`: the operator generates the
+    /// real ones once, in the cluster, and keeps them.
+    pub fn placeholders() -> Self {
+        Self::fill_missing(None, |_| String::new()).with_each(|key| format!("GENERATED-{key}"))
+    }
+
+    fn with_each(mut self, value: impl Fn(&str) -> String) -> Self {
+        self.mysql_root_password = value(MYSQL_ROOT_PASSWORD);
+        self.mysql_password = value(MYSQL_PASSWORD);
+        self.redis_password = value(REDIS_PASSWORD);
+        self.minio_root_user = value(MINIO_ROOT_USER);
+        self.minio_root_password = value(MINIO_ROOT_PASSWORD);
+        self.s3_access_key = value(S3_ACCESS_KEY);
+        self.s3_secret_key = value(S3_SECRET_KEY);
+        self
+    }
+
     /// The Secret's `data`.
     pub fn to_data(&self) -> BTreeMap<String, ByteString> {
         [
@@ -73,6 +92,22 @@ impl Credentials {
         .map(|(key, value)| (key.to_string(), ByteString(value.clone().into_bytes())))
         .collect()
     }
+}
+
+/// The keys of the credentials Secret that open one backend's data: generated
+/// into a fresh volume on first start, so they cannot change while it exists.
+pub fn keys_of(backend: Backend) -> &'static [&'static str] {
+    match backend {
+        Backend::Mysql => &[MYSQL_ROOT_PASSWORD, MYSQL_PASSWORD],
+        Backend::Redis => &[REDIS_PASSWORD],
+        Backend::Minio => &[MINIO_ROOT_USER, MINIO_ROOT_PASSWORD, S3_ACCESS_KEY, S3_SECRET_KEY],
+    }
+}
+
+/// The backends some of whose keys are missing (or empty) in `existing`.
+pub fn missing_for(existing: Option<&BTreeMap<String, ByteString>>) -> Vec<Backend> {
+    let present = |key: &&str| existing.and_then(|data| data.get(*key)).is_some_and(|value| !value.0.is_empty());
+    Backend::ALL.into_iter().filter(|b| !keys_of(*b).iter().all(present)).collect()
 }
 
 /// A random alphanumeric string: safe inside URLs and shell words without escaping.
@@ -103,6 +138,23 @@ mod tests {
         assert_eq!(second.mysql_password, first.mysql_password);
         assert_eq!(second.s3_secret_key, first.s3_secret_key);
         assert_eq!(second.redis_password, "fresh");
+    }
+
+    #[test]
+    fn missing_keys_are_reported_per_backend() {
+        assert_eq!(missing_for(None), Backend::ALL);
+        let mut data = Credentials::fill_missing(None, random_token).to_data();
+        assert!(missing_for(Some(&data)).is_empty());
+        data.remove(S3_SECRET_KEY);
+        data.insert(MYSQL_PASSWORD.into(), ByteString(Vec::new()));
+        assert_eq!(missing_for(Some(&data)), [Backend::Mysql, Backend::Minio]);
+    }
+
+    #[test]
+    fn placeholders_say_they_are_not_real() {
+        let fake = Credentials::placeholders();
+        assert_eq!(fake.mysql_password, "GENERATED-mysql-password");
+        assert_eq!(fake.to_data().len(), 7);
     }
 
     #[test]

@@ -1,6 +1,11 @@
 //! A fake API server behind a `tower-test` mock: it records every request the
 //! reconciler sends and answers from an in-memory object store, so tests assert the
 //! exact request sequence and what ended up stored.
+//!
+//! Every request is also recorded as the RBAC check sees it (`ApiCall`: verb,
+//! group, resource, namespaced or not); with `DOUYIN_RBAC_AUDIT=<file>` set, the
+//! calls are appended to that file as JSON lines, which `.ci/operator-check.sh`
+//! compares with the operator's RBAC rules.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -22,10 +27,83 @@ pub const NS: &str = "shop";
 #[derive(Debug, Default)]
 pub struct FakeApiServer {
     pub objects: BTreeMap<String, Value>,
-    /// `VERB path` per request, VERB one of GET, APPLY, JSONPATCH, MERGE, DELETE.
+    /// `VERB path` per request but Events, VERB one of GET, LIST, APPLY, JSONPATCH,
+    /// MERGE, DELETE.
     pub requests: Vec<String>,
+    /// Events the operator published (bodies of their create requests).
+    pub events: Vec<Value>,
+    /// Every request, as RBAC authorizes it.
+    pub calls: Vec<ApiCall>,
     /// Answer every request with 500, to exercise error handling.
     pub fail_everything: bool,
+    /// Events one watch delivers, for tests that run the whole controller.
+    pub scripted_watch: Option<ScriptedWatch>,
+    /// Told of every request (`VERB path`) once answered, so a test can wait for one.
+    pub observer: Option<tokio::sync::mpsc::UnboundedSender<String>>,
+}
+
+/// The first watch of `resource` is answered with `events` once the server has
+/// answered the request `after` (`VERB path`); the objects at `deletes` go from the
+/// store at that moment (as if deleted by hand). Other watches stay open, silent.
+#[derive(Debug)]
+pub struct ScriptedWatch {
+    pub resource: String,
+    pub after: String,
+    pub events: Vec<Value>,
+    pub deletes: Vec<String>,
+}
+
+/// One request as the RBAC authorizer sees it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+pub struct ApiCall {
+    pub verb: String,
+    pub group: String,
+    pub resource: String,
+    /// Sent to a namespace's path (a Role there can allow it), or cluster-wide.
+    pub namespaced: bool,
+}
+
+/// The parts of an API path: group, namespace, resource (with subresource), name.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ApiPath {
+    pub group: String,
+    pub namespace: Option<String>,
+    pub resource: String,
+    pub name: Option<String>,
+}
+
+pub fn parse_path(path: &str) -> ApiPath {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let (group, rest) = match segments.as_slice() {
+        ["api", _version, rest @ ..] => (String::new(), rest),
+        ["apis", group, _version, rest @ ..] => (group.to_string(), rest),
+        _ => panic!("not an API path: {path}"),
+    };
+    let (namespace, rest) = match rest {
+        ["namespaces", ns, rest @ ..] if !rest.is_empty() => (Some(ns.to_string()), rest),
+        rest => (None, rest),
+    };
+    let (resource, name) = match rest {
+        [resource] => (resource.to_string(), None),
+        [resource, name] => (resource.to_string(), Some(name.to_string())),
+        [resource, name, sub] => (format!("{resource}/{sub}"), Some(name.to_string())),
+        _ => panic!("unexpected API path {path}"),
+    };
+    ApiPath { group, namespace, resource, name }
+}
+
+fn matches_selector(object: &Value, selector: &str) -> bool {
+    selector.split(',').filter(|s| !s.is_empty()).all(|term| {
+        let (key, value) = term.split_once('=').expect("equality selector");
+        object["metadata"]["labels"][key].as_str() == Some(value)
+    })
+}
+
+fn query_param(query: &str, name: &str) -> Option<String> {
+    query.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=')?;
+        (key == name).then(|| value.replace("%3D", "=").replace("%2C", ",").replace("%2F", "/"))
+    })
 }
 
 pub fn env_path(name: &str) -> String {
@@ -39,6 +117,12 @@ pub fn service_path(name: &str) -> String {
 }
 pub fn sts_path(name: &str) -> String {
     format!("/apis/apps/v1/namespaces/{NS}/statefulsets/{name}")
+}
+pub fn pvc_collection() -> String {
+    format!("/api/v1/namespaces/{NS}/persistentvolumeclaims")
+}
+pub fn pvc_path(name: &str) -> String {
+    format!("{}/{name}", pvc_collection())
 }
 pub fn job_path(name: &str) -> String {
     format!("/apis/batch/v1/namespaces/{NS}/jobs/{name}")
@@ -67,7 +151,32 @@ impl FakeApiServer {
         let (service, mut handle) = mock::pair::<Request<Body>, Response<Body>>();
         let ctx = Arc::new(Context::new(Client::new(service, "default"), Metrics::default()));
         let task = tokio::spawn(async move {
+            // Watches stay open (never answered) until the client goes away.
+            let mut open_watches = Vec::new();
+            let mut scripted = None;
+            let mut script_armed = false;
+            let mut script_delivered = false;
             while let Some((request, respond)) = handle.next_request().await {
+                if request.uri().query().is_some_and(|q| q.split('&').any(|p| p == "watch=true")) {
+                    let path = request.uri().path().to_string();
+                    self.record("watch", &path);
+                    let line = format!("WATCH {path}");
+                    self.requests.push(line.clone());
+                    self.notify(&line);
+                    let wanted = self.scripted_watch.as_ref().is_some_and(|w| parse_path(&path).resource == w.resource);
+                    if wanted && !script_delivered && scripted.is_none() {
+                        if script_armed {
+                            self.deliver_script(respond);
+                            script_delivered = true;
+                        } else {
+                            scripted = Some(respond);
+                        }
+                    } else {
+                        open_watches.push(respond);
+                    }
+                    continue;
+                }
+                let answered = self.requests.len();
                 let (status, body) = self.answer(request).await;
                 let response = Response::builder()
                     .status(status)
@@ -75,10 +184,59 @@ impl FakeApiServer {
                     .body(Body::from(serde_json::to_vec(&body).expect("json")))
                     .expect("response");
                 respond.send_response(response);
+                if let Some(line) = self.requests.get(answered).cloned() {
+                    self.notify(&line);
+                    if !script_armed && self.scripted_watch.as_ref().is_some_and(|w| w.after == line) {
+                        script_armed = true;
+                        if let Some(respond) = scripted.take() {
+                            self.deliver_script(respond);
+                            script_delivered = true;
+                        }
+                    }
+                }
             }
+            drop(open_watches);
             self
         });
         (ctx, task)
+    }
+
+    fn notify(&self, line: &str) {
+        if let Some(observer) = &self.observer {
+            let _ = observer.send(line.to_string());
+        }
+    }
+
+    /// Answers the scripted watch, if it is waiting, with its events.
+    fn deliver_script(&mut self, respond: mock::SendResponse<Response<Body>>) {
+        let script = self.scripted_watch.as_ref().expect("scripted");
+        for path in &script.deletes {
+            self.objects.remove(path);
+        }
+        let lines: Vec<String> = script.events.iter().map(|e| serde_json::to_string(e).expect("json")).collect();
+        let response = Response::builder()
+            .status(StatusCode::OK)
+            .header("content-type", "application/json")
+            .body(Body::from(lines.join("\n").into_bytes()))
+            .expect("response");
+        respond.send_response(response);
+    }
+
+    fn record(&mut self, verb: &str, path: &str) {
+        let parsed = parse_path(path);
+        let call = ApiCall {
+            verb: verb.into(),
+            group: parsed.group,
+            resource: parsed.resource,
+            namespaced: parsed.namespace.is_some(),
+        };
+        if let Ok(file) = std::env::var("DOUYIN_RBAC_AUDIT") {
+            use std::io::Write;
+            let line = serde_json::to_string(&call).expect("json") + "\n";
+            let mut out = std::fs::OpenOptions::new().create(true).append(true).open(file).expect("audit file");
+            out.write_all(line.as_bytes()).expect("audit write");
+        }
+        self.calls.push(call);
     }
 
     async fn answer(&mut self, request: Request<Body>) -> (StatusCode, Value) {
@@ -94,14 +252,40 @@ impl FakeApiServer {
         let body = request.into_body().collect_bytes().await.expect("request body");
         let body: Value = if body.is_empty() { Value::Null } else { serde_json::from_slice(&body).expect("json body") };
 
+        let parsed = parse_path(&path);
+        let collection = parsed.name.is_none();
         let verb = match (&method, content_type.as_str()) {
+            (&Method::GET, _) if collection => "LIST",
             (&Method::GET, _) => "GET",
+            (&Method::POST, _) => "CREATE",
             (&Method::DELETE, _) => "DELETE",
             (&Method::PATCH, "application/apply-patch+yaml") => "APPLY",
             (&Method::PATCH, "application/json-patch+json") => "JSONPATCH",
             (&Method::PATCH, "application/merge-patch+json") => "MERGE",
             _ => panic!("unexpected request {method} {path} ({content_type})"),
         };
+        let rbac_verb = match verb {
+            "LIST" => "list",
+            "GET" => "get",
+            "CREATE" => "create",
+            "DELETE" if collection => "deletecollection",
+            "DELETE" => "delete",
+            _ => "patch",
+        };
+        self.record(rbac_verb, &path);
+        // Server-side apply of an object that does not exist creates it, which RBAC
+        // authorizes as create too.
+        if verb == "APPLY" && !self.objects.contains_key(&path) && !path.ends_with("/status") {
+            self.record("create", &path);
+        }
+        if parsed.resource == "events" {
+            assert!(!self.fail_everything || verb == "CREATE", "events only after a failure: {verb} {path}");
+            if self.fail_everything {
+                return status(StatusCode::INTERNAL_SERVER_ERROR, "InternalError");
+            }
+            self.events.push(body.clone());
+            return (StatusCode::CREATED, body);
+        }
         self.requests.push(format!("{verb} {path}"));
         if self.fail_everything {
             return status(StatusCode::INTERNAL_SERVER_ERROR, "InternalError");
@@ -112,6 +296,23 @@ impl FakeApiServer {
         }
 
         match verb {
+            "LIST" => {
+                let selector = query_param(&query, "labelSelector").unwrap_or_default();
+                let prefix = format!("{path}/");
+                let items: Vec<Value> = self
+                    .objects
+                    .iter()
+                    .filter(|(p, o)| {
+                        p.strip_prefix(&prefix).is_some_and(|rest| !rest.contains('/'))
+                            && matches_selector(o, &selector)
+                    })
+                    .map(|(_, o)| o.clone())
+                    .collect();
+                (
+                    StatusCode::OK,
+                    json!({ "apiVersion": "v1", "kind": "List", "metadata": { "resourceVersion": "1" }, "items": items }),
+                )
+            }
             "GET" => match self.objects.get(&path) {
                 Some(object) => (StatusCode::OK, object.clone()),
                 None => status(StatusCode::NOT_FOUND, "NotFound"),
@@ -144,9 +345,10 @@ impl FakeApiServer {
                 }
                 (StatusCode::OK, object.clone())
             }
-            "DELETE" if query.contains("labelSelector") => {
+            "DELETE" if collection => {
                 let kind = path.rsplit('/').next().unwrap_or_default().to_string();
-                self.objects.retain(|p, _| !p.starts_with(&format!("{path}/")));
+                let selector = query_param(&query, "labelSelector").unwrap_or_default();
+                self.objects.retain(|p, o| !(p.starts_with(&format!("{path}/")) && matches_selector(o, &selector)));
                 (
                     StatusCode::OK,
                     json!({ "apiVersion": "v1", "kind": format!("{kind}List"), "metadata": {}, "items": [] }),
@@ -220,6 +422,12 @@ fn json_patch(target: &mut Value, ops: &Value) {
             other => panic!("unsupported json patch op {other}"),
         }
     }
+}
+
+/// A context whose client is never answered, for tests that make no request.
+pub fn offline_context() -> Arc<Context> {
+    let (service, _handle) = mock::pair::<Request<Body>, Response<Body>>();
+    Arc::new(Context::new(Client::new(service, "default"), Metrics::default()))
 }
 
 /// Runs `f` against the server and returns the server once the context is gone.

@@ -2,29 +2,30 @@
 //! was found. Every write is a server-side apply with the `douyin-operator` field
 //! manager; every object carries the environment as its controlling owner.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tracing::{info, warn};
 
-use crate::backends::{provision, remove};
+use crate::backends::{Removal, provision, remove};
 use crate::builders::Environment;
 use crate::builders::secret as secrets;
 use crate::controller::Context;
 use crate::crd::{DeletionPolicy, DouyinEnvironment, DouyinEnvironmentStatus, Phase};
-use crate::credentials::{Credentials, random_token};
+use crate::credentials::{self, Credentials, random_token};
 use crate::names::{self, Backend, FIELD_MANAGER};
-use crate::settings::app_settings;
 use crate::status::{self, BackendState};
-use crate::{Result, validate};
+use crate::{Result, guard, settings, validate};
 
 /// How often a settled environment is looked at again (drift in objects the
-/// operator does not watch, such as Services and Secrets).
+/// operator does not watch, such as Services and external Secrets).
 pub const RESYNC: Duration = Duration::from_secs(300);
 /// How soon an environment that is not ready yet is looked at again; changes to
 /// its StatefulSets and Job trigger a reconcile sooner.
@@ -44,33 +45,64 @@ pub async fn apply(env: &DouyinEnvironment, ctx: &Context) -> Result<Action> {
     if let Err(invalid) = validate::validate(&e.name, &env.spec) {
         warn!(environment = %e.name, reason = invalid.reason, message = %invalid.message, "spec refused");
         let status = status::invalid(env.status.as_ref(), generation, &invalid, Timestamp::now());
+        let newly = degraded_reason(env) != Some(invalid.reason);
         write_status(&environments, &e.name, &status).await?;
+        if newly {
+            ctx.publish(&e, EventType::Warning, invalid.reason, "Validate", invalid.message.clone()).await;
+        }
         // Nothing to retry until the spec changes.
         return Ok(Action::await_change());
     }
 
     let secret_api: Api<Secret> = Api::namespaced(client.clone(), &e.namespace);
     let existing = secret_api.get_opt(&e.credentials_secret()).await?;
-    let credentials = Credentials::fill_missing(existing.as_ref().and_then(|s| s.data.as_ref()), random_token);
+    let existing_data = existing.as_ref().and_then(|s| s.data.as_ref());
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &e.namespace);
+    let lost = guard::lost_credentials(&e, &claims, existing_data).await?;
+    if !lost.is_empty() {
+        let refusal = lost.refusal(&e);
+        warn!(environment = %e.name, message = %refusal.message, "credentials lost while their data exists");
+        let newly = degraded_reason(env) != Some(refusal.reason);
+        let status = status::refused(env.status.as_ref(), generation, &refusal, Timestamp::now());
+        write_status(&environments, &e.name, &status).await?;
+        if newly {
+            ctx.publish(&e, EventType::Warning, refusal.reason, "Provision", refusal.message).await;
+        }
+        // The Secret watch brings a restored Secret back at once; the recheck is a fallback.
+        return Ok(Action::requeue(NOT_READY_RECHECK));
+    }
+    let generated = credentials::missing_for(existing_data);
+    let credentials = Credentials::fill_missing(existing_data, random_token);
     secret_api
         .patch(&e.credentials_secret(), &apply_params(), &Patch::Apply(secrets::credentials_secret(&e, &credentials)))
         .await?;
+    if !generated.is_empty() {
+        let which: Vec<_> = generated.iter().map(|b| b.key()).collect();
+        let note = format!("generated credentials for {} in Secret {}", which.join(", "), e.credentials_secret());
+        ctx.publish(&e, EventType::Normal, "CredentialsGenerated", "Provision", note).await;
+    }
 
-    let (settings, problems) = app_settings(&e, &credentials, &secret_api).await?;
+    let mut referenced = BTreeMap::new();
+    for name in settings::referenced_secrets(e.spec) {
+        if let Some(secret) = secret_api.get_opt(&name).await? {
+            referenced.insert(name, secret);
+        }
+    }
+    let (settings, problems) = settings::app_settings(&e, &credentials, &referenced);
     secret_api.patch(&e.secret_name, &apply_params(), &Patch::Apply(secrets::app_secret(&e, &settings))).await?;
 
     let mut observed = Vec::with_capacity(3);
     for backend in Backend::ALL {
         let state = match source(&e, backend) {
             Source::Provisioned => provision(&e, ctx, backend).await?,
-            Source::Disabled => {
-                remove(&e, ctx, backend).await?;
-                BackendState::Disabled
-            }
-            Source::External => {
-                remove(&e, ctx, backend).await?;
-                BackendState::External { problem: problems[backend as usize].clone() }
-            }
+            Source::Disabled => match remove(&e, ctx, backend).await? {
+                Removal::Done => BackendState::Disabled,
+                Removal::ReleasingClaims => BackendState::Removing,
+            },
+            Source::External => match remove(&e, ctx, backend).await? {
+                Removal::Done => BackendState::External { problem: problems[backend as usize].clone() },
+                Removal::ReleasingClaims => BackendState::Removing,
+            },
         };
         observed.push((backend, state));
     }
@@ -84,17 +116,34 @@ pub async fn apply(env: &DouyinEnvironment, ctx: &Context) -> Result<Action> {
     })
 }
 
-/// Cleans up what owner references do not: PVCs (per `deletionPolicy`) and, when
-/// they are retained, the credentials that open them.
+/// The reason of the `Degraded` condition the environment shows now, if it is true:
+/// an Event is published when a refusal starts, not on every retry.
+fn degraded_reason(env: &DouyinEnvironment) -> Option<&str> {
+    let conditions = &env.status.as_ref()?.conditions;
+    let degraded = conditions.iter().find(|c| c.type_ == status::DEGRADED && c.status == "True")?;
+    Some(degraded.reason.as_str())
+}
+
+/// Cleans up what owner references do not, when the environment is deleted: PVCs
+/// (per `deletionPolicy`) and, when they are retained, the credentials that open them.
+///
+/// `Delete`: every claim of the environment (disabled backends' too) is deleted; the
+/// credentials Secret goes with the environment (garbage collection).
+/// `Retain`: claims stay, and the credentials Secret is released from the
+/// environment so it stays too; re-creating the environment under the same name
+/// opens the same volumes with the same passwords.
 pub async fn cleanup(env: &DouyinEnvironment, ctx: &Context) -> Result<Action> {
     let name = env.name_any();
     let namespace = env.namespace().ok_or(crate::Error::MissingObjectKey("metadata.namespace"))?;
+    let reference = env.object_ref(&());
     match env.spec.deletion_policy {
         DeletionPolicy::Delete => {
             let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &namespace);
             let selector = names::environment_selector(&name);
             pvcs.delete_collection(&DeleteParams::background(), &ListParams::default().labels(&selector)).await?;
             info!(environment = %name, %namespace, "deleted the environment's volume claims");
+            let note = format!("deletionPolicy Delete: deleted the volume claims labelled {selector}");
+            ctx.publish_to(&reference, EventType::Normal, "VolumeClaimsDeleted", "Delete", note).await;
         }
         DeletionPolicy::Retain => {
             // Keep the credentials with the data: release them from garbage collection,
@@ -107,6 +156,11 @@ pub async fn cleanup(env: &DouyinEnvironment, ctx: &Context) -> Result<Action> {
                 Err(e) => return Err(e.into()),
             }
             info!(environment = %name, %namespace, "kept the environment's volume claims and credentials");
+            let note = format!(
+                "deletionPolicy Retain: kept the volume claims and Secret {}",
+                names::credentials_secret(&name)
+            );
+            ctx.publish_to(&reference, EventType::Normal, "DataRetained", "Delete", note).await;
         }
     }
     Ok(Action::await_change())

@@ -14,7 +14,9 @@ use kube::runtime::controller::Action;
 use crate::builders::secret as app_keys;
 use crate::controller::{error_policy, reconcile};
 use crate::crd::{DeletionPolicy, DouyinEnvironment, DouyinEnvironmentSpec, ExternalUrlSpec, Phase, SecretKeyRef};
-use crate::fixtures::{FakeApiServer, NS, env_path, job_path, secret_path, serve, service_path, sts_path};
+use crate::fixtures::{
+    FakeApiServer, NS, env_path, job_path, pvc_collection, secret_path, serve, service_path, sts_path,
+};
 use crate::names::FINALIZER;
 
 fn environment(spec: DouyinEnvironmentSpec) -> DouyinEnvironment {
@@ -45,9 +47,11 @@ fn backend_requests(key: &str) -> Vec<String> {
     ]
 }
 
+/// A new environment: no credentials yet, so the claims are looked at first.
 fn secret_requests() -> Vec<String> {
     vec![
         format!("GET {}", secret_path("dev-douyin-credentials")),
+        format!("LIST {}", pvc_collection()),
         format!("APPLY {}", secret_path("dev-douyin-credentials")),
         format!("APPLY {}", secret_path("dev-douyin-backends")),
     ]
@@ -250,10 +254,7 @@ async fn deletion_with_delete_policy_removes_the_volume_claims() {
     let spec = DouyinEnvironmentSpec { deletion_policy: DeletionPolicy::Delete, ..Default::default() };
     let env = deleting(finalized(environment(spec)));
     let (action, server) = reconcile_once(FakeApiServer::with(&env), env).await;
-    assert_eq!(
-        server.requests,
-        [format!("DELETE /api/v1/namespaces/{NS}/persistentvolumeclaims"), format!("JSONPATCH {}", env_path("dev")),]
-    );
+    assert_eq!(server.requests, [format!("DELETE {}", pvc_collection()), format!("JSONPATCH {}", env_path("dev")),]);
     assert_eq!(action, Action::await_change());
     assert_eq!(stored_env(&server).metadata.finalizers, Some(vec![]));
 }

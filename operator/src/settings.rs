@@ -1,23 +1,58 @@
 //! Where the application finds each backend: the provisioned instance, or an
 //! external one named inline or in a Secret.
+//!
+//! Pure: the Secrets the spec refers to are read beforehand (`referenced_secrets`)
+//! and passed in as a lookup, so the controller and `render` share this code.
+
+use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::Api;
 
-use crate::Result;
 use crate::builders::Environment;
 use crate::builders::secret::{self as secrets, AppSettings, S3Settings};
-use crate::crd::ExternalUrlSpec;
+use crate::crd::{DouyinEnvironmentSpec, ExternalUrlSpec};
 use crate::credentials::Credentials;
 use crate::names::Backend;
 
+/// A key of a Secret in the environment's namespace: `lookup(secret, key)`.
+pub trait SecretLookup {
+    fn value(&self, secret: &str, key: &str) -> Option<String>;
+}
+
+/// Secrets read from the API server, by name (absent ones are missing).
+impl SecretLookup for BTreeMap<String, Secret> {
+    fn value(&self, secret: &str, key: &str) -> Option<String> {
+        self.get(secret).and_then(|s| secret_text(s, key))
+    }
+}
+
+/// The Secrets an enabled external backend names, each once, in spec order.
+pub fn referenced_secrets(spec: &DouyinEnvironmentSpec) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut add = |name: &str| {
+        if !names.iter().any(|n: &String| n == name) {
+            names.push(name.to_string());
+        }
+    };
+    for (enabled, external) in [(spec.mysql.enabled, &spec.mysql.external), (spec.redis.enabled, &spec.redis.external)]
+    {
+        if let (true, Some(ExternalUrlSpec { url: None, secret_ref: Some(reference) })) = (enabled, external) {
+            add(&reference.name);
+        }
+    }
+    if let (true, Some(external)) = (spec.minio.enabled, &spec.minio.external) {
+        add(&external.secret_ref.name);
+    }
+    names
+}
+
 /// What the application's Secret holds, and per backend (in `Backend::ALL` order)
 /// why an external instance's settings could not be read.
-pub async fn app_settings(
+pub fn app_settings(
     e: &Environment<'_>,
     credentials: &Credentials,
-    secret_api: &Api<Secret>,
-) -> Result<(AppSettings, [Option<String>; 3])> {
+    lookup: &impl SecretLookup,
+) -> (AppSettings, [Option<String>; 3]) {
     let mut settings = AppSettings::default();
     let mut problems: [Option<String>; 3] = Default::default();
     let spec = e.spec;
@@ -25,8 +60,7 @@ pub async fn app_settings(
         settings.database_url = match &spec.mysql.external {
             None => Some(secrets::provisioned_database_url(e, credentials)),
             Some(external) => {
-                external_url(secret_api, external, secrets::DATABASE_URL, &mut problems[Backend::Mysql as usize])
-                    .await?
+                external_url(lookup, external, secrets::DATABASE_URL, &mut problems[Backend::Mysql as usize])
             }
         };
     }
@@ -34,7 +68,7 @@ pub async fn app_settings(
         settings.redis_url = match &spec.redis.external {
             None => Some(secrets::provisioned_redis_url(e, credentials)),
             Some(external) => {
-                external_url(secret_api, external, secrets::REDIS_URL, &mut problems[Backend::Redis as usize]).await?
+                external_url(lookup, external, secrets::REDIS_URL, &mut problems[Backend::Redis as usize])
             }
         };
     }
@@ -43,9 +77,7 @@ pub async fn app_settings(
             None => Some(secrets::provisioned_s3(e, credentials)),
             Some(external) => {
                 let name = &external.secret_ref.name;
-                let found = secret_api.get_opt(name).await?;
-                let key = |k: &str| found.as_ref().and_then(|s| secret_text(s, k));
-                match (key(secrets::S3_ACCESS_KEY), key(secrets::S3_SECRET_KEY)) {
+                match (lookup.value(name, secrets::S3_ACCESS_KEY), lookup.value(name, secrets::S3_SECRET_KEY)) {
                     (Some(access_key), Some(secret_key)) => Some(S3Settings {
                         endpoint: external.url.clone(),
                         bucket: spec.minio.bucket.clone(),
@@ -65,31 +97,50 @@ pub async fn app_settings(
             }
         };
     }
-    Ok((settings, problems))
+    (settings, problems)
 }
 
 /// The URL of an external MySQL or Redis, inline or from a Secret.
-async fn external_url(
-    secret_api: &Api<Secret>,
+fn external_url(
+    lookup: &impl SecretLookup,
     external: &ExternalUrlSpec,
     default_key: &str,
     problem: &mut Option<String>,
-) -> Result<Option<String>> {
+) -> Option<String> {
     if let Some(url) = &external.url {
-        return Ok(Some(url.clone()));
+        return Some(url.clone());
     }
-    let Some(reference) = &external.secret_ref else {
-        return Ok(None);
-    };
+    let reference = external.secret_ref.as_ref()?;
     let key = reference.key.as_deref().unwrap_or(default_key);
-    let value = secret_api.get_opt(&reference.name).await?.and_then(|s| secret_text(&s, key));
+    let value = lookup.value(&reference.name, key);
     if value.is_none() {
         *problem = Some(format!("Secret {:?} has no key {key:?}", reference.name));
     }
-    Ok(value)
+    value
 }
 
 fn secret_text(secret: &Secret, key: &str) -> Option<String> {
     let bytes = secret.data.as_ref()?.get(key)?;
     String::from_utf8(bytes.0.clone()).ok().filter(|v| !v.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::{ExternalS3Spec, SecretKeyRef, SecretNameRef};
+
+    #[test]
+    fn referenced_secrets_are_those_of_enabled_external_backends() {
+        let mut spec = DouyinEnvironmentSpec::default();
+        assert!(referenced_secrets(&spec).is_empty());
+        spec.mysql.external =
+            Some(ExternalUrlSpec { url: None, secret_ref: Some(SecretKeyRef { name: "shared".into(), key: None }) });
+        spec.redis.external =
+            Some(ExternalUrlSpec { url: None, secret_ref: Some(SecretKeyRef { name: "shared".into(), key: None }) });
+        spec.minio.external =
+            Some(ExternalS3Spec { url: "https://s3.example".into(), secret_ref: SecretNameRef { name: "s3".into() } });
+        assert_eq!(referenced_secrets(&spec), ["shared", "s3"]);
+        spec.minio.enabled = false;
+        assert_eq!(referenced_secrets(&spec), ["shared"]);
+    }
 }

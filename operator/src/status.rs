@@ -15,6 +15,8 @@ pub const DEGRADED: &str = "Degraded";
 pub enum BackendState {
     /// `enabled: false`: not part of the environment.
     Disabled,
+    /// Disabled or made external, and its StatefulSet is still being removed.
+    Removing,
     /// Uses an existing instance; `problem` says why its settings could not be read.
     External { problem: Option<String> },
     /// Runs as a StatefulSet.
@@ -53,6 +55,11 @@ fn verdict(backend: Backend, state: &BackendState) -> Verdict {
         BackendState::Disabled => {
             (true, "Disabled", format!("spec.{key}.enabled is false; the Secret leaves its keys out"))
         }
+        BackendState::Removing => (
+            false,
+            "Removing",
+            format!("spec.{key} is no longer provisioned; removing its StatefulSet, keeping its volume claims"),
+        ),
         BackendState::External { problem: None } => {
             (true, "External", format!("uses the instance named in spec.{key}.external"))
         }
@@ -181,6 +188,22 @@ pub fn reconciled(
     }
 }
 
+/// Why the operator applied nothing: a CamelCase reason and what to do about it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    /// `Ready`'s reason.
+    pub ready_reason: &'static str,
+    /// `Degraded`'s reason and message.
+    pub reason: &'static str,
+    pub message: String,
+}
+
+impl From<&InvalidSpec> for Refusal {
+    fn from(invalid: &InvalidSpec) -> Self {
+        Self { ready_reason: "InvalidSpec", reason: invalid.reason, message: invalid.message.clone() }
+    }
+}
+
 /// Status for a spec the operator refuses: backend conditions stay as last seen,
 /// `Ready` is false and `Degraded` carries the reason.
 pub fn invalid(
@@ -189,18 +212,30 @@ pub fn invalid(
     invalid: &InvalidSpec,
     now: Timestamp,
 ) -> DouyinEnvironmentStatus {
+    refused(previous, generation, &Refusal::from(invalid), now)
+}
+
+/// Status when the operator stopped before applying anything (an invalid spec,
+/// credentials lost while their data exists): `Ready` false, `Degraded` true with
+/// the reason and the way out, backend conditions as last seen.
+pub fn refused(
+    previous: Option<&DouyinEnvironmentStatus>,
+    generation: Option<i64>,
+    refusal: &Refusal,
+    now: Timestamp,
+) -> DouyinEnvironmentStatus {
     let prev = previous.map(|s| s.conditions.as_slice()).unwrap_or_default();
     let mut conditions = vec![condition(
         prev,
         READY,
         false,
-        "InvalidSpec",
-        "the spec was refused; see Degraded".into(),
+        refusal.ready_reason,
+        format!("nothing was applied: {}; see Degraded", refusal.reason),
         generation,
         now,
     )];
     conditions.extend(prev.iter().filter(|c| Backend::ALL.iter().any(|b| b.condition_type() == c.type_)).cloned());
-    conditions.push(condition(prev, DEGRADED, true, invalid.reason, invalid.message.clone(), generation, now));
+    conditions.push(condition(prev, DEGRADED, true, refusal.reason, refusal.message.clone(), generation, now));
     DouyinEnvironmentStatus {
         observed_generation: generation,
         phase: Some(Phase::Degraded),

@@ -13,9 +13,10 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, PersistentVolumeClaim, PersistentVolumeClaimSpec,
-    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, SecretKeySelector,
-    SecurityContext, Service, ServicePort, ServiceSpec, VolumeMount, VolumeResourceRequirements,
+    Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, ObjectReference, PersistentVolumeClaim,
+    PersistentVolumeClaimSpec, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
+    SeccompProfile, SecretKeySelector, SecurityContext, Service, ServicePort, ServiceSpec, VolumeMount,
+    VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
@@ -23,7 +24,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{Resource, ResourceExt};
 
 use crate::Error;
-use crate::crd::{DeletionPolicy, DouyinEnvironment, DouyinEnvironmentSpec, StorageSpec};
+use crate::crd::{DouyinEnvironment, DouyinEnvironmentSpec, StorageSpec};
 use crate::names::{self, Backend};
 
 /// Name of the data volume claim template (and so of the PVCs: `data-<sts>-0`).
@@ -59,6 +60,18 @@ impl<'a> Environment<'a> {
 
     pub fn credentials_secret(&self) -> String {
         names::credentials_secret(&self.name)
+    }
+
+    /// The environment, as Events refer to it.
+    pub fn reference(&self) -> ObjectReference {
+        ObjectReference {
+            api_version: Some(self.owner.api_version.clone()),
+            kind: Some(self.owner.kind.clone()),
+            name: Some(self.name.clone()),
+            namespace: Some(self.namespace.clone()),
+            uid: Some(self.owner.uid.clone()),
+            ..Default::default()
+        }
     }
 }
 
@@ -112,12 +125,13 @@ pub struct PodPlan {
 
 /// A one-pod StatefulSet with one data volume claim. `storage` is what the claim
 /// template asks for: the spec's on creation, the existing one after that.
+///
+/// The StatefulSet never deletes its claims (`whenDeleted: Retain`): deleting the
+/// StatefulSet (a backend disabled or made external) keeps the data, and deleting
+/// the environment with `deletionPolicy: Delete` deletes the claims in the
+/// finalizer, by label.
 pub fn statefulset(env: &Environment, backend: Backend, storage: &StorageSpec, plan: PodPlan) -> StatefulSet {
     let labels = backend.labels(&env.name);
-    let pvc_policy = match env.spec.deletion_policy {
-        DeletionPolicy::Retain => "Retain",
-        DeletionPolicy::Delete => "Delete",
-    };
     StatefulSet {
         metadata: env.metadata(backend.object_name(&env.name), labels.clone()),
         spec: Some(StatefulSetSpec {
@@ -125,7 +139,7 @@ pub fn statefulset(env: &Environment, backend: Backend, storage: &StorageSpec, p
             service_name: Some(backend.headless_name(&env.name)),
             selector: LabelSelector { match_labels: Some(backend.selector_labels(&env.name)), ..Default::default() },
             persistent_volume_claim_retention_policy: Some(StatefulSetPersistentVolumeClaimRetentionPolicy {
-                when_deleted: Some(pvc_policy.into()),
+                when_deleted: Some("Retain".into()),
                 when_scaled: Some("Retain".into()),
             }),
             template: PodTemplateSpec {
@@ -308,13 +322,13 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn deletion_policy_reaches_the_pvc_retention_policy() {
-        let spec = DouyinEnvironmentSpec { deletion_policy: DeletionPolicy::Delete, ..Default::default() };
+    fn statefulsets_never_delete_their_claims_whatever_the_deletion_policy() {
+        let spec = DouyinEnvironmentSpec { deletion_policy: crate::crd::DeletionPolicy::Delete, ..Default::default() };
         let env = test_env(spec);
         let e = Environment::new(&env).unwrap();
         let sts = redis::statefulset(&e, &e.spec.redis.storage).spec.unwrap();
         let policy = sts.persistent_volume_claim_retention_policy.unwrap();
-        assert_eq!(policy.when_deleted.as_deref(), Some("Delete"));
+        assert_eq!(policy.when_deleted.as_deref(), Some("Retain"));
         assert_eq!(policy.when_scaled.as_deref(), Some("Retain"));
     }
 }

@@ -2,7 +2,8 @@
 //! holds every number), so one pod with an append-only file is enough.
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ExecAction, Probe, TCPSocketAction};
+use k8s_openapi::api::core::v1::{EmptyDirVolumeSource, ExecAction, Probe, TCPSocketAction, Volume, VolumeMount};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::{Environment, PodPlan, container, probe, secret_env};
@@ -13,6 +14,19 @@ use crate::names::Backend;
 /// UID of the `redis` user in the official image.
 const REDIS_UID: i64 = 999;
 
+/// Where the generated `redis.conf` lives: a memory-backed emptyDir of the pod.
+const CONFIG_DIR: &str = "/etc/redis-auth";
+
+/// Starts Redis with its password from a config file written at start, so the
+/// password never appears on a command line (`ps`, `/proc/*/cmdline`) or in the pod
+/// spec. The file is readable by the Redis user only.
+const START_SCRIPT: &str = r#"set -eu
+umask 077
+printf 'requirepass "%s"\n' "$REDIS_PASSWORD" > /etc/redis-auth/redis.conf
+unset REDIS_PASSWORD
+exec redis-server /etc/redis-auth/redis.conf --appendonly yes --dir /data
+"#;
+
 pub fn statefulset(env: &Environment, storage: &StorageSpec) -> StatefulSet {
     let spec = &env.spec.redis;
     let secret = env.credentials_secret();
@@ -22,11 +36,10 @@ pub fn statefulset(env: &Environment, storage: &StorageSpec) -> StatefulSet {
         // redis-cli authenticates with this, so the probe needs no password argument.
         secret_env("REDISCLI_AUTH", &secret, REDIS_PASSWORD),
     ]);
-    container.args = Some(
-        ["redis-server", "--requirepass", "$(REDIS_PASSWORD)", "--appendonly", "yes", "--dir", "/data"]
-            .map(String::from)
-            .to_vec(),
-    );
+    container.command = Some(vec!["/bin/sh".into(), "-c".into(), START_SCRIPT.into()]);
+    if let Some(mounts) = container.volume_mounts.as_mut() {
+        mounts.push(VolumeMount { name: "auth".into(), mount_path: CONFIG_DIR.into(), ..Default::default() });
+    }
     container.readiness_probe = Some(Probe {
         exec: Some(ExecAction {
             command: Some(["sh", "-c", "redis-cli -h 127.0.0.1 ping | grep -q PONG"].map(String::from).to_vec()),
@@ -37,12 +50,23 @@ pub fn statefulset(env: &Environment, storage: &StorageSpec) -> StatefulSet {
         tcp_socket: Some(TCPSocketAction { port: IntOrString::String("redis".into()), ..Default::default() }),
         ..probe(30, 20, 6)
     });
-    super::statefulset(
+    let mut sts = super::statefulset(
         env,
         Backend::Redis,
         storage,
         PodPlan { container, replicas: spec.replicas, user: REDIS_UID, termination_grace_seconds: 30 },
-    )
+    );
+    if let Some(pod) = sts.spec.as_mut().and_then(|s| s.template.spec.as_mut()) {
+        pod.volumes = Some(vec![Volume {
+            name: "auth".into(),
+            empty_dir: Some(EmptyDirVolumeSource {
+                medium: Some("Memory".into()),
+                size_limit: Some(Quantity("1Mi".into())),
+            }),
+            ..Default::default()
+        }]);
+    }
+    sts
 }
 
 #[cfg(test)]
@@ -58,10 +82,55 @@ mod tests {
         let spec = statefulset(&e, &e.spec.redis.storage).spec.unwrap();
         let c = &spec.template.spec.as_ref().unwrap().containers[0];
         assert_eq!(c.image.as_deref(), Some("redis:7.4.2"));
-        let args = c.args.as_ref().unwrap();
-        assert!(args.windows(2).any(|w| w == ["--requirepass", "$(REDIS_PASSWORD)"]));
+        let password = c.env.as_ref().unwrap().iter().find(|v| v.name == "REDIS_PASSWORD").unwrap();
+        assert_eq!(password.value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap().key, REDIS_PASSWORD);
         let probe = c.readiness_probe.as_ref().unwrap().exec.as_ref().unwrap();
         assert!(probe.command.as_ref().unwrap()[2].contains("ping"));
         assert_eq!(c.ports.as_ref().unwrap()[0].container_port, 6379);
+    }
+
+    #[test]
+    fn the_password_is_on_no_command_line() {
+        let env = test_env(DouyinEnvironmentSpec::default());
+        let e = Environment::new(&env).unwrap();
+        let spec = statefulset(&e, &e.spec.redis.storage).spec.unwrap();
+        let pod = spec.template.spec.as_ref().unwrap();
+        let c = &pod.containers[0];
+        let words: Vec<&String> = c.command.iter().chain(c.args.iter()).flatten().collect();
+        assert!(words.iter().all(|w| !w.contains("--requirepass") && !w.contains("$(REDIS")), "{words:?}");
+        // redis-server is started with only the config file and non-secret flags.
+        let script = &c.command.as_ref().unwrap()[2];
+        let exec = script.lines().find(|l| l.starts_with("exec ")).unwrap();
+        assert_eq!(exec, "exec redis-server /etc/redis-auth/redis.conf --appendonly yes --dir /data");
+        assert!(script.contains("umask 077"));
+        let mount = c.volume_mounts.as_ref().unwrap().iter().find(|m| m.name == "auth").unwrap();
+        assert_eq!(mount.mount_path, CONFIG_DIR);
+        let volume = &pod.volumes.as_ref().unwrap()[0];
+        assert_eq!(volume.empty_dir.as_ref().unwrap().medium.as_deref(), Some("Memory"));
+    }
+
+    /// The start script, run by a real shell, writes a config redis-server parses
+    /// and starts nothing else.
+    #[test]
+    fn the_start_script_writes_requirepass_into_the_config() {
+        let dir = std::env::temp_dir().join(format!("redis-auth-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let script = START_SCRIPT
+            .replace(CONFIG_DIR, dir.to_str().unwrap())
+            .replace("exec redis-server", "exec echo redis-server");
+        let out = std::process::Command::new("sh")
+            .args(["-c", &script])
+            .env("REDIS_PASSWORD", "s3cretAbc123")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let config = std::fs::read_to_string(dir.join("redis.conf")).unwrap();
+        assert_eq!(config, "requirepass \"s3cretAbc123\"\n");
+        let started = String::from_utf8(out.stdout).unwrap();
+        assert!(!started.contains("s3cretAbc123"), "{started}");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.join("redis.conf")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "the config is private: {mode:o}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
