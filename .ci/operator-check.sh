@@ -9,6 +9,20 @@
 # 3. Every DouyinEnvironment in k8s/examples/ validates against the CRD's
 #    openAPIV3Schema, with unknown fields refused (as `kubectl apply` does with
 #    server-side field validation).
+# 4. The CRD's CEL rules (x-kubernetes-validations), evaluated by a real CEL
+#    implementation (kube-cel): the examples and operator/testdata/valid-*.yaml are
+#    admitted, operator/testdata/invalid-*.yaml refused with their message, and
+#    validate.rs agrees on each (`cargo test --test cel`).
+# 5. `douyin-operator render` of each example: a YAML stream that passes
+#    kubernetes-validate --strict, whose pods carry the labels the chart's
+#    NetworkPolicy selects (part-of, instance, name, component, managed-by).
+# 6. RBAC: the API calls the operator makes in its mocked-API tests (verb, group,
+#    resource, namespaced or cluster-wide) against k8s/operator/rbac.yaml and the
+#    chart's ClusterRole and Role: every call allowed, every rule used.
+# 7. helm/douyin-operator: crds/ is k8s/operator/crd.yaml, helm lint --strict, and
+#    helm template (cluster mode, namespace mode, registry/digest) passes
+#    kubernetes-validate --strict with the expected RBAC kinds and image; bad
+#    values are refused by values.schema.json.
 #
 # Builds with $CARGO_TARGET_DIR when set. Python tools live in the venv shared with
 # .ci/k8s-check.sh: ${DOUYIN_TOOLS_DIR:-~/.cache/douyin-tools}/venv (created if missing).
@@ -138,6 +152,155 @@ EOF
   done <"$WORK/pairs"
 }
 check "k8s/examples DouyinEnvironments validate against the CRD schema" examples_match_crd
+
+# ---- 4. CEL rules against example specs -------------------------------------------------
+cel_rules() {
+  cargo test --quiet -p douyin-operator --test cel
+}
+check "CRD CEL rules admit the valid and refuse the invalid environments (kube-cel)" cel_rules
+
+# ---- 5. render ----------------------------------------------------------------------------
+render_examples() {
+  cargo build --quiet -p douyin-operator --bin douyin-operator
+  local bin="${CARGO_TARGET_DIR:-target}/debug/douyin-operator" example out
+  for example in k8s/examples/dev-environment.yaml k8s/examples/staging-external.yaml; do
+    out="$WORK/render-$(basename "$example")"
+    "$bin" render -f "$example" >"$out"
+    "$VENV/bin/kubernetes-validate" -k "$KUBE_VERSION" --strict "$out"
+  done
+  "$PY" - "$WORK"/render-*.yaml <<'EOF'
+import sys, yaml
+ports = {"mysql": 3306, "redis": 6379, "minio": 9000}
+components = {"mysql": "database", "redis": "cache", "minio": "object-storage"}
+for path in sys.argv[1:]:
+    docs = [d for d in yaml.safe_load_all(open(path)) if d]
+    assert docs, f"{path}: empty render"
+    pods = 0
+    for d in docs:
+        if d["kind"] not in ("StatefulSet", "Job"):
+            continue
+        pods += 1
+        env = d["metadata"]["ownerReferences"][0]["name"]
+        labels = d["spec"]["template"]["metadata"]["labels"]
+        name = labels.get("app.kubernetes.io/name")
+        assert name in ports, f"{d['metadata']['name']}: app.kubernetes.io/name {name!r}"
+        expected = {
+            "app.kubernetes.io/part-of": "douyin",
+            "app.kubernetes.io/managed-by": "douyin-operator",
+            "app.kubernetes.io/instance": env,
+            "app.kubernetes.io/component": "bucket-setup" if d["kind"] == "Job" else components[name],
+        }
+        missing = {k: v for k, v in expected.items() if labels.get(k) != v}
+        assert not missing, f"{path}: {d['kind']}/{d['metadata']['name']} pods lack {missing}: {labels}"
+        if d["kind"] == "StatefulSet":
+            served = {p["containerPort"] for c in d["spec"]["template"]["spec"]["containers"] for p in c.get("ports", [])}
+            assert ports[name] in served, f"{d['metadata']['name']} does not serve {ports[name]}"
+    assert pods, f"{path}: no pods rendered"
+    print(f"{path}: {len(docs)} objects, {pods} pod templates labelled")
+EOF
+}
+check "douyin-operator render: valid objects, pods labelled as the chart selects them" render_examples
+
+# ---- 6. RBAC against the calls made in the mocked-API tests -------------------------------
+HELM="${HELM:-$TOOLS/bin/helm}"
+export HELM_CACHE_HOME="$WORK/helm/cache" HELM_CONFIG_HOME="$WORK/helm/config" HELM_DATA_HOME="$WORK/helm/data"
+rbac_matches_calls() {
+  rm -f "$WORK/calls.jsonl"
+  DOUYIN_RBAC_AUDIT="$WORK/calls.jsonl" cargo test --quiet -p douyin-operator --lib
+  "$HELM" template op helm/douyin-operator --namespace douyin-operator >"$WORK/rbac-cluster.yaml"
+  "$HELM" template op helm/douyin-operator --namespace douyin-operator --set watchNamespace=douyin \
+    >"$WORK/rbac-namespaced.yaml"
+  "$PY" - "$WORK/calls.jsonl" k8s/operator/rbac.yaml "$WORK/rbac-cluster.yaml" "$WORK/rbac-namespaced.yaml" <<'EOF'
+import json, sys, yaml
+calls = {tuple(json.loads(l)[k] for k in ("verb", "group", "resource", "namespaced")) for l in open(sys.argv[1])}
+assert calls, "the tests recorded no API call"
+# Granted for a check of the API server, not for a call: blockOwnerDeletion on owner
+# references needs update on the owner's finalizers (OwnerReferencesPermissionEnforcement).
+NOT_CALLS = {("update", "douyin.rs", "douyinenvironments/finalizers")}
+def rules(path, kind):
+    docs = [d for d in yaml.safe_load_all(open(path)) if d and d["kind"] == kind]
+    assert len(docs) == 1, f"{path}: expected one {kind}, found {len(docs)}"
+    rules = docs[0]["rules"]
+    assert all("resourceNames" not in r for r in rules), "resourceNames are not modelled here"
+    return {(v, g, r) for rule in rules for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
+def compare(name, granted, used):
+    assert not any("*" in part for grant in granted for part in grant), f"{name}: wildcard rule"
+    denied = sorted(used - granted)
+    unused = sorted(granted - used - NOT_CALLS)
+    print(f"{name}: {len(used)} distinct calls, {len(granted)} grants")
+    assert not denied, f"{name}: calls not allowed: {denied}"
+    assert not unused, f"{name}: rules no call uses: {unused}"
+every = {(v, g, r) for v, g, r, _ in calls}
+namespaced = {(v, g, r) for v, g, r, ns in calls if ns}
+compare("k8s/operator/rbac.yaml ClusterRole", rules(sys.argv[2], "ClusterRole"), every)
+compare("chart ClusterRole (every namespace)", rules(sys.argv[3], "ClusterRole"), every)
+compare("chart Role (watchNamespace)", rules(sys.argv[4], "Role"), namespaced)
+cluster_wide = [d["kind"] for d in yaml.safe_load_all(open(sys.argv[4])) if d and d["kind"].startswith("Cluster")]
+assert not cluster_wide, f"namespace mode grants cluster-wide: {cluster_wide}"
+EOF
+}
+check "RBAC rules = API calls of the mocked-API tests (k8s/operator and the chart)" rbac_matches_calls
+
+# ---- 7. the operator chart ----------------------------------------------------------------
+chart_crd_is_the_crd() {
+  if ! diff -u k8s/operator/crd.yaml helm/douyin-operator/crds/douyinenvironments.douyin.rs.yaml; then
+    echo "helm/douyin-operator/crds/ differs from k8s/operator/crd.yaml; copy it:"
+    echo "  cp k8s/operator/crd.yaml helm/douyin-operator/crds/douyinenvironments.douyin.rs.yaml"
+    return 1
+  fi
+}
+check "helm/douyin-operator/crds/ is k8s/operator/crd.yaml" chart_crd_is_the_crd
+
+chart_lints_and_validates() {
+  "$HELM" lint --strict helm/douyin-operator --namespace douyin-operator
+  "$HELM" lint --strict helm/douyin-operator --namespace douyin-operator --set watchNamespace=douyin
+  local name args
+  for name in default namespaced registry; do
+    case "$name" in
+      default) args=() ;;
+      namespaced) args=(--set watchNamespace=douyin --set otlpEndpoint=http://otel-collector.observability.svc:4317) ;;
+      registry) args=(--set global.imageRegistry=registry.example:5000 --set image.registry=ignored.example
+        --set image.digest=sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef) ;;
+    esac
+    "$HELM" template op helm/douyin-operator --namespace douyin-operator --include-crds "${args[@]}" \
+      >"$WORK/chart-$name.yaml"
+    "$VENV/bin/kubernetes-validate" -k "$KUBE_VERSION" --strict "$WORK/chart-$name.yaml"
+  done
+  "$PY" - "$WORK" <<'EOF'
+import sys, yaml, pathlib
+work = pathlib.Path(sys.argv[1])
+def docs(name):
+    return [d for d in yaml.safe_load_all((work / f"chart-{name}.yaml").read_text()) if d]
+def container(name):
+    deploy = [d for d in docs(name) if d["kind"] == "Deployment"][0]
+    return deploy["spec"]["template"]["spec"]["containers"][0]
+c = container("default")
+assert c["image"] == "douyin-operator:0.1.0", c["image"]
+kinds = sorted(d["kind"] for d in docs("default"))
+assert kinds == ["ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "Deployment", "Service",
+                 "ServiceAccount"], kinds
+env = {e["name"]: e for e in c["env"]}
+assert "DOUYIN_OPERATOR_NAMESPACE" not in env and "POD_NAME" in env, env
+env = {e["name"]: e.get("value") for e in container("namespaced")["env"]}
+assert env["DOUYIN_OPERATOR_NAMESPACE"] == "douyin", env
+roles = [d for d in docs("namespaced") if d["kind"] in ("Role", "RoleBinding")]
+assert len(roles) == 2 and all(r["metadata"]["namespace"] == "douyin" for r in roles), roles
+binding = [r for r in roles if r["kind"] == "RoleBinding"][0]
+assert binding["subjects"][0]["namespace"] == "douyin-operator", binding
+image = container("registry")["image"]
+assert image == "registry.example:5000/douyin-operator@sha256:" + "0123456789abcdef" * 4, image
+print("chart: kinds, namespace mode and image references ok")
+EOF
+  # Bad values are refused by values.schema.json.
+  local bad
+  for bad in watchNamespace=Not_A_Namespace image.digest=latest logFormat=xml otlpEndpoint=collector:4317; do
+    if "$HELM" template op helm/douyin-operator --set "$bad" >"$WORK/bad.out" 2>&1; then
+      echo "helm template accepted --set $bad"
+      return 1
+    fi
+  done
+}
+check "helm/douyin-operator lints, renders valid objects in both RBAC modes, refuses bad values" chart_lints_and_validates
 
 echo
 echo "operator-check: $passed passed, $failed failed"
