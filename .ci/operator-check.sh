@@ -203,6 +203,10 @@ check "douyin-operator render: valid objects, pods labelled as the chart selects
 
 # ---- 6. RBAC against the calls made in the mocked-API tests -------------------------------
 HELM="${HELM:-$TOOLS/bin/helm}"
+if [[ ! -x "$HELM" ]]; then
+  echo "no helm at $HELM: run 'bash .ci/k8s-check.sh' once (it installs helm and kubectl there)" >&2
+  exit 1
+fi
 export HELM_CACHE_HOME="$WORK/helm/cache" HELM_CONFIG_HOME="$WORK/helm/config" HELM_DATA_HOME="$WORK/helm/data"
 rbac_matches_calls() {
   rm -f "$WORK/calls.jsonl"
