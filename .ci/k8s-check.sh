@@ -599,6 +599,129 @@ PYEOF
 }
 check "images (global registry, digest), HPA memory scale point, OTLP protocol/port, trusted proxies" images_and_settings
 
+# A cluster as `lookup` sees it: a stub API server answering discovery and GETs of
+# the objects in $WORK/lookup/objects (NAME = path with / as _), 404 otherwise.
+# `helm template --dry-run=server` renders against it as `helm install` would.
+mkdir -p "$WORK/lookup/objects"
+cat >"$WORK/lookup/stub.py" <<'EOF'
+import json, pathlib, sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+port_file, objects_dir, log_file = sys.argv[1], pathlib.Path(sys.argv[2]), sys.argv[3]
+V1 = [("namespaces", "Namespace", False), ("configmaps", "ConfigMap", True), ("secrets", "Secret", True),
+      ("services", "Service", True), ("serviceaccounts", "ServiceAccount", True), ("pods", "Pod", True)]
+GROUPS = {"apps/v1": [("deployments", "Deployment", True)], "batch/v1": [("jobs", "Job", True)],
+          "networking.k8s.io/v1": [("networkpolicies", "NetworkPolicy", True), ("ingresses", "Ingress", True)],
+          "policy/v1": [("poddisruptionbudgets", "PodDisruptionBudget", True)],
+          "autoscaling/v2": [("horizontalpodautoscalers", "HorizontalPodAutoscaler", True)],
+          "rbac.authorization.k8s.io/v1": [("roles", "Role", True), ("rolebindings", "RoleBinding", True)]}
+def rl(gv, res):
+    return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": [
+        {"name": n, "singularName": k.lower(), "namespaced": ns, "kind": k, "verbs": ["get", "list", "create"]} for n, k, ns in res]}
+class H(BaseHTTPRequestHandler):
+    def log_message(self, *a):
+        pass
+    def reply(self, code, body):
+        data = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+    def do_GET(self):
+        path = self.path.split("?")[0].rstrip("/")
+        open(log_file, "a").write(self.path + "\n")
+        if path == "/version":
+            return self.reply(200, {"major": "1", "minor": "34", "gitVersion": "v1.34.0"})
+        if path == "/api":
+            return self.reply(200, {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []})
+        if path == "/api/v1":
+            return self.reply(200, rl("v1", V1))
+        if path == "/apis":
+            return self.reply(200, {"kind": "APIGroupList", "apiVersion": "v1", "groups": [
+                {"name": gv.split("/")[0], "versions": [{"groupVersion": gv, "version": gv.split("/")[1]}],
+                 "preferredVersion": {"groupVersion": gv, "version": gv.split("/")[1]}} for gv in GROUPS]})
+        if path.startswith("/apis/") and path[6:] in GROUPS:
+            return self.reply(200, rl(path[6:], GROUPS[path[6:]]))
+        f = objects_dir / (path.strip("/").replace("/", "_") + ".json")
+        if f.exists():
+            return self.reply(200, json.loads(f.read_text()))
+        if path.endswith("/secrets") or path.endswith("/configmaps"):
+            return self.reply(200, {"kind": "List", "apiVersion": "v1", "metadata": {}, "items": []})
+        self.reply(404, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                         "reason": "NotFound", "code": 404, "message": "not found"})
+s = ThreadingHTTPServer(("127.0.0.1", 0), H)
+pathlib.Path(port_file).write_text(str(s.server_address[1]))
+s.serve_forever()
+EOF
+
+lookup_refusals() {
+  local dir="$WORK/lookup" pid rc=0
+  "$PY" "$dir/stub.py" "$dir/port" "$dir/objects" "$dir/requests.log" &
+  pid=$!
+  for _ in $(seq 1 50); do [[ -s "$dir/port" ]] && break; sleep 0.1; done
+  cat >"$dir/kubeconfig" <<EOF
+apiVersion: v1
+kind: Config
+clusters: [{name: stub, cluster: {server: "http://127.0.0.1:$(cat "$dir/port")"}}]
+contexts: [{name: stub, context: {cluster: stub, user: stub, namespace: douyin}}]
+current-context: stub
+users: [{name: stub, user: {token: stub}}]
+EOF
+  "$PY" - "$dir" "$CHART" <<'PYEOF' || rc=$?
+import base64, json, pathlib, subprocess, sys, yaml
+d, chart = pathlib.Path(sys.argv[1]), sys.argv[2]
+objects = d / "objects"
+def put(path, obj):
+    (objects / (path.strip("/").replace("/", "_") + ".json")).write_text(json.dumps(obj))
+def secret(data):
+    put("/api/v1/namespaces/douyin/secrets/dev-douyin-backends",
+        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "dev-douyin-backends", "namespace": "douyin"},
+         "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}})
+def server_render(*args):
+    r = subprocess.run(["helm", "template", "douyin", chart, "-n", "douyin", "--dry-run=server",
+                        "--disable-openapi-validation", "--kubeconfig", str(d / "kubeconfig"), *args],
+                       capture_output=True, text=True)
+    return r.returncode, r.stdout, r.stderr
+errors = []
+# a namespace that does not exist yet (or no cluster): no refusal
+rc, _, err = server_render()
+if rc:
+    errors.append(f"no cluster visible: the render must not refuse: {err}")
+put("/api/v1/namespaces/douyin/configmaps/kube-root-ca.crt",
+    {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "kube-root-ca.crt", "namespace": "douyin"}, "data": {}})
+rc, _, err = server_render()
+if not rc or "dev-douyin-backends not found" not in err or "DOUYIN_DATABASE_URL" not in err:
+    errors.append(f"missing backends Secret: rc {rc}, {err!r}")
+print("missing Secret:", err.strip().splitlines()[0] if err else "")
+rc, _, err = server_render("--set", "backends.optional=true")
+if rc:
+    errors.append(f"backends.optional=true must render without the Secret: {err}")
+secret({"DOUYIN_DATABASE_URL": "mysql://a@db:3306/douyin"})
+rc, _, err = server_render()
+if not rc or "lacks key(s) DOUYIN_REDIS_URL" not in err:
+    errors.append(f"Secret without DOUYIN_REDIS_URL: rc {rc}, {err!r}")
+print("missing key:", err.strip().splitlines()[0] if err else "")
+def checksum(data):
+    secret(data)
+    rc, out, err = server_render()
+    if rc:
+        errors.append(f"complete Secret refused: {err}")
+        return None
+    return [o for o in yaml.safe_load_all(out) if o and o["kind"] == "Deployment"][0][
+        "spec"]["template"]["metadata"]["annotations"]["checksum/secrets"]
+one = {"DOUYIN_DATABASE_URL": "mysql://a@db:3306/douyin", "DOUYIN_REDIS_URL": "redis://r:6379/0"}
+two = dict(one, DOUYIN_DATABASE_URL="mysql://b@db:3306/douyin")
+a, b, c = checksum(one), checksum(two), checksum(two)
+if a == b or b != c:
+    errors.append(f"checksum/secrets must follow the Secret's contents: {a} {b} {c}")
+print("\n".join(errors) or "refuses a missing Secret or key when the cluster is visible; checksum follows the Secret's data")
+sys.exit(1 if errors else 0)
+PYEOF
+  kill "$pid" 2>/dev/null || true
+  return "$rc"
+}
+check "lookup against a stub API server: missing backends Secret/keys refused, checksum follows contents" lookup_refusals
+
 # NetworkPolicy reachability: the chart with ci/operator-environment-values.yaml
 # against the operator's objects for k8s/examples/dev-environment.yaml, once as
 # LABELS.md describes them and once as `douyin-operator render` prints them.
