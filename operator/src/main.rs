@@ -49,7 +49,11 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     if let Some(Command::Render { file, namespace, secrets }) = args.command {
-        return render_file(&file, namespace.as_deref(), secrets);
+        if let Err(error) = render_file(&file, namespace.as_deref(), secrets) {
+            eprintln!("douyin-operator render: {error:#}");
+            std::process::exit(1);
+        }
+        return Ok(());
     }
     let _telemetry = telemetry::init(args.log_format)?;
     let namespace = args.namespace.or_else(|| std::env::var("WATCH_NAMESPACE").ok());
