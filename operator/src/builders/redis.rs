@@ -19,11 +19,13 @@ const CONFIG_DIR: &str = "/etc/redis-auth";
 
 /// Starts Redis with its password from a config file written at start, so the
 /// password never appears on a command line (`ps`, `/proc/*/cmdline`) or in the pod
-/// spec. The file is readable by the Redis user only.
+/// spec. The file is readable by the Redis user only, and the server's own
+/// environment drops the password (probes get `REDISCLI_AUTH` from the container
+/// spec, not from the server process).
 const START_SCRIPT: &str = r#"set -eu
 umask 077
 printf 'requirepass "%s"\n' "$REDIS_PASSWORD" > /etc/redis-auth/redis.conf
-unset REDIS_PASSWORD
+unset REDIS_PASSWORD REDISCLI_AUTH
 exec redis-server /etc/redis-auth/redis.conf --appendonly yes --dir /data
 "#;
 
@@ -117,17 +119,20 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let script = START_SCRIPT
             .replace(CONFIG_DIR, dir.to_str().unwrap())
-            .replace("exec redis-server", "exec echo redis-server");
+            // What redis-server would see: its environment and arguments.
+            .replace("exec redis-server", r#"exec sh -c 'env; echo "$0 $*"' redis-server"#);
         let out = std::process::Command::new("sh")
             .args(["-c", &script])
             .env("REDIS_PASSWORD", "s3cretAbc123")
+            .env("REDISCLI_AUTH", "s3cretAbc123")
             .output()
             .unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let config = std::fs::read_to_string(dir.join("redis.conf")).unwrap();
         assert_eq!(config, "requirepass \"s3cretAbc123\"\n");
         let started = String::from_utf8(out.stdout).unwrap();
-        assert!(!started.contains("s3cretAbc123"), "{started}");
+        assert!(started.contains("redis-server"), "{started}");
+        assert!(!started.contains("s3cretAbc123"), "the server sees no password: {started}");
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(dir.join("redis.conf")).unwrap().permissions().mode();
         assert_eq!(mode & 0o077, 0, "the config is private: {mode:o}");
