@@ -722,6 +722,64 @@ PYEOF
 }
 check "lookup against a stub API server: missing backends Secret/keys refused, checksum follows contents" lookup_refusals
 
+# The JWT generator's script, run by sh against a stub API server that records the
+# POST: a valid Secret with a fresh key the first time, 409 keeps it, errors fail.
+jwt_generator_runs() {
+  "$PY" - "$WORK/jwtgen" "$CHART" <<'PYEOF'
+import base64, json, pathlib, subprocess, sys, threading, yaml
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+d, chart = pathlib.Path(sys.argv[1]), sys.argv[2]
+(d / "sa").mkdir(parents=True, exist_ok=True)
+(d / "sa/namespace").write_text("douyin")
+(d / "sa/token").write_text("token-1")
+(d / "sa/ca.crt").write_text("")
+r = subprocess.run(["helm", "template", "douyin", chart, "-n", "douyin"], capture_output=True, text=True, check=True)
+job = [o for o in yaml.safe_load_all(r.stdout) if o and o["kind"] == "Job" and o["metadata"]["name"] == "douyin-jwt-generator"][0]
+c = job["spec"]["template"]["spec"]["containers"][0]
+env = {e["name"]: e["value"] for e in c["env"]}
+stored, answer = {}, {"code": None}
+class H(BaseHTTPRequestHandler):
+    def log_message(self, *a):
+        pass
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        stored.setdefault("requests", []).append((self.path, self.headers.get("Authorization"), body))
+        code = answer["code"] or (409 if "secret" in stored else 201)
+        if code == 201:
+            stored["secret"] = body
+        data = json.dumps({"kind": "Status", "code": code}).encode()
+        self.send_response(code)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
+threading.Thread(target=srv.serve_forever, daemon=True).start()
+script = c["command"][2].replace("/tmp/", f"{d}/").replace("/var/run/secrets/kubernetes.io/serviceaccount", str(d / "sa")) \
+    .replace("https://kubernetes.default.svc", f"http://127.0.0.1:{srv.server_address[1]}")
+def run():
+    return subprocess.run(["sh", "-ec", script], env={"PATH": "/usr/bin:/bin", **env}, capture_output=True, text=True)
+errors = []
+first = run()
+sec = stored.get("secret", {})
+key = base64.b64decode(sec.get("data", {}).get("DOUYIN_JWT_SECRET", "")).decode()
+path, auth, _ = stored["requests"][0] if stored.get("requests") else (None, None, None)
+if first.returncode or sec.get("kind") != "Secret" or sec["metadata"]["name"] != "douyin-jwt" or len(key) < 48 \
+        or path != "/api/v1/namespaces/douyin/secrets" or auth != "Bearer token-1":
+    errors.append(f"first run: rc {first.returncode} {first.stdout}{first.stderr} posted {path} {auth} {sec}")
+again = run()
+if again.returncode or "kept" not in again.stdout or stored["secret"] is not sec:
+    errors.append(f"second run must keep the key: rc {again.returncode} {again.stdout}{again.stderr}")
+answer["code"] = 403
+denied = run()
+if denied.returncode == 0:
+    errors.append("a refused POST (403) must fail the Job")
+srv.shutdown()
+print("\n".join(errors) or f"generator posts a Secret with a {len(key)}-character key, keeps it on 409, fails on 403")
+sys.exit(1 if errors else 0)
+PYEOF
+}
+check "JWT generator Job: creates the Secret once, keeps an existing key, fails on refusal" jwt_generator_runs
+
 # NetworkPolicy reachability: the chart with ci/operator-environment-values.yaml
 # against the operator's objects for k8s/examples/dev-environment.yaml, once as
 # LABELS.md describes them and once as `douyin-operator render` prints them.
