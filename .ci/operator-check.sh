@@ -212,7 +212,7 @@ rbac_matches_calls() {
   rm -f "$WORK/calls.jsonl"
   DOUYIN_RBAC_AUDIT="$WORK/calls.jsonl" cargo test --quiet -p douyin-operator --lib
   "$HELM" template op helm/douyin-operator --namespace douyin-operator >"$WORK/rbac-cluster.yaml"
-  "$HELM" template op helm/douyin-operator --namespace douyin-operator --set watchNamespace=douyin \
+  "$HELM" template op helm/douyin-operator --namespace douyin-operator --set 'watchNamespaces={douyin,staging}' \
     >"$WORK/rbac-namespaced.yaml"
   "$PY" - "$WORK/calls.jsonl" k8s/operator/rbac.yaml "$WORK/rbac-cluster.yaml" "$WORK/rbac-namespaced.yaml" <<'EOF'
 import json, sys, yaml
@@ -221,12 +221,14 @@ assert calls, "the tests recorded no API call"
 # Granted for a check of the API server, not for a call: blockOwnerDeletion on owner
 # references needs update on the owner's finalizers (OwnerReferencesPermissionEnforcement).
 NOT_CALLS = {("update", "douyin.rs", "douyinenvironments/finalizers")}
-def rules(path, kind):
+def rules(path, kind, count=1):
     docs = [d for d in yaml.safe_load_all(open(path)) if d and d["kind"] == kind]
-    assert len(docs) == 1, f"{path}: expected one {kind}, found {len(docs)}"
-    rules = docs[0]["rules"]
-    assert all("resourceNames" not in r for r in rules), "resourceNames are not modelled here"
-    return {(v, g, r) for rule in rules for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
+    assert len(docs) == count, f"{path}: expected {count} {kind}, found {len(docs)}"
+    grants = [{(v, g, r) for rule in d["rules"] for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
+              for d in docs]
+    assert all("resourceNames" not in r for d in docs for r in d["rules"]), "resourceNames are not modelled here"
+    assert all(g == grants[0] for g in grants), f"{path}: the {kind}s differ"
+    return grants[0]
 def compare(name, granted, used):
     assert not any("*" in part for grant in granted for part in grant), f"{name}: wildcard rule"
     denied = sorted(used - granted)
@@ -238,7 +240,7 @@ every = {(v, g, r) for v, g, r, _ in calls}
 namespaced = {(v, g, r) for v, g, r, ns in calls if ns}
 compare("k8s/operator/rbac.yaml ClusterRole", rules(sys.argv[2], "ClusterRole"), every)
 compare("chart ClusterRole (every namespace)", rules(sys.argv[3], "ClusterRole"), every)
-compare("chart Role (watchNamespace)", rules(sys.argv[4], "Role"), namespaced)
+compare("chart Role in each of watchNamespaces", rules(sys.argv[4], "Role", count=2), namespaced)
 cluster_wide = [d["kind"] for d in yaml.safe_load_all(open(sys.argv[4])) if d and d["kind"].startswith("Cluster")]
 assert not cluster_wide, f"namespace mode grants cluster-wide: {cluster_wide}"
 EOF
@@ -257,12 +259,13 @@ check "helm/douyin-operator/crds/ is k8s/operator/crd.yaml" chart_crd_is_the_crd
 
 chart_lints_and_validates() {
   "$HELM" lint --strict helm/douyin-operator --namespace douyin-operator
-  "$HELM" lint --strict helm/douyin-operator --namespace douyin-operator --set watchNamespace=douyin
+  "$HELM" lint --strict helm/douyin-operator --namespace douyin-operator --set 'watchNamespaces={douyin}'
   local name args
   for name in default namespaced registry; do
     case "$name" in
       default) args=() ;;
-      namespaced) args=(--set watchNamespace=douyin --set otlpEndpoint=http://otel-collector.observability.svc:4317) ;;
+      namespaced) args=(--set 'watchNamespaces={douyin,staging}'
+        --set otlpEndpoint=http://otel-collector.observability.svc:4317) ;;
       registry) args=(--set global.imageRegistry=registry.example:5000 --set image.registry=ignored.example
         --set image.digest=sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef) ;;
     esac
@@ -286,18 +289,20 @@ assert kinds == ["ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition"
 env = {e["name"]: e for e in c["env"]}
 assert "DOUYIN_OPERATOR_NAMESPACE" not in env and "POD_NAME" in env, env
 env = {e["name"]: e.get("value") for e in container("namespaced")["env"]}
-assert env["DOUYIN_OPERATOR_NAMESPACE"] == "douyin", env
-roles = [d for d in docs("namespaced") if d["kind"] in ("Role", "RoleBinding")]
-assert len(roles) == 2 and all(r["metadata"]["namespace"] == "douyin" for r in roles), roles
-binding = [r for r in roles if r["kind"] == "RoleBinding"][0]
-assert binding["subjects"][0]["namespace"] == "douyin-operator", binding
+assert env["DOUYIN_OPERATOR_NAMESPACE"] == "douyin,staging", env
+roles = sorted((d["kind"], d["metadata"]["namespace"]) for d in docs("namespaced") if d["kind"] in ("Role", "RoleBinding"))
+assert roles == [("Role", "douyin"), ("Role", "staging"), ("RoleBinding", "douyin"), ("RoleBinding", "staging")], roles
+assert not [d for d in docs("namespaced") if d["kind"].startswith("Cluster") and d["kind"] != "CustomResourceDefinition"]
+for binding in (d for d in docs("namespaced") if d["kind"] == "RoleBinding"):
+    assert binding["subjects"][0]["namespace"] == "douyin-operator", binding
 image = container("registry")["image"]
 assert image == "registry.example:5000/douyin-operator@sha256:" + "0123456789abcdef" * 4, image
 print("chart: kinds, namespace mode and image references ok")
 EOF
   # Bad values are refused by values.schema.json.
   local bad
-  for bad in watchNamespace=Not_A_Namespace image.digest=latest logFormat=xml otlpEndpoint=collector:4317; do
+  for bad in 'watchNamespaces={Not_A_Namespace}' 'watchNamespaces={a,a}' image.digest=latest logFormat=xml \
+    otlpEndpoint=collector:4317; do
     if "$HELM" template op helm/douyin-operator --set "$bad" >"$WORK/bad.out" 2>&1; then
       echo "helm template accepted --set $bad"
       return 1

@@ -100,14 +100,20 @@ impl Context {
         keys
     }
 
-    /// Forgets what the watch says is gone: a deleted environment, and after a
-    /// relist every environment the store no longer holds.
-    pub fn prune_failures(&self, event: &watcher::Event<DouyinEnvironment>, store: &Store<DouyinEnvironment>) {
+    /// Forgets what the watch of `scope` says is gone: a deleted environment, and
+    /// after a relist every environment of the scope the store no longer holds
+    /// (other scopes' controllers share the context and keep theirs).
+    pub fn prune_failures(
+        &self,
+        event: &watcher::Event<DouyinEnvironment>,
+        store: &Store<DouyinEnvironment>,
+        scope: &Scope,
+    ) {
         match event {
             watcher::Event::Delete(env) => self.reset_backoff(&object_key(env)),
             watcher::Event::InitDone => self.failures().retain(|key, _| {
                 let (namespace, name) = key.split_once('/').unwrap_or_default();
-                store.get(&ObjectRef::new(name).within(namespace)).is_some()
+                !scope.covers(namespace) || store.get(&ObjectRef::new(name).within(namespace)).is_some()
             }),
             _ => {}
         }
@@ -162,6 +168,28 @@ pub enum Scope {
 }
 
 impl Scope {
+    /// `""` is every namespace; `"a,b"` is one scope per namespace (duplicates and
+    /// blanks dropped).
+    pub fn parse_list(namespaces: &str) -> Vec<Scope> {
+        let mut scopes: Vec<Scope> = Vec::new();
+        for ns in namespaces.split(',').map(str::trim).filter(|ns| !ns.is_empty()) {
+            if !scopes.iter().any(|s| matches!(s, Scope::Namespace(n) if n == ns)) {
+                scopes.push(Scope::Namespace(ns.to_string()));
+            }
+        }
+        if scopes.is_empty() {
+            scopes.push(Scope::Cluster);
+        }
+        scopes
+    }
+
+    pub fn covers(&self, namespace: &str) -> bool {
+        match self {
+            Scope::Cluster => true,
+            Scope::Namespace(ns) => ns == namespace,
+        }
+    }
+
     fn api<K>(&self, client: Client) -> Api<K>
     where
         K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
@@ -188,10 +216,11 @@ pub async fn run(
     let (reader, writer) = reflector::store();
     let store = reader.clone();
     let pruning = ctx.clone();
+    let pruned_scope = scope.clone();
     let triggers = watcher(environments, watcher::Config::default().any_semantic())
         .default_backoff()
         .reflect(writer)
-        .inspect_ok(move |event| pruning.prune_failures(event, &store))
+        .inspect_ok(move |event| pruning.prune_failures(event, &store, &pruned_scope))
         .applied_objects()
         // Spec changes bump the generation (deletion does too); finalizer edits do not.
         .predicate_filter(predicates::generation.combine(predicates::finalizers), Default::default());
@@ -219,6 +248,21 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn namespaces_parse_into_one_scope_each() {
+        assert!(matches!(Scope::parse_list("").as_slice(), [Scope::Cluster]));
+        assert!(matches!(Scope::parse_list(" , ").as_slice(), [Scope::Cluster]));
+        let scopes = Scope::parse_list("douyin, staging,douyin");
+        let names: Vec<_> = scopes
+            .iter()
+            .map(|s| match s {
+                Scope::Namespace(ns) => ns.as_str(),
+                Scope::Cluster => "*",
+            })
+            .collect();
+        assert_eq!(names, ["douyin", "staging"]);
+    }
 
     #[test]
     fn backoff_doubles_up_to_five_minutes() {

@@ -109,11 +109,17 @@ async fn failures_of_deleted_environments_are_forgotten() {
     ctx.next_backoff("shop/gone");
     ctx.next_backoff("shop/vanished");
 
-    ctx.prune_failures(&watcher::Event::Delete(gone), &reader);
-    assert_eq!(ctx.failing(), ["shop/dev", "shop/vanished"]);
-    // A relist: whatever the store no longer holds is forgotten.
-    ctx.prune_failures(&watcher::Event::InitDone, &reader);
-    assert_eq!(ctx.failing(), ["shop/dev"]);
-    ctx.prune_failures(&watcher::Event::Apply(dev), &reader);
+    ctx.next_backoff("elsewhere/prod");
+    let scope = Scope::Namespace(NS.into());
+
+    ctx.prune_failures(&watcher::Event::Delete(gone), &reader, &scope);
+    assert_eq!(ctx.failing(), ["elsewhere/prod", "shop/dev", "shop/vanished"]);
+    // A relist: whatever of its namespace the store no longer holds is forgotten;
+    // another namespace's controller keeps its own.
+    ctx.prune_failures(&watcher::Event::InitDone, &reader, &scope);
+    assert_eq!(ctx.failing(), ["elsewhere/prod", "shop/dev"]);
+    ctx.prune_failures(&watcher::Event::Apply(dev), &reader, &scope);
+    assert_eq!(ctx.failing(), ["elsewhere/prod", "shop/dev"]);
+    ctx.prune_failures(&watcher::Event::InitDone, &reader, &Scope::Cluster);
     assert_eq!(ctx.failing(), ["shop/dev"]);
 }

@@ -20,8 +20,9 @@ struct Args {
     /// Address of /healthz, /readyz and /metrics.
     #[arg(long, env = "DOUYIN_OPERATOR_HTTP_ADDR", default_value = "0.0.0.0:8080")]
     http_addr: SocketAddr,
-    /// Watch only this namespace (default: every namespace). `WATCH_NAMESPACE` is
-    /// read too when this is unset.
+    /// Serve only these namespaces (comma-separated; default: every namespace),
+    /// each with its own watches, so a Role in each is all the RBAC it needs.
+    /// `WATCH_NAMESPACE` is read too when this is unset.
     #[arg(long, env = "DOUYIN_OPERATOR_NAMESPACE")]
     namespace: Option<String>,
     #[arg(long, env = "DOUYIN_OPERATOR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
@@ -56,12 +57,8 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let _telemetry = telemetry::init(args.log_format)?;
-    let namespace = args.namespace.or_else(|| std::env::var("WATCH_NAMESPACE").ok());
-    let scope = match namespace.filter(|ns| !ns.is_empty()) {
-        Some(ns) => Scope::Namespace(ns),
-        None => Scope::Cluster,
-    };
-    manager::run(Config { http_addr: args.http_addr, scope }).await?;
+    let namespaces = args.namespace.or_else(|| std::env::var("WATCH_NAMESPACE").ok()).unwrap_or_default();
+    manager::run(Config { http_addr: args.http_addr, scopes: Scope::parse_list(&namespaces) }).await?;
     Ok(())
 }
 

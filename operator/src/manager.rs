@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use kube::Client;
 use prometheus_client::registry::Registry;
@@ -16,7 +16,9 @@ use crate::{Error, Result};
 pub struct Config {
     /// Where `/healthz`, `/readyz` and `/metrics` are served.
     pub http_addr: SocketAddr,
-    pub scope: Scope,
+    /// Every namespace (one `Scope::Cluster`), or one controller per namespace
+    /// served, each watching only its namespace (so a Role there is enough).
+    pub scopes: Vec<Scope>,
 }
 
 /// Runs until SIGTERM or Ctrl-C: in-flight reconciles finish, readiness turns off,
@@ -33,9 +35,27 @@ pub async fn run(config: Config) -> Result<()> {
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
 
     let ctx = Arc::new(Context::new(client, metrics));
-    let started = ready.clone();
-    let result =
-        controller::run(ctx, config.scope, shutdown_signal(), move || started.store(true, Ordering::Relaxed)).await;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    // Ready once every controller has its watches.
+    let controllers = config.scopes.len();
+    let started = Arc::new(AtomicUsize::new(0));
+    let runs = config.scopes.into_iter().map(|scope| {
+        let mut stopped = stopped.clone();
+        let shutdown = async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        };
+        let (started, ready) = (started.clone(), ready.clone());
+        controller::run(ctx.clone(), scope, shutdown, move || {
+            if started.fetch_add(1, Ordering::Relaxed) + 1 == controllers {
+                ready.store(true, Ordering::Relaxed);
+            }
+        })
+    });
+    let result = futures::future::try_join_all(runs).await.map(drop);
     ready.store(false, Ordering::Relaxed);
     server.abort();
     result
