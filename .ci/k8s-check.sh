@@ -698,7 +698,7 @@ if rc:
     errors.append(f"backends.optional=true must render without the Secret: {err}")
 secret({"DOUYIN_DATABASE_URL": "mysql://a@db:3306/douyin"})
 rc, _, err = server_render()
-if not rc or "lacks key(s) DOUYIN_REDIS_URL" not in err:
+if not rc or "lacks key(s) DOUYIN_S3_ENDPOINT, DOUYIN_REDIS_URL" not in err:
     errors.append(f"Secret without DOUYIN_REDIS_URL: rc {rc}, {err!r}")
 print("missing key:", err.strip().splitlines()[0] if err else "")
 def checksum(data):
@@ -709,7 +709,8 @@ def checksum(data):
         return None
     return [o for o in yaml.safe_load_all(out) if o and o["kind"] == "Deployment"][0][
         "spec"]["template"]["metadata"]["annotations"]["checksum/secrets"]
-one = {"DOUYIN_DATABASE_URL": "mysql://a@db:3306/douyin", "DOUYIN_REDIS_URL": "redis://r:6379/0"}
+one = {"DOUYIN_DATABASE_URL": "mysql://a@db:3306/douyin", "DOUYIN_REDIS_URL": "redis://r:6379/0",
+       "DOUYIN_S3_ENDPOINT": "http://minio:9000"}
 two = dict(one, DOUYIN_DATABASE_URL="mysql://b@db:3306/douyin")
 a, b, c = checksum(one), checksum(two), checksum(two)
 if a == b or b != c:
