@@ -123,3 +123,43 @@ async fn failures_of_deleted_environments_are_forgotten() {
     ctx.prune_failures(&watcher::Event::InitDone, &reader, &Scope::Cluster);
     assert_eq!(ctx.failing(), ["shop/dev"]);
 }
+
+#[tokio::test]
+async fn one_controller_per_served_namespace_each_watching_only_its_own() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let (observer, mut seen) = mpsc::unbounded_channel();
+    let server = FakeApiServer { observer: Some(observer), ..FakeApiServer::default() };
+    let (ctx, task) = server.start();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let ready = Arc::new(AtomicBool::new(false));
+    let scopes = Scope::parse_list("shop,staging");
+    let controllers = tokio::spawn(crate::manager::run_controllers(ctx, scopes, stopped, ready.clone()));
+
+    let wanted: Vec<String> = ["shop", "staging"]
+        .iter()
+        .flat_map(|ns| {
+            [
+                format!("WATCH /apis/douyin.rs/v1alpha1/namespaces/{ns}/douyinenvironments"),
+                format!("WATCH /api/v1/namespaces/{ns}/secrets"),
+            ]
+        })
+        .collect();
+    let mut lines = Vec::new();
+    let waited = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(line) = seen.recv().await {
+            lines.push(line);
+            if wanted.iter().all(|w| lines.contains(w)) {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(waited.is_ok(), "timed out: {lines:#?}");
+    assert!(ready.load(Ordering::Relaxed), "ready once both controllers watch");
+    stop.send(true).unwrap();
+    controllers.await.unwrap().expect("controllers stop cleanly");
+    let server = tokio::time::timeout(Duration::from_secs(10), task).await.unwrap().unwrap();
+    assert!(server.calls.iter().all(|c| c.namespaced), "nothing cluster-wide: {:?}", server.calls);
+}

@@ -40,10 +40,23 @@ pub async fn run(config: Config) -> Result<()> {
         shutdown_signal().await;
         let _ = stop.send(true);
     });
-    // Ready once every controller has its watches.
-    let controllers = config.scopes.len();
+    let result = run_controllers(ctx, config.scopes, stopped, ready.clone()).await;
+    ready.store(false, Ordering::Relaxed);
+    server.abort();
+    result
+}
+
+/// One controller per scope, sharing `ctx`, until `stopped` turns true; `ready`
+/// turns true once every controller has its watches.
+pub async fn run_controllers(
+    ctx: Arc<Context>,
+    scopes: Vec<Scope>,
+    stopped: tokio::sync::watch::Receiver<bool>,
+    ready: Arc<AtomicBool>,
+) -> Result<()> {
+    let controllers = scopes.len();
     let started = Arc::new(AtomicUsize::new(0));
-    let runs = config.scopes.into_iter().map(|scope| {
+    let runs = scopes.into_iter().map(|scope| {
         let mut stopped = stopped.clone();
         let shutdown = async move {
             let _ = stopped.wait_for(|stop| *stop).await;
@@ -55,10 +68,7 @@ pub async fn run(config: Config) -> Result<()> {
             }
         })
     });
-    let result = futures::future::try_join_all(runs).await.map(drop);
-    ready.store(false, Ordering::Relaxed);
-    server.abort();
-    result
+    futures::future::try_join_all(runs).await.map(drop)
 }
 
 async fn shutdown_signal() {
