@@ -131,6 +131,9 @@ async fn a_new_environment_gets_secrets_services_and_statefulsets() {
     assert_eq!(condition(&stored, "Ready").status, "False");
     assert_eq!(condition(&stored, "MysqlReady").reason, "Provisioning");
     assert_eq!(condition(&stored, "Degraded").status, "False");
+    let reasons: Vec<_> = server.events.iter().map(|e| e["reason"].as_str().unwrap()).collect();
+    assert_eq!(reasons, ["CredentialsGenerated"]);
+    assert!(server.events[0]["note"].as_str().unwrap().contains("mysql, redis, minio"));
 }
 
 #[tokio::test]
@@ -222,6 +225,10 @@ async fn an_invalid_spec_sets_degraded_instead_of_failing() {
     let degraded = condition(&stored, "Degraded");
     assert_eq!((degraded.status.as_str(), degraded.reason.as_str()), ("True", "UnpinnedImage"));
     assert_eq!(condition(&stored, "Ready").reason, "InvalidSpec");
+    let event = &server.events[..];
+    assert_eq!(event.len(), 1, "{event:?}");
+    assert_eq!((event[0]["type"].as_str(), event[0]["reason"].as_str()), (Some("Warning"), Some("UnpinnedImage")));
+    assert!(event[0]["note"].as_str().unwrap().contains("spec.redis.image"));
 }
 
 #[tokio::test]
