@@ -4,14 +4,15 @@
 //! in each resource at creation time: upgrading the operator never silently changes
 //! the database version of an existing environment.
 
-use std::collections::BTreeMap;
-
 use k8s_openapi::api::core::v1::ResourceRequirements;
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+
+mod defaults;
+
+pub use defaults::job_resources;
 
 pub const DEFAULT_MYSQL_IMAGE: &str = "mariadb:11.4.4";
 pub const DEFAULT_REDIS_IMAGE: &str = "redis:7.4.2";
@@ -213,20 +214,20 @@ pub struct SecretNameRef {
 pub struct MysqlSpec {
     /// Whether the environment has a database at all. When false the Secret omits
     /// `DOUYIN_DATABASE_URL` and the application uses its embedded SQLite.
-    #[serde(default = "enabled")]
+    #[serde(default = "defaults::enabled")]
     pub enabled: bool,
     /// MariaDB image, pinned by tag or digest (`latest` is refused).
-    #[serde(default = "mysql_image")]
+    #[serde(default = "defaults::mysql_image")]
     #[schemars(length(max = 1024))]
     pub image: String,
     /// 1 runs the database, 0 pauses it and keeps its volume. The image is not
     /// configured for replication, so more than one is refused.
-    #[serde(default = "one")]
+    #[serde(default = "defaults::one")]
     #[schemars(range(min = 0, max = 1))]
     pub replicas: i32,
-    #[serde(default = "mysql_storage")]
+    #[serde(default = "defaults::mysql_storage")]
     pub storage: StorageSpec,
-    #[serde(default = "mysql_resources")]
+    #[serde(default = "defaults::mysql_resources")]
     pub resources: ResourceRequirements,
     /// Use an existing database instead of provisioning one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -247,19 +248,19 @@ pub struct MysqlSpec {
 pub struct RedisSpec {
     /// Whether the environment has Redis. When false the Secret omits
     /// `DOUYIN_REDIS_URL` and the application uses its in-process cache and pub/sub.
-    #[serde(default = "enabled")]
+    #[serde(default = "defaults::enabled")]
     pub enabled: bool,
     /// Redis image, pinned by tag or digest (`latest` is refused).
-    #[serde(default = "redis_image")]
+    #[serde(default = "defaults::redis_image")]
     #[schemars(length(max = 1024))]
     pub image: String,
     /// 1 runs Redis, 0 pauses it. Redis is a cache here; replication is not offered.
-    #[serde(default = "one")]
+    #[serde(default = "defaults::one")]
     #[schemars(range(min = 0, max = 1))]
     pub replicas: i32,
-    #[serde(default = "redis_storage")]
+    #[serde(default = "defaults::redis_storage")]
     pub storage: StorageSpec,
-    #[serde(default = "redis_resources")]
+    #[serde(default = "defaults::redis_resources")]
     pub resources: ResourceRequirements,
     /// Use an existing Redis instead of provisioning one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -285,33 +286,33 @@ pub struct RedisSpec {
 pub struct MinioSpec {
     /// Whether the environment has object storage. When false the Secret omits the
     /// `DOUYIN_S3_*` keys and the application stores media in a local directory.
-    #[serde(default = "enabled")]
+    #[serde(default = "defaults::enabled")]
     pub enabled: bool,
     /// MinIO server image, pinned by tag or digest (`latest` is refused).
-    #[serde(default = "minio_image")]
+    #[serde(default = "defaults::minio_image")]
     #[schemars(length(max = 1024))]
     pub image: String,
     /// MinIO client image used by the Job that creates the bucket and the
     /// application's access key.
-    #[serde(default = "mc_image")]
+    #[serde(default = "defaults::mc_image")]
     #[schemars(length(max = 1024))]
     pub client_image: String,
     /// 1 runs MinIO, 0 pauses it. Distributed MinIO needs at least four drives
     /// and is not offered.
-    #[serde(default = "one")]
+    #[serde(default = "defaults::one")]
     #[schemars(range(min = 0, max = 1))]
     pub replicas: i32,
     /// Bucket the application stores media in.
-    #[serde(default = "bucket")]
+    #[serde(default = "defaults::bucket")]
     #[schemars(length(max = 255))]
     pub bucket: String,
     /// Region the S3 client signs requests for.
-    #[serde(default = "region")]
+    #[serde(default = "defaults::region")]
     #[schemars(length(max = 128))]
     pub region: String,
-    #[serde(default = "minio_storage")]
+    #[serde(default = "defaults::minio_storage")]
     pub storage: StorageSpec,
-    #[serde(default = "minio_resources")]
+    #[serde(default = "defaults::minio_resources")]
     pub resources: ResourceRequirements,
     /// Use an existing S3 service instead of provisioning MinIO.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -351,109 +352,6 @@ impl DouyinEnvironment {
         match &self.spec.secret_name {
             Some(name) => name.clone(),
             None => format!("{}-douyin-backends", kube::ResourceExt::name_any(self)),
-        }
-    }
-}
-
-fn enabled() -> bool {
-    true
-}
-fn one() -> i32 {
-    1
-}
-fn mysql_image() -> String {
-    DEFAULT_MYSQL_IMAGE.into()
-}
-fn redis_image() -> String {
-    DEFAULT_REDIS_IMAGE.into()
-}
-fn minio_image() -> String {
-    DEFAULT_MINIO_IMAGE.into()
-}
-fn mc_image() -> String {
-    DEFAULT_MC_IMAGE.into()
-}
-fn bucket() -> String {
-    DEFAULT_BUCKET.into()
-}
-fn region() -> String {
-    DEFAULT_REGION.into()
-}
-fn storage(size: &str) -> StorageSpec {
-    StorageSpec { size: size.into(), storage_class_name: None }
-}
-fn mysql_storage() -> StorageSpec {
-    storage("10Gi")
-}
-fn redis_storage() -> StorageSpec {
-    storage("1Gi")
-}
-fn minio_storage() -> StorageSpec {
-    storage("20Gi")
-}
-
-fn resources(cpu: &str, memory: &str, memory_limit: &str) -> ResourceRequirements {
-    let quantities = |pairs: &[(&str, &str)]| -> BTreeMap<String, Quantity> {
-        pairs.iter().map(|(k, v)| (k.to_string(), Quantity(v.to_string()))).collect()
-    };
-    ResourceRequirements {
-        requests: Some(quantities(&[("cpu", cpu), ("memory", memory)])),
-        limits: Some(quantities(&[("memory", memory_limit)])),
-        ..Default::default()
-    }
-}
-fn mysql_resources() -> ResourceRequirements {
-    resources("250m", "512Mi", "1Gi")
-}
-fn redis_resources() -> ResourceRequirements {
-    resources("50m", "64Mi", "256Mi")
-}
-fn minio_resources() -> ResourceRequirements {
-    resources("100m", "256Mi", "1Gi")
-}
-/// Resources of the short-lived bucket setup Job.
-pub fn job_resources() -> ResourceRequirements {
-    resources("10m", "32Mi", "128Mi")
-}
-
-impl Default for MysqlSpec {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            image: mysql_image(),
-            replicas: 1,
-            storage: mysql_storage(),
-            resources: mysql_resources(),
-            external: None,
-        }
-    }
-}
-
-impl Default for RedisSpec {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            image: redis_image(),
-            replicas: 1,
-            storage: redis_storage(),
-            resources: redis_resources(),
-            external: None,
-        }
-    }
-}
-
-impl Default for MinioSpec {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            image: minio_image(),
-            client_image: mc_image(),
-            replicas: 1,
-            bucket: bucket(),
-            region: region(),
-            storage: minio_storage(),
-            resources: minio_resources(),
-            external: None,
         }
     }
 }

@@ -21,6 +21,9 @@ use crate::controller::Context;
 use crate::crd::DouyinEnvironment;
 use crate::metrics::Metrics;
 
+mod patch;
+use patch::{json_patch, merge_patch};
+
 pub const NS: &str = "shop";
 
 /// Objects by API path, e.g. `/api/v1/namespaces/shop/secrets/dev-douyin-backends`.
@@ -371,57 +374,6 @@ fn status(code: StatusCode, reason: &str) -> (StatusCode, Value) {
         "message": reason, "reason": reason, "code": code.as_u16(),
     });
     (code, body)
-}
-
-/// RFC 7386 merge patch.
-fn merge_patch(target: &mut Value, patch: &Value) {
-    let Value::Object(patch) = patch else {
-        *target = patch.clone();
-        return;
-    };
-    if !target.is_object() {
-        *target = json!({});
-    }
-    let target = target.as_object_mut().expect("object");
-    for (key, value) in patch {
-        if value.is_null() {
-            target.remove(key);
-        } else {
-            merge_patch(target.entry(key.clone()).or_insert(Value::Null), value);
-        }
-    }
-}
-
-/// The JSON patch operations the finalizer helper sends: test, add and remove.
-fn json_patch(target: &mut Value, ops: &Value) {
-    for op in ops.as_array().expect("json patch is a list") {
-        let pointer = op["path"].as_str().expect("path");
-        let (parent, last) = pointer.rsplit_once('/').expect("pointer");
-        match op["op"].as_str().expect("op") {
-            "test" => {
-                let found = target.pointer(pointer).cloned().unwrap_or(Value::Null);
-                assert_eq!(found, op["value"], "json patch test failed at {pointer}");
-            }
-            "add" => match target.pointer_mut(parent).expect("parent exists") {
-                Value::Array(items) if last == "-" => items.push(op["value"].clone()),
-                Value::Array(items) => items.insert(last.parse().expect("index"), op["value"].clone()),
-                Value::Object(map) => {
-                    map.insert(last.to_string(), op["value"].clone());
-                }
-                other => panic!("cannot add under {other}"),
-            },
-            "remove" => match target.pointer_mut(parent).expect("parent exists") {
-                Value::Array(items) => {
-                    items.remove(last.parse().expect("index"));
-                }
-                Value::Object(map) => {
-                    map.remove(last);
-                }
-                other => panic!("cannot remove under {other}"),
-            },
-            other => panic!("unsupported json patch op {other}"),
-        }
-    }
 }
 
 /// A context whose client is never answered, for tests that make no request.
