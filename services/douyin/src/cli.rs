@@ -84,7 +84,7 @@ Traces: OTEL_EXPORTER_OTLP_ENDPOINT. The README lists every key.";
 impl Cli {
     pub fn load_config(&self) -> anyhow::Result<Config> {
         let figment = Config::figment(self.config.as_deref()).merge(Serialized::defaults(&self.overrides));
-        Ok(figment.extract()?)
+        Ok(Config::extract(&figment)?)
     }
 }
 

@@ -4,8 +4,9 @@
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use figment::{
-    Figment,
+    Figment, Metadata, Profile, Provider,
     providers::{Env, Format, Serialized, Toml},
+    value::{Dict, Map, Value},
 };
 use serde::{Deserialize, Serialize};
 
@@ -164,16 +165,23 @@ pub struct ConfigError(#[from] Box<figment::Error>);
 impl Config {
     /// Defaults, then `file` (if given), then `DOUYIN_*` from the environment.
     pub fn load(file: Option<&std::path::Path>) -> Result<Self, ConfigError> {
-        Self::figment(file).extract().map_err(|e| ConfigError(Box::new(e)))
+        Self::extract(&Self::figment(file))
     }
 
-    /// The layered sources, so callers can merge flags on top.
+    /// The layered sources, so callers can merge flags on top; read them
+    /// with [`Config::extract`].
     pub fn figment(file: Option<&std::path::Path>) -> Figment {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         if let Some(file) = file {
             figment = figment.merge(Toml::file_exact(file));
         }
-        figment.merge(Env::prefixed("DOUYIN_").ignore(&["CONFIG"]).map(|key| key.as_str().to_ascii_lowercase().into()))
+        figment.merge(EnvStrings::new())
+    }
+
+    /// Reads a configuration from `figment`. Environment values arrive as
+    /// text and become numbers or booleans only where the setting is one.
+    pub fn extract(figment: &Figment) -> Result<Self, ConfigError> {
+        figment.extract_lossy().map_err(|e| ConfigError(Box::new(e)))
     }
 
     /// The endpoint configured for a peer role, if any.
@@ -208,6 +216,66 @@ impl Config {
     }
 }
 
+/// `DOUYIN_*` environment variables, each kept as the text it is: a secret of
+/// `0123456789`, a prefix of `true` or a bucket named `2024` stay strings (the
+/// stock provider would guess a number or a boolean and refuse the setting, or
+/// drop leading zeros). Settings that are lists take `[a, b]` or `a,b`.
+struct EnvStrings {
+    list_keys: Vec<String>,
+}
+
+impl EnvStrings {
+    fn new() -> Self {
+        let defaults = Serialized::defaults(Config::default()).data().unwrap_or_default();
+        let list_keys = defaults
+            .values()
+            .flat_map(|dict| dict.iter())
+            .filter(|(_, value)| matches!(value, Value::Array(..)))
+            .map(|(key, _)| key.clone())
+            .collect();
+        Self { list_keys }
+    }
+
+    fn env() -> Env {
+        Env::prefixed("DOUYIN_").ignore(&["CONFIG"]).map(|key| key.as_str().to_ascii_lowercase().into())
+    }
+}
+
+/// `[a, "b"]`, `a,b` or a single item; blank items dropped.
+fn list_items(raw: &str) -> Vec<Value> {
+    let raw = raw.trim();
+    let inner = raw.strip_prefix('[').and_then(|r| r.strip_suffix(']')).unwrap_or(raw);
+    inner
+        .split(',')
+        .map(str::trim)
+        .map(|item| {
+            item.strip_prefix('"')
+                .and_then(|i| i.strip_suffix('"'))
+                .or_else(|| item.strip_prefix('\'').and_then(|i| i.strip_suffix('\'')))
+                .unwrap_or(item)
+        })
+        .filter(|item| !item.is_empty())
+        .map(Value::from)
+        .collect()
+}
+
+impl Provider for EnvStrings {
+    fn metadata(&self) -> Metadata {
+        Metadata::named("environment variable(s)")
+            .interpolater(|_: &Profile, keys: &[&str]| format!("DOUYIN_{}", keys.join(".").to_ascii_uppercase()))
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        let mut dict = Dict::new();
+        for (key, raw) in Self::env().iter() {
+            let key = key.as_str().to_owned();
+            let value = if self.list_keys.contains(&key) { Value::from(list_items(&raw)) } else { Value::from(raw) };
+            dict.insert(key, value);
+        }
+        Ok(Profile::Default.collect(dict))
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::result_large_err)]
 mod tests {
@@ -225,6 +293,58 @@ mod tests {
             assert_eq!(config.redis_url.as_deref(), Some("redis://localhost/1"));
             assert_eq!(config.sensitive_words, vec!["foo", "bar"]);
             assert!(!config.migrate);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn string_settings_stay_strings_whatever_they_look_like() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("DOUYIN_JWT_SECRET", "0123456789");
+            jail.set_env("DOUYIN_REDIS_PREFIX", "true");
+            jail.set_env("DOUYIN_S3_BUCKET", "2024");
+            jail.set_env("DOUYIN_S3_ACCESS_KEY", "00012");
+            jail.set_env("DOUYIN_S3_SECRET_KEY", "1e5");
+            jail.set_env("DOUYIN_S3_REGION", "-1.50");
+            jail.set_env("DOUYIN_PUBLIC_URL", "[not, a, list]");
+            jail.set_env("DOUYIN_LOG_FORMAT", "{json}");
+            let config = Config::load(None).expect("config");
+            assert_eq!(config.jwt_secret.as_deref(), Some("0123456789"));
+            assert_eq!(config.redis_prefix, "true");
+            assert_eq!(config.s3_bucket, "2024");
+            assert_eq!(config.s3_access_key.as_deref(), Some("00012"));
+            assert_eq!(config.s3_secret_key.as_deref(), Some("1e5"));
+            assert_eq!(config.s3_region, "-1.50");
+            assert_eq!(config.public_url.as_deref(), Some("[not, a, list]"));
+            assert_eq!(config.log_format.as_deref(), Some("{json}"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn numbers_booleans_and_lists_still_parse() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("DOUYIN_JWT_TTL_SECS", "0600");
+            jail.set_env("DOUYIN_DEMO_CONTENT", "true");
+            jail.set_env("DOUYIN_MIGRATE", "0");
+            jail.set_env("DOUYIN_SENSITIVE_WORDS", "[\"007\", true, spam ]");
+            jail.set_env("DOUYIN_TRUSTED_PROXIES", "10.0.0.0/8,192.168.1.1");
+            let config = Config::load(None).expect("config");
+            assert_eq!(config.jwt_ttl_secs, 600);
+            assert_eq!(config.demo_content, Some(true));
+            assert!(!config.migrate);
+            assert_eq!(config.sensitive_words, vec!["007", "true", "spam"]);
+            assert_eq!(config.trusted_proxies, vec!["10.0.0.0/8", "192.168.1.1"]);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_bad_number_is_refused_naming_the_variable() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("DOUYIN_JWT_TTL_SECS", "a week");
+            let error = Config::load(None).expect_err("refused").to_string();
+            assert!(error.contains("DOUYIN_JWT_TTL_SECS"), "{error}");
             Ok(())
         });
     }
