@@ -1,13 +1,14 @@
 //! The one client factory for every gRPC peer. A peer hosted in this process is
 //! called through its tonic server as a tower service (no socket, same codec and
 //! handlers); a remote peer through a lazily connected channel balanced over the
-//! addresses its DNS name resolves to. Both get the same deadlines, retries for
-//! idempotent reads, and trace-context propagation.
+//! addresses its DNS name resolves to (see `discovery`). Both get the same
+//! deadlines, retries for idempotent reads, and trace-context propagation.
+
+mod discovery;
 
 use std::{
     collections::HashSet,
     convert::Infallible,
-    net::SocketAddr,
     sync::{Arc, OnceLock},
     task::{Context, Poll},
     time::Duration,
@@ -21,13 +22,10 @@ use douyin_proto::{
 };
 use futures::future::BoxFuture;
 use http_body_util::BodyExt;
-use tonic::transport::channel::Change;
-use tonic::{
-    Status,
-    body::Body,
-    transport::{Channel, Endpoint},
-};
+use tonic::{Status, body::Body};
 use tower::{Service, ServiceExt, util::BoxCloneSyncService};
+
+pub use discovery::{REFRESH, Resolver, SystemResolver, remote_channel, remote_channel_with};
 
 use crate::{Config, Error, Result, Role};
 
@@ -131,65 +129,6 @@ pub fn clients(config: &Config, hosted: &HashSet<Role>, local: &LocalServers) ->
         chat: ChatServiceClient::new(channel(Role::Chat)?),
         counter: CounterServiceClient::new(channel(Role::Counter)?),
     })
-}
-
-/// A lazily connected channel. Names other than IP literals and `localhost`
-/// are re-resolved every few seconds and requests balanced over every address
-/// (a headless Service gives one per pod).
-pub fn remote_channel(url: &str, connect_timeout: Duration) -> Result<Channel> {
-    let uri: http::Uri = url.parse().map_err(|e| Error::internal(format!("peer endpoint {url:?}: {e}")))?;
-    let host = uri.host().unwrap_or_default().trim_matches(['[', ']']).to_owned();
-    let port = uri.port_u16().unwrap_or(50051);
-    let endpoint = |target: &str| -> Result<Endpoint> {
-        Ok(Endpoint::from_shared(target.to_owned())
-            .map_err(|e| Error::internal(format!("peer endpoint {target:?}: {e}")))?
-            .connect_timeout(connect_timeout)
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(30))
-            .keep_alive_timeout(Duration::from_secs(10)))
-    };
-    if host.parse::<std::net::IpAddr>().is_ok() || host == "localhost" {
-        return Ok(endpoint(url)?.connect_lazy());
-    }
-    let (channel, changes) = Channel::balance_channel::<SocketAddr>(64);
-    let scheme = uri.scheme_str().unwrap_or("http").to_owned();
-    let template = endpoint(url)?;
-    tokio::spawn(async move {
-        let mut known: HashSet<SocketAddr> = HashSet::new();
-        loop {
-            match tokio::net::lookup_host((host.as_str(), port)).await {
-                Ok(addrs) => {
-                    let now: HashSet<SocketAddr> = addrs.collect();
-                    for addr in now.difference(&known) {
-                        let target = format!("{scheme}://{addr}");
-                        if let Ok(ep) = Endpoint::from_shared(target) {
-                            let ep = ep
-                                .connect_timeout(connect_timeout)
-                                .tcp_nodelay(true)
-                                .http2_keep_alive_interval(Duration::from_secs(30))
-                                .keep_alive_timeout(Duration::from_secs(10))
-                                .origin(template.uri().clone());
-                            if changes.send(Change::Insert(*addr, ep)).await.is_err() {
-                                return;
-                            }
-                        }
-                    }
-                    for addr in known.difference(&now) {
-                        if changes.send(Change::Remove(*addr)).await.is_err() {
-                            return;
-                        }
-                    }
-                    known = now;
-                }
-                Err(error) => tracing::debug!(%error, %host, "peer name does not resolve yet"),
-            }
-            if changes.is_closed() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_secs(if known.is_empty() { 1 } else { 5 })).await;
-        }
-    });
-    Ok(channel)
 }
 
 /// Methods that only read, so a failed attempt may be repeated.
