@@ -11,7 +11,7 @@ async fn main() -> anyhow::Result<()> {
     match &cli.command {
         Command::Serve { roles } => {
             let roles = parse_roles(roles)?;
-            let _telemetry = douyin_kit::telemetry::init(&config, &douyin::service_name(&roles));
+            let _telemetry = douyin_kit::telemetry::init(&config, &douyin::service_name(&roles))?;
             let (trigger, stop) = shutdown::channel();
             tokio::spawn(async move {
                 shutdown::signal().await;
@@ -22,7 +22,7 @@ async fn main() -> anyhow::Result<()> {
             running.wait().await?;
         }
         Command::Migrate => {
-            let _telemetry = douyin_kit::telemetry::init(&config, "douyin-migrate");
+            let _telemetry = douyin_kit::telemetry::init(&config, "douyin-migrate")?;
             douyin::migrate(&config).await?;
         }
         Command::Health { addr, service } => {

@@ -2,8 +2,8 @@
 //!
 //! Logs are JSON lines (or pretty output in a terminal) that carry the
 //! `trace_id`/`span_id` of the span they were written in. Traces are exported
-//! over OTLP gRPC when `OTEL_EXPORTER_OTLP_ENDPOINT` is set, configured by the
-//! standard `OTEL_*` variables; spans follow OpenTelemetry semantic conventions
+//! over OTLP (gRPC or HTTP/protobuf, see `otlp`) when `OTEL_EXPORTER_OTLP_ENDPOINT`
+//! is set, configured by the standard `OTEL_*` variables; spans follow OpenTelemetry semantic conventions
 //! (`http.route`, `rpc.method`, `db.operation.name`). W3C trace context travels
 //! in gRPC metadata, so one app request is one trace across every role.
 //!
@@ -13,6 +13,7 @@
 
 mod grpc;
 mod logs;
+mod otlp;
 mod redis;
 mod sql;
 
@@ -28,6 +29,7 @@ use tracing_subscriber::{
 };
 
 pub use grpc::{GrpcServerLayer, GrpcServerSpan, client_span, record_client_outcome};
+pub use otlp::{ExportConfigError, OtlpProtocol};
 pub use redis::TracedConnection;
 
 use crate::Config;
@@ -63,8 +65,9 @@ impl Drop for Telemetry {
 /// `info`), and when an OTLP endpoint is configured, spans exported under
 /// `service.name` = `OTEL_SERVICE_NAME`, else `service_name`.
 /// Must run inside the Tokio runtime (the exporter's connection lives there).
-/// A second call (tests starting several apps) changes nothing.
-pub fn init(config: &Config, service_name: &str) -> Telemetry {
+/// A second call (tests starting several apps) changes nothing. Refuses export
+/// settings that cannot work (an unknown protocol, an https endpoint).
+pub fn init(config: &Config, service_name: &str) -> Result<Telemetry, ExportConfigError> {
     use std::io::IsTerminal;
     let json = match config.log_format.as_deref() {
         Some("json") => true,
@@ -85,7 +88,8 @@ pub fn init(config: &Config, service_name: &str) -> Telemetry {
     let mut layers: Vec<Box<dyn Layer<Registry> + Send + Sync>> = vec![logs];
 
     let provider = if export_configured() {
-        match tracer_provider(service_name) {
+        let protocol = otlp::check()?;
+        match tracer_provider(service_name, protocol) {
             Ok(provider) => Some(provider),
             Err(error) => {
                 eprintln!("traces are not exported: {error}");
@@ -116,9 +120,9 @@ pub fn init(config: &Config, service_name: &str) -> Telemetry {
     match tracing_subscriber::registry().with(layers).try_init() {
         Ok(()) => {
             tracing::debug!(service = service_name, traces = provider.is_some(), "telemetry initialised");
-            Telemetry { provider }
+            Ok(Telemetry { provider })
         }
-        Err(_) => Telemetry { provider: None },
+        Err(_) => Ok(Telemetry { provider: None }),
     }
 }
 
@@ -146,10 +150,10 @@ fn export_configured() -> bool {
     !disabled && (env_set("OTEL_EXPORTER_OTLP_ENDPOINT") || env_set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
 }
 
-/// OTLP over gRPC with a batch processor; endpoint, headers, timeout, batch
-/// sizes and sampler come from the standard `OTEL_*` variables.
-fn tracer_provider(default_name: &str) -> Result<SdkTracerProvider, String> {
-    let exporter = opentelemetry_otlp::SpanExporter::builder().with_tonic().build().map_err(|e| e.to_string())?;
+/// OTLP in `protocol` with a batch processor; endpoint, headers, timeout,
+/// batch sizes and sampler come from the standard `OTEL_*` variables.
+fn tracer_provider(default_name: &str, protocol: OtlpProtocol) -> Result<SdkTracerProvider, String> {
+    let exporter = otlp::exporter(protocol)?;
     let named_by_env = env_set("OTEL_SERVICE_NAME")
         || std::env::var("OTEL_RESOURCE_ATTRIBUTES")
             .is_ok_and(|attrs| attrs.split(',').any(|kv| kv.trim_start().starts_with("service.name=")));

@@ -1,5 +1,6 @@
-//! Test helpers for observability: an OTLP gRPC trace receiver and a check
-//! of the Prometheus/OpenMetrics text format.
+//! Test helpers for observability: an OTLP trace receiver (gRPC, or HTTP with
+//! protobuf bodies at `/v1/traces`) and a check of the Prometheus/OpenMetrics
+//! text format.
 
 use std::{
     collections::HashMap,
@@ -68,8 +69,15 @@ impl TraceService for Receiver {
         &self,
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        self.keep(request.into_inner());
+        Ok(tonic::Response::new(ExportTraceServiceResponse { partial_success: None }))
+    }
+}
+
+impl Receiver {
+    fn keep(&self, request: ExportTraceServiceRequest) {
         let mut out = Vec::new();
-        for resource_spans in request.into_inner().resource_spans {
+        for resource_spans in request.resource_spans {
             let resource = resource_spans.resource.map(|r| attribute_map(&r.attributes)).unwrap_or_default();
             let service = resource.get("service.name").cloned().unwrap_or_default();
             for span in resource_spans.scope_spans.into_iter().flat_map(|s| s.spans) {
@@ -93,12 +101,42 @@ impl TraceService for Receiver {
             }
         }
         self.0.lock().unwrap().extend(out);
-        Ok(tonic::Response::new(ExportTraceServiceResponse { partial_success: None }))
     }
+}
+
+/// OTLP/HTTP with protobuf bodies, as the specification defines it.
+async fn http_export(
+    axum::extract::State(receiver): axum::extract::State<Receiver>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    use prost::Message;
+    let content_type = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    if content_type != "application/x-protobuf" {
+        return (axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE, "protobuf only").into_response();
+    }
+    let Ok(request) = ExportTraceServiceRequest::decode(body) else {
+        return (axum::http::StatusCode::BAD_REQUEST, "not an ExportTraceServiceRequest").into_response();
+    };
+    receiver.keep(request);
+    let reply = ExportTraceServiceResponse { partial_success: None }.encode_to_vec();
+    ([("content-type", "application/x-protobuf")], reply).into_response()
+}
+
+/// The wire protocol a [`Collector`] speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wire {
+    Grpc,
+    HttpProtobuf,
 }
 
 impl Collector {
     pub fn start() -> Collector {
+        Self::start_with(Wire::Grpc)
+    }
+
+    pub fn start_with(wire: Wire) -> Collector {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
@@ -109,12 +147,23 @@ impl Collector {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             runtime.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-                let server = tonic::transport::Server::builder()
-                    .add_service(TraceServiceServer::new(receiver))
-                    .serve_with_incoming(incoming);
+                let server: std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> = match wire {
+                    Wire::Grpc => {
+                        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+                        let server = tonic::transport::Server::builder()
+                            .add_service(TraceServiceServer::new(receiver))
+                            .serve_with_incoming(incoming);
+                        Box::pin(async move { server.await.unwrap() })
+                    }
+                    Wire::HttpProtobuf => {
+                        let app = axum::Router::new()
+                            .route("/v1/traces", axum::routing::post(http_export))
+                            .with_state(receiver);
+                        Box::pin(async move { axum::serve(listener, app).await.unwrap() })
+                    }
+                };
                 tokio::select! {
-                    result = server => result.unwrap(),
+                    () = server => {}
                     _ = stopped => {}
                 }
             });
