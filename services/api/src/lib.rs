@@ -2,16 +2,18 @@
 //! and the web client, and pushes chat messages over WebSocket.
 
 mod auth;
+mod media;
 mod observe;
 mod openapi;
 mod params;
+mod ranges;
 mod ratelimit;
 mod reply;
 mod routes;
 mod web;
 mod ws;
 
-use std::{path::PathBuf, sync::Arc};
+use std::sync::Arc;
 
 use axum::{
     Router,
@@ -82,8 +84,8 @@ pub struct Gateway {
     pub pubsub: Arc<dyn PubSub>,
     /// Rate-limit counters (Redis when configured, shared across replicas).
     pub cache: Arc<dyn Cache>,
-    /// The local media directory, when media is stored locally.
-    pub media_dir: Option<PathBuf>,
+    /// The object store served at `/media/…`.
+    pub media: Option<Arc<dyn douyin_kit::storage::ObjectStore>>,
     pub readiness: Readiness,
     pub shutdown: Shutdown,
 }
@@ -91,7 +93,7 @@ pub struct Gateway {
 /// Builds the gateway's router.
 #[allow(clippy::too_many_arguments)] // each is a distinct backend built once by the process
 pub fn router(gateway: Gateway) -> Router {
-    let Gateway { config, clients, tokens, pubsub, cache, media_dir, readiness, shutdown } = gateway;
+    let Gateway { config, clients, tokens, pubsub, cache, media, readiness, shutdown } = gateway;
     let hub = ws::Hub::start(pubsub, shutdown);
     let state = AppState {
         config: config.clone(),
@@ -115,7 +117,8 @@ pub fn router(gateway: Gateway) -> Router {
             .layer(DefaultBodyLimit::max(upload_limit)),
     );
     app = app.route("/openapi.json", axum::routing::get(openapi::serve));
-    app = app.merge(web::routes(media_dir)).route("/metrics", axum::routing::get(douyin_kit::metrics::handler));
+    // Metrics are served on the admin listener only, never on this public port.
+    app = app.merge(web::routes(media));
     app.layer(DefaultBodyLimit::max(usize::try_from(config.max_body_bytes).unwrap_or(usize::MAX)))
         .layer(axum::middleware::from_fn_with_state(state.clone(), ratelimit::enforce))
         .layer(axum::middleware::from_fn(observe::observe))

@@ -1,8 +1,8 @@
-//! Everything the gateway serves besides the API: media from the local store
-//! (with Range support), default images, the web client, health, and the JSON
-//! 404 for unknown routes.
+//! Everything the gateway serves besides the API: media from the object store
+//! (see `media`), default images, the web client, health, and the JSON 404
+//! for unknown routes.
 
-use std::path::PathBuf;
+use std::sync::Arc;
 
 use axum::{
     Router,
@@ -11,7 +11,7 @@ use axum::{
     response::{IntoResponse, Response},
     routing::get,
 };
-use douyin_kit::Error;
+use douyin_kit::{Error, storage::ObjectStore};
 use rust_embed::RustEmbed;
 
 use crate::{
@@ -29,19 +29,20 @@ const STATIC: &[(&str, &str, &[u8])] = &[
     ("background.jpg", "image/jpeg", include_bytes!("../static/background.jpg")),
 ];
 
-pub fn routes(media_dir: Option<PathBuf>) -> Router<AppState> {
+pub fn routes(media: Option<Arc<dyn ObjectStore>>) -> Router<AppState> {
     let mut router = Router::new()
         .route("/static/{file}", get(static_file))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .fallback(fallback);
-    if let Some(dir) = media_dir {
-        // Keys are generated (`videos/<uuid>.mp4`), so the extension gives the
-        // type; ServeDir answers Range requests and refuses `..` segments.
-        let media = tower_http::services::ServeDir::new(dir)
-            .append_index_html_on_directories(false)
-            .not_found_service(axum::handler::HandlerWithoutStateExt::into_service(|| async { not_found() }));
-        router = router.nest_service("/media", media);
+    if let Some(store) = media {
+        // GET also answers HEAD (the handler sends no body for it).
+        let serve = get(
+            move |method: axum::http::Method, headers: axum::http::HeaderMap, path: axum::extract::Path<String>| {
+                crate::media::serve(store.clone(), method, headers, path.0)
+            },
+        );
+        router = router.route("/media/{*key}", serve);
     }
     router
 }
@@ -68,7 +69,7 @@ async fn ready(State(state): State<AppState>) -> Response {
     }
 }
 
-fn not_found() -> Response {
+pub(crate) fn not_found() -> Response {
     let mut response = refuse::<Empty>(Error::not_found("no such route"));
     *response.status_mut() = StatusCode::NOT_FOUND;
     response

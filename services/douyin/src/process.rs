@@ -165,6 +165,7 @@ pub async fn start(config: Config, roles: &[Role], shutdown: Shutdown) -> anyhow
     let local = LocalServers::default();
     let clients = grpc::clients(&config, &hosted, &local).context("peer clients")?;
     let (reporter, health_service) = tonic_health::server::health_reporter();
+    health::report_alive(&reporter).await;
     let mut routes = tonic::service::RoutesBuilder::default();
     routes.add_service(health_service);
     let mut probes: Vec<(Role, Vec<Probe>)> = Vec::new();
@@ -297,14 +298,13 @@ pub async fn start(config: Config, roles: &[Role], shutdown: Shutdown) -> anyhow
     if serves_api {
         let listener = bind(config.http_addr, "HTTP").await?;
         http_addr = Some(listener.local_addr()?);
-        let media_dir = storage.as_ref().and_then(|s| s.local_dir().map(ToOwned::to_owned));
         let router = douyin_api::router(douyin_api::Gateway {
             config: config.clone(),
             clients: clients.clone(),
             tokens: tokens.clone().expect("tokens"),
             pubsub: pubsub.clone(),
             cache: cache.clone(),
-            media_dir,
+            media: storage.clone(),
             readiness: readiness.clone(),
             shutdown: shutdown.clone(),
         });

@@ -13,7 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use otlp::{Collector, Received, parse_metrics};
+use otlp::{Collector, Received, Wire, parse_metrics};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_douyin");
@@ -62,6 +62,12 @@ struct Mesh {
 
 impl Mesh {
     async fn start(otlp_endpoint: &str) -> Mesh {
+        Self::start_with(otlp_endpoint, &[]).await
+    }
+
+    /// Every role its own process, exporting to `otlp_endpoint`, with `extra`
+    /// environment on top.
+    async fn start_with(otlp_endpoint: &str, extra: &[(&str, &str)]) -> Mesh {
         let dir = tempfile::tempdir().unwrap();
         let ports: HashMap<&str, (u16, u16, u16)> =
             ROLES.iter().map(|r| (*r, (free_port(), free_port(), free_port()))).collect();
@@ -94,6 +100,7 @@ impl Mesh {
         env.push(("DOUYIN_MIGRATE".into(), "false".into()));
         env.push(("OTEL_EXPORTER_OTLP_ENDPOINT".into(), otlp_endpoint.to_owned()));
         env.push(("OTEL_BSP_SCHEDULE_DELAY".into(), "100".into()));
+        env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
 
         let mut procs = Vec::new();
         for role in ROLES {
@@ -288,8 +295,14 @@ async fn one_request_is_one_trace_across_processes() {
         }
     }
 
-    // /metrics on the gateway's port and on every admin listener.
-    let gateway = mesh.metrics(format!("{}/metrics", mesh.base())).await;
+    // /metrics on every admin listener, the gateway's too; never on its public port.
+    let public = mesh.http.get(format!("{}/metrics", mesh.base())).send().await.unwrap();
+    assert_eq!(public.status(), 404, "the public port serves no metrics");
+    assert_eq!(public.headers()["content-type"], "application/json; charset=utf-8");
+    let body: Value = public.json().await.unwrap();
+    assert!(body["status_code"].as_i64().is_some_and(|c| c != 0) && body["status_msg"].is_string(), "{body}");
+    let gateway_metrics = format!("http://127.0.0.1:{}/metrics", mesh.proc("api").admin);
+    let gateway = mesh.metrics(gateway_metrics.clone()).await;
     let requests = |route: &str, method: &str| {
         gateway
             .get(&format!(
@@ -323,11 +336,84 @@ async fn one_request_is_one_trace_across_processes() {
         // Generous for a loaded machine; export waits (10 s timeouts) would show.
         assert!(elapsed < Duration::from_secs(5), "requests with the collector down took {elapsed:?}");
     }
-    let gateway = mesh.metrics(format!("{}/metrics", mesh.base())).await;
+    let gateway = mesh.metrics(gateway_metrics).await;
     assert_eq!(
         gateway[r#"douyin_http_server_requests_total{http_route="/douyin/feed/",http_request_method="GET"}"#],
         4.0
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_protobuf_export_carries_one_trace_across_processes() {
+    let collector = Collector::start_with(Wire::HttpProtobuf);
+    let mesh = Mesh::start_with(&collector.endpoint(), &[("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")]).await;
+    let tag = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
+    let registered = mesh
+        .call("POST", "/douyin/user/register/", &[("username", &format!("http{tag}")), ("password", "secret123")])
+        .await;
+    let token = registered["token"].as_str().unwrap().to_owned();
+    mesh.publish(&token, &format!("http-{tag}")).await;
+    mesh.call("GET", "/douyin/feed/", &[("token", &token)]).await;
+    let trace =
+        wait_for_trace(&collector, "/douyin/feed/", &["douyin-api", "douyin-video", "douyin-user", "douyin-counter"])
+            .await;
+    let roots: Vec<&Received> = trace.iter().filter(|s| s.parent.is_empty()).collect();
+    assert_eq!(roots.len(), 1, "one root span: {roots:?}");
+    assert_eq!(roots[0].service, "douyin-api");
+    let feed = trace
+        .iter()
+        .find(|s| s.service == "douyin-video" && s.kind == SPAN_KIND_SERVER && s.attr("rpc.method") == Some("Feed"))
+        .expect("video's Feed span");
+    let caller = parent_of(&trace, feed).expect("Feed has its parent in the trace");
+    assert_eq!((caller.service.as_str(), caller.kind), ("douyin-api", SPAN_KIND_CLIENT));
+}
+
+/// `douyin serve` with `env` on top of a minimal environment: its exit status
+/// and stderr, or None when it is still running after the deadline.
+fn refused_start(env: &[(&str, &str)]) -> Option<(std::process::ExitStatus, String)> {
+    let dir = tempfile::tempdir().unwrap();
+    let mut base: Vec<(String, String)> = vec![
+        ("DOUYIN_DATA_DIR".into(), dir.path().display().to_string()),
+        ("DOUYIN_HTTP_ADDR".into(), "127.0.0.1:0".into()),
+        ("DOUYIN_GRPC_ADDR".into(), "127.0.0.1:0".into()),
+        ("DOUYIN_ADMIN_ADDR".into(), "127.0.0.1:0".into()),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT".into(), "http://127.0.0.1:4317".into()),
+    ];
+    base.extend(env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+    let mut child = command(&base).args(["serve", "all"]).stderr(Stdio::piped()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut stderr = String::new();
+            std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+            return Some((status, stderr));
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn an_otlp_protocol_it_cannot_speak_refuses_the_start() {
+    let cases: [(&[(&str, &str)], &str); 3] = [
+        (&[("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")], "OTEL_EXPORTER_OTLP_PROTOCOL=\"http/json\""),
+        (&[("OTEL_EXPORTER_OTLP_PROTOCOL", "thrift")], "OTEL_EXPORTER_OTLP_PROTOCOL=\"thrift\""),
+        // The traces-specific variable wins over the general one.
+        (
+            &[("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"), ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http")],
+            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL=\"http\"",
+        ),
+    ];
+    for (env, named) in cases {
+        let (status, stderr) = refused_start(env).unwrap_or_else(|| panic!("{env:?} was not refused"));
+        assert!(!status.success(), "{env:?}: {status:?}");
+        assert!(stderr.contains(named), "{env:?}: the refusal names the setting: {stderr}");
+        assert!(stderr.contains("grpc or http/protobuf"), "{env:?}: and what is supported: {stderr}");
+    }
 }
 
 #[test]

@@ -1,6 +1,9 @@
 //! Readiness of a process: every hosted role is SERVING over gRPC health (and
 //! `/readyz` answers 200) only while the backends it depends on answer; all
-//! flip to NOT_SERVING when shutdown begins.
+//! flip to NOT_SERVING when shutdown begins. Liveness is separate: the gRPC
+//! health service [`LIVENESS`] (and the admin `/healthz`) says the process
+//! runs, SERVING from start until exit whatever the backends do, so a
+//! database outage never gets pods restarted.
 
 use std::{
     sync::{
@@ -14,6 +17,14 @@ use futures::future::BoxFuture;
 use tonic_health::{ServingStatus, server::HealthReporter};
 
 use crate::{Result, Role, shutdown::Shutdown};
+
+/// The gRPC health service name of liveness probes.
+pub const LIVENESS: &str = "liveness";
+
+/// Marks the process alive for gRPC liveness probes; nothing turns it off.
+pub async fn report_alive(reporter: &HealthReporter) {
+    reporter.set_service_status(LIVENESS, ServingStatus::Serving).await;
+}
 
 /// One dependency check (database ping, Redis ping, bucket head…).
 pub type Probe = Arc<dyn Fn() -> BoxFuture<'static, Result<()>> + Send + Sync>;

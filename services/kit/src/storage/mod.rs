@@ -1,20 +1,22 @@
-//! Media objects: a local directory (embedded default, served by the gateway at
-//! `/media/…` with Range support) or an S3-API bucket (MinIO in clusters), whose
-//! objects clients fetch with presigned GET URLs against the public endpoint.
+//! Media objects: a local directory (embedded default) or an S3-API bucket
+//! (MinIO in clusters). The gateway serves either at `/media/…` (streamed,
+//! with Range, HEAD and validators); with a public S3 endpoint configured,
+//! clients fetch S3 objects directly with presigned GET URLs instead.
+
+mod s3;
 
 use std::{
     path::{Path, PathBuf},
     sync::Arc,
-    time::Duration,
+    time::SystemTime,
 };
 
 use async_trait::async_trait;
-use aws_sdk_s3::{
-    config::{BehaviorVersion, Credentials, Region},
-    presigning::PresigningConfig,
-    primitives::ByteStream,
-};
-use tracing::Instrument;
+use bytes::Bytes;
+use futures::{StreamExt, stream::BoxStream};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+
+pub use s3::S3Store;
 
 use crate::{Config, Error, Result};
 
@@ -33,9 +35,29 @@ pub trait ObjectStore: Send + Sync + 'static {
     /// What a client GETs: an absolute URL, or a gateway path under `/media/`.
     async fn public_url(&self, key: &str) -> Result<String>;
     async fn ping(&self) -> Result<()>;
-    /// The directory behind a local store (the gateway serves it).
-    fn local_dir(&self) -> Option<&Path>;
+    /// What is known of `key` without reading it; None when there is no such object.
+    async fn info(&self, key: &str) -> Result<Option<ObjectInfo>>;
+    /// `len` bytes of `key` from `start`, as a stream (never the whole object
+    /// in memory). The caller asks only for bytes [`ObjectStore::info`] reported.
+    async fn read(&self, key: &str, start: u64, len: u64) -> Result<ObjectStream>;
 }
+
+/// A stored object's size and validators.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectInfo {
+    pub len: u64,
+    /// The type it was stored with (S3); None for local files.
+    pub content_type: Option<String>,
+    /// A strong entity tag, quoted as HTTP sends it (`"…"`).
+    pub etag: Option<String>,
+    pub modified: Option<SystemTime>,
+}
+
+/// Object bytes as they are read.
+pub type ObjectStream = BoxStream<'static, std::io::Result<Bytes>>;
+
+/// Chunk size of streamed reads.
+const READ_CHUNK: usize = 64 * 1024;
 
 pub async fn from_config(config: &Config) -> Result<Arc<dyn ObjectStore>> {
     Ok(match &config.s3_endpoint {
@@ -125,8 +147,28 @@ impl ObjectStore for LocalStore {
         tokio::fs::metadata(&self.root).await.map(|_| ()).map_err(|e| Error::Unavailable(format!("media dir: {e}")))
     }
 
-    fn local_dir(&self) -> Option<&Path> {
-        Some(&self.root)
+    async fn info(&self, key: &str) -> Result<Option<ObjectInfo>> {
+        check_key(key)?;
+        let meta = match tokio::fs::metadata(self.root.join(key)).await {
+            Ok(meta) if meta.is_file() => meta,
+            Ok(_) => return Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::internal(format!("media file: {e}"))),
+        };
+        let modified = meta.modified().ok();
+        // Files are replaced by rename, never rewritten: size and mtime identify a version.
+        let nanos = modified.and_then(|m| m.duration_since(SystemTime::UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos());
+        let etag = format!("\"{:x}-{nanos:x}\"", meta.len());
+        Ok(Some(ObjectInfo { len: meta.len(), content_type: None, etag: Some(etag), modified }))
+    }
+
+    async fn read(&self, key: &str, start: u64, len: u64) -> Result<ObjectStream> {
+        check_key(key)?;
+        let mut file = tokio::fs::File::open(self.root.join(key))
+            .await
+            .map_err(|e| Error::internal(format!("opening media: {e}")))?;
+        file.seek(std::io::SeekFrom::Start(start)).await.map_err(|e| Error::internal(format!("seeking media: {e}")))?;
+        Ok(tokio_util::io::ReaderStream::with_capacity(file.take(len), READ_CHUNK).boxed())
     }
 }
 
@@ -162,165 +204,18 @@ fn walk(root: &Path, dir: &Path) -> std::io::Result<Vec<String>> {
     Ok(keys)
 }
 
-/// Objects in an S3-API bucket, path-style addressing (as MinIO deployments use).
-#[derive(Clone, Debug)]
-pub struct S3Store {
-    client: aws_sdk_s3::Client,
-    /// Signs URLs for the address clients see, which may differ from the
-    /// in-cluster endpoint.
-    presigner: aws_sdk_s3::Client,
-    bucket: String,
-    expiry: Duration,
-}
-
-fn s3_client(config: &Config, endpoint: &str) -> aws_sdk_s3::Client {
-    let credentials = Credentials::new(
-        config.s3_access_key.clone().unwrap_or_default(),
-        config.s3_secret_key.clone().unwrap_or_default(),
-        None,
-        None,
-        "douyin-config",
-    );
-    let conf = aws_sdk_s3::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new(config.s3_region.clone()))
-        .endpoint_url(endpoint)
-        .credentials_provider(credentials)
-        .force_path_style(true)
-        .build();
-    aws_sdk_s3::Client::from_conf(conf)
-}
-
-/// A client span for one S3 call inside a request (none outside: health checks).
-fn s3_span(operation: &str, bucket: &str) -> tracing::Span {
-    if tracing::Span::current().is_none() {
-        return tracing::Span::none();
-    }
-    tracing::info_span!(
-        "s3",
-        otel.name = %format!("S3.{operation}"),
-        otel.kind = "client",
-        rpc.system = "aws-api",
-        rpc.service = "S3",
-        rpc.method = %operation,
-        aws.s3.bucket = %bucket,
-    )
-}
-
-fn s3_error(what: &str, e: impl std::fmt::Debug) -> Error {
-    Error::Unavailable(format!("s3 {what}: {e:?}"))
-}
-
-impl S3Store {
-    /// Connects and creates the bucket when it is missing (a store that cannot
-    /// be reached yet is reported by health checks, not by a failed start).
-    pub async fn new(config: &Config, endpoint: &str) -> Result<Self> {
-        let public = config.s3_public_endpoint.as_deref().filter(|e| !e.is_empty()).unwrap_or(endpoint);
-        let store = Self {
-            client: s3_client(config, endpoint),
-            presigner: s3_client(config, public),
-            bucket: config.s3_bucket.clone(),
-            expiry: Duration::from_secs(config.s3_presign_secs.clamp(60, 7 * 24 * 3600)),
-        };
-        if let Err(error) = store.ensure_bucket().await {
-            tracing::warn!(%error, "object storage not ready yet");
-        }
-        Ok(store)
-    }
-
-    pub async fn ensure_bucket(&self) -> Result<()> {
-        if self.client.head_bucket().bucket(&self.bucket).send().await.is_ok() {
-            return Ok(());
-        }
-        match self.client.create_bucket().bucket(&self.bucket).send().await {
-            Ok(_) => Ok(()),
-            Err(e) => {
-                let already = e
-                    .as_service_error()
-                    .is_some_and(|s| s.is_bucket_already_owned_by_you() || s.is_bucket_already_exists());
-                if already { Ok(()) } else { Err(s3_error("create bucket", e)) }
-            }
-        }
-    }
-}
-
-#[async_trait]
-impl ObjectStore for S3Store {
-    async fn put_file(&self, key: &str, path: &Path, content_type: &str) -> Result<()> {
-        check_key(key)?;
-        let body = ByteStream::from_path(path).await.map_err(|e| Error::internal(format!("reading upload: {e}")))?;
-        self.client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .content_type(content_type)
-            .body(body)
-            .send()
-            .instrument(s3_span("PutObject", &self.bucket))
-            .await
-            .map_err(|e| s3_error("put", e))?;
-        Ok(())
-    }
-
-    async fn delete(&self, key: &str) -> Result<()> {
-        check_key(key)?;
-        self.client
-            .delete_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
-            .instrument(s3_span("DeleteObject", &self.bucket))
-            .await
-            .map_err(|e| s3_error("delete", e))?;
-        Ok(())
-    }
-
-    async fn exists(&self, key: &str) -> Result<bool> {
-        check_key(key)?;
-        let head = self.client.head_object().bucket(&self.bucket).key(key).send();
-        match head.instrument(s3_span("HeadObject", &self.bucket)).await {
-            Ok(_) => Ok(true),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(false),
-            Err(e) => Err(s3_error("head", e)),
-        }
-    }
-
-    async fn list(&self, prefix: &str) -> Result<Vec<String>> {
-        let mut keys = Vec::new();
-        let mut pages = self.client.list_objects_v2().bucket(&self.bucket).prefix(prefix).into_paginator().send();
-        while let Some(page) = pages.next().instrument(s3_span("ListObjectsV2", &self.bucket)).await {
-            let page = page.map_err(|e| s3_error("list", e))?;
-            keys.extend(page.contents().iter().filter_map(|o| o.key().map(str::to_owned)));
-        }
-        Ok(keys)
-    }
-
-    async fn public_url(&self, key: &str) -> Result<String> {
-        let presigning = PresigningConfig::expires_in(self.expiry).map_err(Error::internal)?;
-        let request = self
-            .presigner
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .presigned(presigning)
-            .await
-            .map_err(|e| Error::internal(format!("presigning: {e:?}")))?;
-        Ok(request.uri().to_owned())
-    }
-
-    async fn ping(&self) -> Result<()> {
-        self.client.head_bucket().bucket(&self.bucket).send().await.map_err(|e| s3_error("head bucket", e))?;
-        Ok(())
-    }
-
-    fn local_dir(&self) -> Option<&Path> {
-        None
-    }
-}
-
 /// One behaviour suite for every implementation.
 pub mod suite {
     use super::*;
+
+    async fn read_all(store: &dyn ObjectStore, key: &str, start: u64, len: u64) -> Vec<u8> {
+        let mut stream = store.read(key, start, len).await.unwrap();
+        let mut out = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            out.extend_from_slice(&chunk.unwrap());
+        }
+        out
+    }
 
     pub async fn stores_and_deletes(store: &dyn ObjectStore) {
         let dir = tempfile::tempdir().unwrap();
@@ -334,7 +229,15 @@ pub mod suite {
         assert!(!store.list("covers/").await.unwrap().contains(&key));
         let url = store.public_url(&key).await.unwrap();
         assert!(url.contains(&key), "{url}");
+        let info = store.info(&key).await.unwrap().expect("stored object");
+        let bytes = std::fs::read(&file).unwrap();
+        assert_eq!(info.len, bytes.len() as u64);
+        assert!(info.etag.as_deref().is_some_and(|t| t.len() > 2 && t.starts_with('"') && t.ends_with('"')));
+        assert_eq!(read_all(store, &key, 4, 8).await, b"ftypmp42");
+        assert_eq!(read_all(store, &key, 0, info.len).await, bytes);
+        assert_eq!(read_all(store, &key, info.len - 5, 5).await, b"bytes");
         store.delete(&key).await.unwrap();
+        assert!(store.info(&key).await.unwrap().is_none());
         assert!(!store.exists(&key).await.unwrap());
         assert!(!store.list("").await.unwrap().contains(&key));
         store.delete(&key).await.unwrap();
