@@ -9,6 +9,8 @@
 # kube-state-metrics.
 #
 #   bash .ci/monitoring-check.sh
+#   bash .ci/monitoring-check.sh --scrape   # also: a real Prometheus scrapes a running
+#                                           # process under load ($DOUYIN_BIN)
 #
 # Needs helm and the Python venv .ci/k8s-check.sh installs; installs Debian's
 # prometheus package (promtool) when promtool is missing.
@@ -56,4 +58,8 @@ for t in tests/prometheus/*.yaml; do
   tests=$((tests + $("$PY" -c 'import sys, yaml; print(len(yaml.safe_load(open(sys.argv[1]))["tests"]))' "$t")))
 done
 cat "$WORK/figure"
+if [[ "${1:-}" == --scrape ]]; then
+  [[ -x "${DOUYIN_BIN:-}" ]] || { echo "--scrape needs DOUYIN_BIN (cargo build -p douyin)" >&2; exit 1; }
+  "$PY" .ci/monitoring_scrape.py "$WORK" "$DOUYIN_BIN"
+fi
 echo "monitoring: $(cat "$WORK/figure.short"), $tests rule test groups passed ($(($(date +%s) - started))s)"
