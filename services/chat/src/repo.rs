@@ -8,7 +8,12 @@ use douyin_kit::{
 use douyin_proto::common::Message;
 use sqlx::Row;
 
-const HISTORY_LIMIT: i64 = 5000;
+/// Most messages one history answer carries: the newest ones of a
+/// conversation asked for whole, the oldest after `pre_msg_time` otherwise
+/// (the client's next poll, after the newest it holds, gets the rest).
+pub const HISTORY_MAX_MESSAGES: i64 = 10_000;
+/// Most message text (bytes) one answer carries, within the gRPC frame limit.
+pub const HISTORY_MAX_BYTES: usize = 3 << 20;
 
 fn pair(a: i64, b: i64) -> (i64, i64) {
     (a.min(b), a.max(b))
@@ -93,20 +98,38 @@ impl ChatRepo {
         Err(Error::Unavailable("could not allocate a message time".into()))
     }
 
-    /// The conversation of `a` and `b` after `after_ms`, oldest first.
+    /// The conversation of `a` and `b`, oldest first: all of it when
+    /// `after_ms` is 0 (its newest messages beyond the caps), else the
+    /// messages after `after_ms` (the oldest of them beyond the caps).
     pub async fn history(&self, a: i64, b: i64, after_ms: i64) -> Result<Vec<Message>> {
         let (lo, hi) = pair(a, b);
-        let rows = sqlx::query(
+        let whole = after_ms <= 0;
+        let order = if whole { "DESC" } else { "ASC" };
+        let sql = format!(
             "SELECT id, from_user_id, to_user_id, content, create_time FROM messages \
-             WHERE lo_user = ? AND hi_user = ? AND create_time > ? ORDER BY create_time ASC LIMIT ?",
-        )
-        .bind(lo)
-        .bind(hi)
-        .bind(after_ms)
-        .bind(HISTORY_LIMIT)
-        .fetch_all(self.db.pool())
-        .await?;
-        rows.iter().map(message).collect()
+             WHERE lo_user = ? AND hi_user = ? AND create_time > ? ORDER BY create_time {order} LIMIT ?"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(lo)
+            .bind(hi)
+            .bind(after_ms.max(0))
+            .bind(HISTORY_MAX_MESSAGES)
+            .fetch_all(self.db.pool())
+            .await?;
+        let mut messages = Vec::with_capacity(rows.len());
+        let mut bytes = 0;
+        for row in &rows {
+            let message = message(row)?;
+            bytes += message.content.len();
+            if bytes > HISTORY_MAX_BYTES {
+                break;
+            }
+            messages.push(message);
+        }
+        if whole {
+            messages.reverse();
+        }
+        Ok(messages)
     }
 
     /// The latest message between `user_id` and each of `peers` (absent when none).

@@ -36,8 +36,7 @@ impl ChatService {
             return Err(Error::invalid("content is required"));
         }
         check_length("content", content, 1, 1000)?;
-        let mut user = self.clients.user.clone();
-        if user.existing_users(Ids { ids: vec![to] }).await?.into_inner().ids.is_empty() {
+        if !self.exists(to).await? {
             return Err(Error::not_found(format!("user {to} does not exist")));
         }
         let message = self.repo.insert(from, to, content).await?;
@@ -53,11 +52,26 @@ impl ChatService {
         Ok(message)
     }
 
+    /// The conversation with `peer_id`, refused as `send` refuses: self or
+    /// a user that does not exist. Users are never deleted, so only an empty
+    /// conversation needs the existence check.
     pub async fn history(&self, user_id: i64, peer_id: i64, after_ms: i64) -> Result<Vec<Message>> {
         if peer_id <= 0 {
             return Err(Error::invalid("to_user_id must be a positive integer"));
         }
-        self.repo.history(user_id, peer_id, after_ms.max(0)).await
+        if peer_id == user_id {
+            return Err(Error::invalid("you have no conversation with yourself: to_user_id is your own id"));
+        }
+        let messages = self.repo.history(user_id, peer_id, after_ms.max(0)).await?;
+        if messages.is_empty() && !self.exists(peer_id).await? {
+            return Err(Error::not_found(format!("user {peer_id} does not exist")));
+        }
+        Ok(messages)
+    }
+
+    async fn exists(&self, user_id: i64) -> Result<bool> {
+        let mut user = self.clients.user.clone();
+        Ok(!user.existing_users(Ids { ids: vec![user_id] }).await?.into_inner().ids.is_empty())
     }
 
     /// One message per peer, in the order of `peers`; id 0 where none.

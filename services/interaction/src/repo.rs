@@ -21,8 +21,6 @@ pub struct InteractionRepo {
     db: Db,
 }
 
-const LIST_LIMIT: i64 = 500;
-
 impl InteractionRepo {
     pub fn new(db: Db) -> Self {
         Self { db }
@@ -52,13 +50,11 @@ impl InteractionRepo {
 
     /// Videos liked by `user_id`, most recent like first.
     pub async fn favorite_ids(&self, user_id: i64) -> Result<Vec<i64>> {
-        let rows = sqlx::query(
-            "SELECT video_id FROM favorites WHERE user_id = ? ORDER BY created_at_ms DESC, video_id DESC LIMIT ?",
-        )
-        .bind(user_id)
-        .bind(LIST_LIMIT)
-        .fetch_all(self.db.pool())
-        .await?;
+        let rows =
+            sqlx::query("SELECT video_id FROM favorites WHERE user_id = ? ORDER BY created_at_ms DESC, video_id DESC")
+                .bind(user_id)
+                .fetch_all(self.db.pool())
+                .await?;
         rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
     }
 
@@ -128,10 +124,9 @@ impl InteractionRepo {
     pub async fn comments(&self, video_id: i64) -> Result<Vec<CommentRow>> {
         let rows = sqlx::query(
             "SELECT id, video_id, user_id, content, created_at_ms FROM comments WHERE video_id = ? \
-             ORDER BY created_at_ms DESC, id DESC LIMIT ?",
+             ORDER BY created_at_ms DESC, id DESC",
         )
         .bind(video_id)
-        .bind(LIST_LIMIT)
         .fetch_all(self.db.pool())
         .await?;
         rows.iter().map(comment_row).collect()

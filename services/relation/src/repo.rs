@@ -7,8 +7,6 @@ use douyin_kit::{
 };
 use sqlx::Row;
 
-const LIST_LIMIT: i64 = 500;
-
 #[derive(Clone, Debug)]
 pub struct RelationRepo {
     db: Db,
@@ -41,14 +39,14 @@ impl RelationRepo {
     }
 
     async fn ids(&self, sql: &'static str, user_id: i64) -> Result<Vec<i64>> {
-        let rows = sqlx::query(sql).bind(user_id).bind(LIST_LIMIT).fetch_all(self.db.pool()).await?;
+        let rows = sqlx::query(sql).bind(user_id).fetch_all(self.db.pool()).await?;
         rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
     }
 
     /// Whom `user_id` follows, most recent first.
     pub async fn followees(&self, user_id: i64) -> Result<Vec<i64>> {
         self.ids(
-            "SELECT followee_id FROM follows WHERE follower_id = ? ORDER BY created_at_ms DESC, followee_id DESC LIMIT ?",
+            "SELECT followee_id FROM follows WHERE follower_id = ? ORDER BY created_at_ms DESC, followee_id DESC",
             user_id,
         )
         .await
@@ -57,7 +55,7 @@ impl RelationRepo {
     /// Who follows `user_id`, most recent first.
     pub async fn followers(&self, user_id: i64) -> Result<Vec<i64>> {
         self.ids(
-            "SELECT follower_id FROM follows WHERE followee_id = ? ORDER BY created_at_ms DESC, follower_id DESC LIMIT ?",
+            "SELECT follower_id FROM follows WHERE followee_id = ? ORDER BY created_at_ms DESC, follower_id DESC",
             user_id,
         )
         .await
@@ -68,7 +66,7 @@ impl RelationRepo {
         self.ids(
             "SELECT a.followee_id FROM follows a \
              JOIN follows b ON b.follower_id = a.followee_id AND b.followee_id = a.follower_id \
-             WHERE a.follower_id = ? ORDER BY a.created_at_ms DESC, a.followee_id DESC LIMIT ?",
+             WHERE a.follower_id = ? ORDER BY a.created_at_ms DESC, a.followee_id DESC",
             user_id,
         )
         .await

@@ -102,9 +102,11 @@ impl VideoRepo {
         rows.iter().map(row).collect()
     }
 
-    pub async fn by_author(&self, author_id: i64, limit: i64) -> Result<Vec<VideoRow>> {
-        let sql = format!("SELECT {COLUMNS} FROM videos WHERE author_id = ? ORDER BY published_at_ms DESC LIMIT ?");
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(author_id).bind(limit).fetch_all(self.db.pool()).await?;
+    /// Every video of `author_id`, newest first (the list is never cut: its
+    /// length is the author's `work_count`).
+    pub async fn by_author(&self, author_id: i64) -> Result<Vec<VideoRow>> {
+        let sql = format!("SELECT {COLUMNS} FROM videos WHERE author_id = ? ORDER BY published_at_ms DESC, id DESC");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(author_id).fetch_all(self.db.pool()).await?;
         rows.iter().map(row).collect()
     }
 

@@ -24,7 +24,6 @@ use crate::{
 /// Where a video without its own cover points; the gateway serves it.
 pub const DEFAULT_COVER: &str = "/static/cover.jpg";
 pub const FEED_LIMIT: u32 = 30;
-const LIST_LIMIT: i64 = 200;
 
 /// Settings of the video role.
 #[derive(Clone, Debug)]
@@ -253,7 +252,7 @@ impl VideoService {
         if user_id <= 0 {
             return Err(Error::invalid("user_id must be a positive integer"));
         }
-        let rows = self.repo.by_author(user_id, LIST_LIMIT).await?;
+        let rows = self.repo.by_author(user_id).await?;
         if rows.is_empty() {
             let mut user = self.clients.user.clone();
             let found = user.existing_users(douyin_proto::common::Ids { ids: vec![user_id] }).await?.into_inner().ids;
