@@ -11,7 +11,7 @@ use std::{
 
 use async_trait::async_trait;
 
-use super::{Cache, EPOCH_KEY, Ranked, new_epoch, version_of};
+use super::{Bucket, Cache, EPOCH_KEY, Ranked, Taken, new_epoch, version_of};
 use crate::Result;
 
 #[derive(Default)]
@@ -26,6 +26,10 @@ struct MemoryState {
     values: HashMap<String, (String, Instant)>,
     sets: HashMap<String, SortedSet>,
     epoch: Option<String>,
+    /// Token buckets: tokens, when last refilled, when full again.
+    buckets: HashMap<String, (f64, Instant, Instant)>,
+    /// Size at which full buckets are swept out.
+    buckets_sweep_at: usize,
     /// Size at which expired values are swept out (rate-limit windows and
     /// count entries would otherwise pile up, one per client address).
     sweep_at: usize,
@@ -33,6 +37,12 @@ struct MemoryState {
 
 /// Fewest values kept before a sweep is considered.
 const SWEEP_FLOOR: usize = 10_000;
+
+/// Most token buckets held at once. Past it (a flood from more addresses
+/// than that within one refill time), new keys share one overflow bucket, so
+/// memory stays bounded and the flood stays limited.
+pub const MAX_BUCKETS: usize = 200_000;
+const OVERFLOW_BUCKET: &str = "\0overflow";
 
 impl MemoryState {
     /// Drops expired values once the map has doubled since the last sweep.
@@ -42,6 +52,16 @@ impl MemoryState {
         }
         self.values.retain(|_, (_, expires)| *expires > now);
         self.sweep_at = (self.values.len() * 2).max(SWEEP_FLOOR);
+    }
+
+    /// Drops buckets that are full again (as if never used) once the map has
+    /// doubled since the last sweep.
+    fn sweep_buckets(&mut self, now: Instant) {
+        if self.buckets.len() < self.buckets_sweep_at.max(SWEEP_FLOOR) {
+            return;
+        }
+        self.buckets.retain(|_, (_, _, full_at)| *full_at > now);
+        self.buckets_sweep_at = (self.buckets.len() * 2).max(SWEEP_FLOOR);
     }
 
     fn in_epoch(&self, epoch: &str) -> bool {
@@ -159,6 +179,26 @@ impl Cache for MemoryCache {
         Ok((count, entry.1.saturating_duration_since(now)))
     }
 
+    async fn take(&self, key: &str, bucket: Bucket, cost: i32) -> Result<Taken> {
+        let now = Instant::now();
+        let mut state = self.state();
+        state.sweep_buckets(now);
+        let key =
+            if state.buckets.len() >= MAX_BUCKETS && !state.buckets.contains_key(key) { OVERFLOW_BUCKET } else { key };
+        let burst = f64::from(bucket.burst);
+        let tokens = match state.buckets.get(key) {
+            Some((tokens, at, _)) => {
+                (tokens + now.saturating_duration_since(*at).as_secs_f64() * bucket.per_sec).min(burst)
+            }
+            None => burst,
+        };
+        let (taken, left) = bucket.take(tokens, cost);
+        if cost != 0 {
+            state.buckets.insert(key.to_owned(), (left, now, now + bucket.fill_time(left)));
+        }
+        Ok(taken)
+    }
+
     async fn clear(&self) -> Result<()> {
         *self.state() = MemoryState::default();
         Ok(())
@@ -187,6 +227,30 @@ mod sweep_tests {
         cache.hit("ip:next", Duration::from_secs(60)).await.unwrap();
         cache.hit("ip:last", Duration::from_secs(60)).await.unwrap();
         assert!(cache.state.lock().unwrap().values.len() < 100, "expired windows were kept");
+    }
+
+    #[tokio::test]
+    async fn buckets_stay_bounded_and_full_ones_are_swept() {
+        let cache = MemoryCache::default();
+        let fast = Bucket { burst: 2, per_sec: 1e6 };
+        for i in 0..SWEEP_FLOOR {
+            cache.take(&format!("ip:{i}"), fast, 1).await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        cache.take("ip:next", fast, 1).await.unwrap();
+        assert!(cache.state.lock().unwrap().buckets.len() < 100, "full buckets were kept");
+
+        let slow = Bucket { burst: 1, per_sec: 1e-6 };
+        {
+            let mut state = cache.state.lock().unwrap();
+            let far = Instant::now() + Duration::from_secs(3600);
+            for i in 0..MAX_BUCKETS {
+                state.buckets.insert(format!("held:{i}"), (0.0, Instant::now(), far));
+            }
+        }
+        assert!(cache.take("new:a", slow, 1).await.unwrap().allowed, "the overflow bucket starts full");
+        assert!(!cache.take("new:b", slow, 1).await.unwrap().allowed, "new keys past the cap share one bucket");
+        assert!(cache.state.lock().unwrap().buckets.len() <= MAX_BUCKETS + 1);
     }
 }
 

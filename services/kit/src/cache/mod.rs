@@ -39,6 +39,45 @@ pub struct Ranked {
     pub version: i64,
 }
 
+/// A token bucket: up to `burst` tokens, refilled at `per_sec` tokens a
+/// second; a bucket never seen (or idle until full) is full.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Bucket {
+    pub burst: u32,
+    pub per_sec: f64,
+}
+
+impl Bucket {
+    /// How long an empty bucket takes to fill (how long its state matters).
+    pub fn fill_time(&self, tokens: f64) -> Duration {
+        let missing = (f64::from(self.burst) - tokens).max(0.0);
+        Duration::from_secs_f64((missing / self.per_sec.max(f64::MIN_POSITIVE)).min(1e9))
+    }
+
+    /// The outcome of taking `cost` from `tokens` (already refilled).
+    pub(crate) fn take(&self, tokens: f64, cost: i32) -> (Taken, f64) {
+        let cost = f64::from(cost);
+        if tokens >= cost {
+            let left = (tokens - cost).min(f64::from(self.burst));
+            (Taken { allowed: true, tokens: left, wait: Duration::ZERO }, left)
+        } else {
+            let wait = Duration::from_secs_f64(((cost - tokens) / self.per_sec.max(f64::MIN_POSITIVE)).min(1e9));
+            (Taken { allowed: false, tokens, wait }, tokens)
+        }
+    }
+}
+
+/// What [`Cache::take`] did.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Taken {
+    /// Whether the tokens were taken.
+    pub allowed: bool,
+    /// Tokens left in the bucket afterwards.
+    pub tokens: f64,
+    /// When refused: how long until the tokens asked for are there.
+    pub wait: Duration,
+}
+
 /// Values read from the database are written back only while the cache is in
 /// the epoch read *before* the database was read, and only over older
 /// versions. Together the two rules mean no write that lost a race with a
@@ -72,6 +111,11 @@ pub trait Cache: Send + Sync + 'static {
     /// Increments a counter that expires `window` after its first increment;
     /// returns the new value and the time left in the window.
     async fn hit(&self, key: &str, window: Duration) -> Result<(u64, Duration)>;
+    /// Takes `cost` tokens from the token bucket at `key` when it holds that
+    /// many (refilled for the time since it was last used), atomically across
+    /// every process sharing the cache. A cost of 0 only looks; a negative
+    /// cost gives tokens back (never beyond `burst`).
+    async fn take(&self, key: &str, bucket: Bucket, cost: i32) -> Result<Taken>;
     /// Forgets every entry of this deployment (its key prefix) in one atomic
     /// step, as `FLUSHALL` would.
     async fn clear(&self) -> Result<()>;

@@ -12,7 +12,7 @@ use std::{
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-use super::{Cache, EPOCH_KEY, Ranked, new_epoch};
+use super::{Bucket, Cache, EPOCH_KEY, Ranked, Taken, new_epoch};
 use crate::{Error, Result};
 
 const EPOCH: &str = r"
@@ -80,6 +80,43 @@ until cursor == '0'
 return n
 ";
 
+/// A token bucket in a hash (`t` tokens, `at` ms of the last refill, by the
+/// Redis clock so every replica agrees). KEYS: the bucket. ARGV: burst,
+/// tokens per ms, cost. Returns allowed (0/1), tokens left (text) and the wait
+/// in ms when refused. A look (cost 0) writes nothing; the key expires when
+/// the bucket is full again.
+const TAKE: &str = r"
+local burst = tonumber(ARGV[1])
+local rate = tonumber(ARGV[2])
+local cost = tonumber(ARGV[3])
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local state = redis.call('HMGET', KEYS[1], 't', 'at')
+local tokens = tonumber(state[1])
+local at = tonumber(state[2])
+if tokens == nil or at == nil then
+  tokens = burst
+  at = now
+end
+if now > at then
+  tokens = math.min(burst, tokens + (now - at) * rate)
+  at = now
+end
+local allowed = 0
+local wait = 0
+if tokens >= cost then
+  tokens = math.min(burst, tokens - cost)
+  allowed = 1
+else
+  wait = math.ceil((cost - tokens) / rate)
+end
+if cost ~= 0 then
+  redis.call('HSET', KEYS[1], 't', tostring(tokens), 'at', at)
+  redis.call('PEXPIRE', KEYS[1], math.ceil((burst - tokens) / rate) + 1000)
+end
+return {allowed, tostring(tokens), wait}
+";
+
 /// Sorted-set members are `i64::MAX - id`, zero-padded: Redis orders equal
 /// scores by member, descending under `REV`, which is then id ascending.
 fn member(id: i64) -> String {
@@ -111,6 +148,7 @@ pub struct RedisCache {
     set_versioned: Arc<redis::Script>,
     zadd_versioned: Arc<redis::Script>,
     clear_script: Arc<redis::Script>,
+    take_script: Arc<redis::Script>,
     commands: Arc<AtomicU64>,
 }
 
@@ -133,6 +171,7 @@ impl RedisCache {
             set_versioned: Arc::new(redis::Script::new(SET_VERSIONED)),
             zadd_versioned: Arc::new(redis::Script::new(ZADD_VERSIONED)),
             clear_script: Arc::new(redis::Script::new(CLEAR)),
+            take_script: Arc::new(redis::Script::new(TAKE)),
             commands: Arc::default(),
         })
     }
@@ -245,6 +284,25 @@ impl Cache for RedisCache {
             .query_async(&mut conn)
             .await?;
         Ok((count, Duration::from_millis(ttl_ms.max(0) as u64)))
+    }
+
+    async fn take(&self, key: &str, bucket: Bucket, cost: i32) -> Result<Taken> {
+        self.count(1);
+        let mut conn = self.conn.clone();
+        let per_ms = bucket.per_sec.max(f64::MIN_POSITIVE) / 1000.0;
+        let (allowed, tokens, wait_ms): (i64, String, i64) = self
+            .take_script
+            .key(self.key(key))
+            .arg(bucket.burst)
+            .arg(format!("{per_ms:e}"))
+            .arg(cost)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(Taken {
+            allowed: allowed == 1,
+            tokens: tokens.parse().unwrap_or(0.0),
+            wait: Duration::from_millis(wait_ms.max(0) as u64),
+        })
     }
 
     async fn clear(&self) -> Result<()> {

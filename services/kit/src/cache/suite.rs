@@ -85,10 +85,44 @@ pub async fn hits_count_within_a_window(cache: &dyn Cache) {
     assert!(left <= window && left > Duration::from_secs(20));
 }
 
+pub async fn buckets_take_up_to_their_burst_then_refill(cache: &dyn Cache) {
+    use super::Bucket;
+    let key = format!("suite:b:{}", uuid::Uuid::new_v4());
+    // One token a minute: nothing refills during the test.
+    let slow = Bucket { burst: 3, per_sec: 1.0 / 60.0 };
+    assert_eq!(cache.take(&key, slow, 0).await.unwrap().tokens, 3.0, "a new bucket is full; a look takes nothing");
+    for left in [2.0, 1.0, 0.0] {
+        let taken = cache.take(&key, slow, 1).await.unwrap();
+        assert!(taken.allowed);
+        assert!((taken.tokens - left).abs() < 0.01, "{} left, expected {left}", taken.tokens);
+    }
+    let refused = cache.take(&key, slow, 1).await.unwrap();
+    assert!(!refused.allowed, "an empty bucket refuses");
+    assert!(refused.wait > Duration::from_secs(50) && refused.wait <= Duration::from_secs(60), "{:?}", refused.wait);
+    assert!(cache.take(&key, slow, -1).await.unwrap().allowed, "a token given back");
+    assert!(cache.take(&key, slow, 1).await.unwrap().allowed, "is there to take");
+    for _ in 0..10 {
+        cache.take(&key, slow, -1).await.unwrap();
+    }
+    assert!(cache.take(&key, slow, 0).await.unwrap().tokens <= 3.0, "never more than the burst");
+
+    // A fast bucket refills while the test waits for it (polled, no fixed sleep).
+    let other = format!("suite:b:{}", uuid::Uuid::new_v4());
+    let fast = Bucket { burst: 2, per_sec: 50.0 };
+    assert!(cache.take(&other, fast, 2).await.unwrap().allowed);
+    assert!(!cache.take(&other, fast, 2).await.unwrap().allowed);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !cache.take(&other, fast, 1).await.unwrap().allowed {
+        assert!(std::time::Instant::now() < deadline, "the bucket never refilled");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Every function above, in an order that keeps them independent.
 pub async fn all(cache: &dyn Cache) {
     versioned_writes_never_go_back(cache).await;
     sorted_sets_rank_by_score(cache).await;
     hits_count_within_a_window(cache).await;
+    buckets_take_up_to_their_burst_then_refill(cache).await;
     writes_read_before_a_flush_are_dropped(cache).await;
 }
