@@ -35,7 +35,8 @@ base="http://127.0.0.1:$http_port"
 env DOUYIN_HTTP_ADDR="127.0.0.1:$http_port" DOUYIN_GRPC_ADDR="127.0.0.1:$grpc_port" \
     DOUYIN_ADMIN_ADDR="127.0.0.1:$admin_port" DOUYIN_DATA_DIR="$work/data" DOUYIN_DEMO_CONTENT=true \
     DOUYIN_RATE_LIMIT_IP_PER_SEC=0 DOUYIN_RATE_LIMIT_USER_PER_SEC=0 \
-    DOUYIN_RATE_LIMIT_AUTH_PER_MIN=0 DOUYIN_RATE_LIMIT_PUBLISH_PER_MIN=0 \
+    DOUYIN_RATE_LIMIT_REGISTER_PER_MIN=0 DOUYIN_RATE_LIMIT_PUBLISH_PER_MIN=0 \
+    DOUYIN_RATE_LIMIT_LOGIN_FAILURES_PER_ACCOUNT=0 DOUYIN_RATE_LIMIT_LOGIN_FAILURES_PER_IP=0 \
     "$bin" serve all >"$work/server.log" 2>&1 &
 server=$!
 for _ in $(seq 1 120); do
@@ -104,12 +105,14 @@ if [ "$st_status" -ne 0 ] || [ "$fuzz_5xx" -ne 0 ] || [ "$schema_bad" -ne 0 ]; t
   exit 1
 fi
 
-# --- 2. the abuse and fault tests against MariaDB and Redis
+# --- 2. the abuse, fault and rate-limit tests against MariaDB and Redis
 export DOUYIN_TEST_DATABASE_URL="${DOUYIN_TEST_DATABASE_URL:-mysql://root@127.0.0.1:3306}"
 export DOUYIN_TEST_REDIS_URL="${DOUYIN_TEST_REDIS_URL:-redis://127.0.0.1:6379}"
-cargo test -p douyin --test hardening -- --nocapture 2>&1 | tee "$work/tests.log"
+cargo test -p douyin --test hardening --test limits -- --nocapture 2>&1 | tee "$work/tests.log"
 figure() { grep -o "hardening-figure: $1 .*" "$work/tests.log" | awk '{print $3}'; }
 forged="$(figure forged | head -1)"
 leaks="$(figure leaks | awk '{s+=$1} END {print s+0}')"
 faults="$(grep -c 'hardening-figure: fault ' "$work/tests.log" || true)"
-echo "hardening: $fuzz_cases fuzz cases, $fuzz_5xx 5xx, ${forged:-0/0} forged tokens refused, $leaks leaks, $faults faults survived"
+scenario="$(figure scenario-refused | head -1)"
+flood="$(figure flood-limited | head -1)"
+echo "hardening: $fuzz_cases fuzz cases, $fuzz_5xx 5xx, ${forged:-0/0} forged tokens refused, $leaks leaks, $faults faults survived, app scenario at the default limits ${scenario:-?} refused, flood ${flood:-?} limited"

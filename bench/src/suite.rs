@@ -247,7 +247,7 @@ impl Suite {
             ("DOUYIN_MIGRATE", "false"),
             ("DOUYIN_RATE_LIMIT_IP_PER_SEC", "0"),
             ("DOUYIN_RATE_LIMIT_USER_PER_SEC", "0"),
-            ("DOUYIN_RATE_LIMIT_AUTH_PER_MIN", "0"),
+            ("DOUYIN_RATE_LIMIT_REGISTER_PER_MIN", "0"),
             ("DOUYIN_RATE_LIMIT_PUBLISH_PER_MIN", "0"),
             ("DOUYIN_HEALTH_INTERVAL_SECS", "3600"),
             ("DOUYIN_SHUTDOWN_GRACE_SECS", "2"),

@@ -8,6 +8,7 @@ mod openapi;
 mod params;
 mod ranges;
 mod ratelimit;
+mod refusals;
 mod reply;
 mod routes;
 mod web;
@@ -65,10 +66,15 @@ impl AppState {
     }
 
     /// The calling user: 0 when anonymous (only allowed with `Need::Anyone`).
-    /// A token that is present but invalid is always refused.
+    /// A token that is present but invalid is always refused. A signed-in
+    /// call counts against the user's rate limit, wherever the token came.
     pub async fn viewer(&self, params: &Params, headers: &HeaderMap, need: Need) -> Result<i64> {
         match auth::token(params, headers) {
-            Some(token) => auth::verify(&self.tokens, &self.known_users, &self.clients, token).await,
+            Some(token) => {
+                let user_id = auth::verify(&self.tokens, &self.known_users, &self.clients, token).await?;
+                self.limits.user_call(user_id).await?;
+                Ok(user_id)
+            }
             None if need == Need::Anyone => Ok(0),
             None => Err(Error::Unauthenticated("token is required; sign in first".into())),
         }
@@ -121,6 +127,7 @@ pub fn router(gateway: Gateway) -> Router {
     app = app.merge(web::routes(media));
     app.layer(DefaultBodyLimit::max(usize::try_from(config.max_body_bytes).unwrap_or(usize::MAX)))
         .layer(axum::middleware::from_fn_with_state(state.clone(), ratelimit::enforce))
+        .layer(axum::middleware::from_fn(refusals::shape))
         .layer(axum::middleware::from_fn(observe::observe))
         .with_state(state)
 }

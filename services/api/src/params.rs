@@ -12,6 +12,25 @@ use douyin_kit::{Error, Result};
 #[derive(Clone, Debug, Default)]
 pub struct Params {
     pairs: Vec<(String, String)>,
+    /// Why the body could not be read, kept so the route refuses with its own
+    /// keys (see [`Params::parsed`]).
+    unreadable: Option<Unreadable>,
+}
+
+/// A body that could not be read: over the size limit or malformed.
+#[derive(Clone, Debug)]
+enum Unreadable {
+    TooLarge(String),
+    Invalid(String),
+}
+
+impl From<Error> for Unreadable {
+    fn from(error: Error) -> Self {
+        match error {
+            Error::TooLarge(message) => Self::TooLarge(message),
+            other => Self::Invalid(other.public_message()),
+        }
+    }
 }
 
 impl Params {
@@ -29,16 +48,29 @@ impl Params {
         self.pairs.push((key, value));
     }
 
+    /// Refuses the request when its body could not be read. Every route
+    /// calls this first, inside its `reply`, so the refusal carries the
+    /// route's documented keys.
+    pub fn parsed(&self) -> Result<()> {
+        match &self.unreadable {
+            None => Ok(()),
+            Some(Unreadable::TooLarge(message)) => Err(Error::TooLarge(message.clone())),
+            Some(Unreadable::Invalid(message)) => Err(Error::invalid(message.clone())),
+        }
+    }
+
     fn add_json(&mut self, body: &[u8]) -> Result<()> {
         if body.iter().all(u8::is_ascii_whitespace) {
             return Ok(());
         }
-        let value: serde_json::Value =
-            serde_json::from_slice(body).map_err(|_| Error::invalid("request body is not valid JSON"))?;
-        let serde_json::Value::Object(map) = value else {
-            return Err(Error::invalid("request body must be a JSON object"));
-        };
-        for (key, value) in map {
+        let JsonObject(members) = serde_json::from_slice(body).map_err(|e| {
+            if e.is_data() {
+                Error::invalid("request body must be a JSON object")
+            } else {
+                Error::invalid("request body is not valid JSON")
+            }
+        })?;
+        for (key, value) in members {
             let text = match value {
                 serde_json::Value::String(s) => s,
                 serde_json::Value::Null => continue,
@@ -59,14 +91,16 @@ impl Params {
         self.get(key).ok_or_else(|| Error::invalid(format!("{key} is required")))
     }
 
-    /// An optional integer; present but not an integer is refused.
+    /// An optional integer; present but not an integer is refused. An exactly
+    /// integral number in decimal or exponent notation (`1e+06`,
+    /// `1.234567e+06`, `7.0`) is that integer, as clients that format numbers
+    /// as floats send them.
     pub fn opt_i64(&self, key: &str) -> Result<Option<i64>> {
         match self.get(key).map(str::trim) {
             None | Some("") => Ok(None),
-            Some(raw) => raw
-                .parse::<i64>()
+            Some(raw) => integer(raw)
                 .map(Some)
-                .map_err(|_| Error::invalid(format!("{key} must be an integer, got {:?}", truncate(raw)))),
+                .ok_or_else(|| Error::invalid(format!("{key} must be an integer, got {:?}", truncate(raw)))),
         }
     }
 
@@ -100,6 +134,80 @@ impl Params {
     }
 }
 
+/// `raw` as an integer when it is one exactly: plain digits, or a decimal
+/// mantissa with an optional exponent whose value has no fractional part.
+/// Computed on the digits, never through a float, so no rounding can turn a
+/// near-integer into an id.
+pub fn integer(raw: &str) -> Option<i64> {
+    if let Ok(n) = raw.parse::<i64>() {
+        return Some(n);
+    }
+    let (negative, unsigned) = match raw.as_bytes().first()? {
+        b'-' => (true, &raw[1..]),
+        b'+' => (false, &raw[1..]),
+        _ => (false, raw),
+    };
+    let (mantissa, exponent) = match unsigned.find(['e', 'E']) {
+        Some(at) => (&unsigned[..at], unsigned[at + 1..].parse::<i32>().ok()?),
+        None => (unsigned, 0),
+    };
+    let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let all_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if (whole.is_empty() && fraction.is_empty()) || !all_digits(whole) || !all_digits(fraction) {
+        return None;
+    }
+    let digits = format!("{whole}{fraction}");
+    let digits = digits.trim_start_matches('0');
+    // The value is digits × 10^shift.
+    let shift = i64::from(exponent) - fraction.len() as i64;
+    let text = if shift >= 0 {
+        if digits.is_empty() {
+            "0".to_owned()
+        } else if shift > 19 {
+            return None;
+        } else {
+            format!("{digits}{}", "0".repeat(shift as usize))
+        }
+    } else {
+        let cut = usize::try_from(-shift).ok()?;
+        if cut >= digits.len() {
+            // Below 1: only an all-zero value is an integer.
+            return digits.is_empty().then_some(0);
+        }
+        let (kept, dropped) = digits.split_at(digits.len() - cut);
+        if !dropped.bytes().all(|b| b == b'0') {
+            return None;
+        }
+        kept.to_owned()
+    };
+    let magnitude = text.parse::<i64>().ok()?;
+    Some(if negative { -magnitude } else { magnitude })
+}
+
+/// A JSON object's members in the order sent, duplicates kept (so the first
+/// value of a key wins, as in query strings and forms).
+struct JsonObject(Vec<(String, serde_json::Value)>);
+
+impl<'de> serde::Deserialize<'de> for JsonObject {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Members;
+        impl<'de> serde::de::Visitor<'de> for Members {
+            type Value = JsonObject;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<JsonObject, A::Error> {
+                let mut members = Vec::new();
+                while let Some(member) = map.next_entry::<String, serde_json::Value>()? {
+                    members.push(member);
+                }
+                Ok(JsonObject(members))
+            }
+        }
+        deserializer.deserialize_map(Members)
+    }
+}
+
 /// Multipart parts a parameter body may carry.
 const MAX_PARTS: usize = 64;
 
@@ -125,10 +233,21 @@ pub fn body_error(status: http::StatusCode, what: &str) -> Error {
 }
 
 impl<S: Send + Sync> FromRequest<S> for Params {
-    type Rejection = crate::reply::Refusal;
+    type Rejection = std::convert::Infallible;
 
+    /// Never rejects: a body that cannot be read is kept as the reason the
+    /// route refuses (`parsed`), so the refusal has the route's keys.
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let mut params = Params::from_query(req.uri().query());
+        if let Err(error) = params.add_body(req, state).await {
+            params.unreadable = Some(error.into());
+        }
+        Ok(params)
+    }
+}
+
+impl Params {
+    async fn add_body<S: Send + Sync>(&mut self, req: Request, state: &S) -> Result<()> {
         let content_type =
             req.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_ascii_lowercase();
         if content_type.starts_with("multipart/form-data") {
@@ -138,10 +257,10 @@ impl<S: Send + Sync> FromRequest<S> for Params {
                 let field = match multipart.next_field().await {
                     Ok(Some(field)) => field,
                     Ok(None) => break,
-                    Err(e) => return Err(body_error(e.status(), "multipart body").into()),
+                    Err(e) => return Err(body_error(e.status(), "multipart body")),
                 };
                 if part > MAX_PARTS {
-                    return Err(Error::invalid(format!("a request takes at most {MAX_PARTS} multipart parts")).into());
+                    return Err(Error::invalid(format!("a request takes at most {MAX_PARTS} multipart parts")));
                 }
                 let Some(name) = field.name().map(str::to_owned) else {
                     continue;
@@ -151,24 +270,24 @@ impl<S: Send + Sync> FromRequest<S> for Params {
                     continue;
                 }
                 let value = field_text(field).await?;
-                params.push(name, value);
+                self.push(name, value);
             }
-            return Ok(params);
+            return Ok(());
         }
         let body = Bytes::from_request(req, state).await.map_err(|e| body_error(e.status(), "request body"))?;
         if body.is_empty() {
-            return Ok(params);
+            return Ok(());
         }
         if content_type.starts_with("application/json") {
-            params.add_json(&body)?;
+            self.add_json(&body)?;
         } else if content_type.starts_with("application/x-www-form-urlencoded") || content_type.is_empty() {
             if body.first() == Some(&b'{') {
-                params.add_json(&body)?;
+                self.add_json(&body)?;
             } else {
-                params.add_urlencoded(&body);
+                self.add_urlencoded(&body);
             }
         }
-        Ok(params)
+        Ok(())
     }
 }
 
@@ -196,6 +315,41 @@ mod tests {
         assert!(p.id("missing").unwrap_err().public_message().contains("missing is required"));
         assert!(p.action(&[1, 2]).unwrap_err().public_message().contains("action_type"));
         assert!(p.add_json_err());
+    }
+
+    #[test]
+    fn the_first_of_duplicated_json_keys_wins() {
+        let mut p = Params::default();
+        p.add_json(br#"{"video_id": 1, "video_id": 2, "token": "a", "token": "b"}"#).unwrap();
+        assert_eq!(p.id("video_id").unwrap(), 1);
+        assert_eq!(p.get("token"), Some("a"));
+        let mut array = Params::default();
+        assert!(array.add_json(b"[1,2]").unwrap_err().public_message().contains("JSON object"));
+        assert!(array.add_json(b"{oops").unwrap_err().public_message().contains("not valid JSON"));
+    }
+
+    #[test]
+    fn ids_in_float_notation_are_accepted_only_when_integral() {
+        for (raw, id) in [
+            ("1e+06", 1_000_000),
+            ("1.234567e+06", 1_234_567),
+            ("1E6", 1_000_000),
+            ("7.0", 7),
+            ("7.", 7),
+            ("120e-1", 12),
+            ("0.0e5", 0),
+            ("-2e1", -20),
+            ("9.223372036854775807e18", i64::MAX),
+        ] {
+            assert_eq!(integer(raw), Some(id), "{raw}");
+        }
+        for raw in ["1.5", "1.2345678e+06", "12e-1", "1e+19", "1e400", "e5", ".", "1e", "0x10", "1_000", "inf", "NaN"] {
+            assert_eq!(integer(raw), None, "{raw}");
+        }
+        let p = Params::from_query(Some("user_id=1e%2B06&video_id=1.234567e%2B06&to_user_id=2.5e%2B00"));
+        assert_eq!(p.id("user_id").unwrap(), 1_000_000);
+        assert_eq!(p.id("video_id").unwrap(), 1_234_567);
+        assert!(p.id("to_user_id").unwrap_err().public_message().contains("integer"));
     }
 
     impl Params {

@@ -112,7 +112,7 @@ impl Mesh {
             ("DOUYIN_S3_BUCKET".into(), config.s3_bucket.clone()),
             ("DOUYIN_RATE_LIMIT_IP_PER_SEC".into(), "0".into()),
             ("DOUYIN_RATE_LIMIT_USER_PER_SEC".into(), "0".into()),
-            ("DOUYIN_RATE_LIMIT_AUTH_PER_MIN".into(), "0".into()),
+            ("DOUYIN_RATE_LIMIT_REGISTER_PER_MIN".into(), "0".into()),
             ("DOUYIN_RATE_LIMIT_PUBLISH_PER_MIN".into(), "0".into()),
         ];
         let optional = [
@@ -384,7 +384,7 @@ async fn mesh_runs_the_app_like_serve_all() {
         .env("DOUYIN_GRPC_ADDR", format!("127.0.0.1:{grpc_port}"))
         .env("DOUYIN_ADMIN_ADDR", format!("127.0.0.1:{admin_port}"))
         .env("DOUYIN_HEALTH_INTERVAL_SECS", "1")
-        .env("DOUYIN_RATE_LIMIT_AUTH_PER_MIN", "0")
+        .env("DOUYIN_RATE_LIMIT_REGISTER_PER_MIN", "0")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null());
     let mut all = scopeguard(all.spawn().unwrap());

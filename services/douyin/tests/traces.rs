@@ -78,7 +78,7 @@ impl Mesh {
             ("DOUYIN_HEALTH_INTERVAL_SECS".into(), "1".into()),
             ("DOUYIN_RATE_LIMIT_IP_PER_SEC".into(), "0".into()),
             ("DOUYIN_RATE_LIMIT_USER_PER_SEC".into(), "0".into()),
-            ("DOUYIN_RATE_LIMIT_AUTH_PER_MIN".into(), "0".into()),
+            ("DOUYIN_RATE_LIMIT_REGISTER_PER_MIN".into(), "0".into()),
             ("DOUYIN_RATE_LIMIT_PUBLISH_PER_MIN".into(), "0".into()),
             ("DOUYIN_LOG_FORMAT".into(), "json".into()),
             ("RUST_LOG".into(), "warn".into()),

@@ -84,13 +84,28 @@ pub struct Config {
     pub ffmpeg_path: String,
     /// Deadline for extracting one cover, seconds.
     pub cover_timeout_secs: u64,
-    /// Requests per second allowed per client IP (burst twice that); 0 = unlimited.
+    /// API requests per second per client address (IPv6: per /64), the
+    /// refill of a token bucket of `rate_limit_ip_burst`; 0 = unlimited.
     pub rate_limit_ip_per_sec: u32,
-    /// Requests per second allowed per user; 0 = unlimited.
+    /// Requests a client address may make at once before its rate applies.
+    pub rate_limit_ip_burst: u32,
+    /// API requests per second per signed-in user (wherever the token
+    /// arrives), the refill of a bucket of `rate_limit_user_burst`; 0 = unlimited.
     pub rate_limit_user_per_sec: u32,
-    /// Register/login attempts per minute per client IP; 0 = unlimited.
-    pub rate_limit_auth_per_min: u32,
-    /// Publishes per minute per user; 0 = unlimited.
+    /// Requests a user may make at once before the user's rate applies.
+    pub rate_limit_user_burst: u32,
+    /// Registrations per minute per client address (bucket of
+    /// `rate_limit_register_burst`); 0 = unlimited.
+    pub rate_limit_register_per_min: u32,
+    /// Registrations a client address may make at once.
+    pub rate_limit_register_burst: u32,
+    /// Failed sign-ins per account per 15 minutes: past half of them each
+    /// attempt is slowed, past all refused until they age out; 0 = unlimited.
+    pub rate_limit_login_failures_per_account: u32,
+    /// Failed sign-ins per client address per 15 minutes, slowed and refused
+    /// the same way; 0 = unlimited.
+    pub rate_limit_login_failures_per_ip: u32,
+    /// Publishes per minute per user (also the burst); 0 = unlimited.
     pub rate_limit_publish_per_min: u32,
     /// Proxies (addresses or CIDR blocks) whose `X-Forwarded-For` names the
     /// client for rate limiting; empty = the connection's peer is the client.
@@ -140,8 +155,13 @@ impl Default for Config {
             ffmpeg_path: "ffmpeg".into(),
             cover_timeout_secs: 10,
             rate_limit_ip_per_sec: 100,
-            rate_limit_user_per_sec: 50,
-            rate_limit_auth_per_min: 30,
+            rate_limit_ip_burst: 500,
+            rate_limit_user_per_sec: 20,
+            rate_limit_user_burst: 200,
+            rate_limit_register_per_min: 10,
+            rate_limit_register_burst: 50,
+            rate_limit_login_failures_per_account: 10,
+            rate_limit_login_failures_per_ip: 100,
             rate_limit_publish_per_min: 10,
             trusted_proxies: Vec::new(),
         }

@@ -19,6 +19,7 @@ pub struct MessageListBody {
 pub async fn history(State(state): State<AppState>, headers: HeaderMap, params: Params) -> Response {
     reply(
         async {
+            params.parsed()?;
             let user_id = state.viewer(&params, &headers, Need::User).await?;
             let peer_id = params.id("to_user_id")?;
             let after_ms = match params.opt_i64("pre_msg_time")? {
@@ -39,6 +40,7 @@ pub async fn history(State(state): State<AppState>, headers: HeaderMap, params: 
 pub async fn send(State(state): State<AppState>, headers: HeaderMap, params: Params) -> Response {
     reply(
         async {
+            params.parsed()?;
             let from_user_id = state.viewer(&params, &headers, Need::User).await?;
             let to_user_id = params.id("to_user_id")?;
             params.action(&[1])?;

@@ -24,6 +24,7 @@ pub struct CommentListBody {
 pub async fn favorite(State(state): State<AppState>, headers: HeaderMap, params: Params) -> Response {
     reply(
         async {
+            params.parsed()?;
             let user_id = state.viewer(&params, &headers, Need::User).await?;
             let video_id = params.id("video_id")?;
             let like = params.action(&[1, 2])? == 1;
@@ -38,6 +39,7 @@ pub async fn favorite(State(state): State<AppState>, headers: HeaderMap, params:
 pub async fn favorite_list(State(state): State<AppState>, headers: HeaderMap, params: Params) -> Response {
     reply(
         async {
+            params.parsed()?;
             let user_id = params.id("user_id")?;
             let viewer = state.viewer(&params, &headers, Need::Anyone).await?;
             let mut interaction = state.clients.interaction.clone();
@@ -51,6 +53,7 @@ pub async fn favorite_list(State(state): State<AppState>, headers: HeaderMap, pa
 pub async fn comment(State(state): State<AppState>, headers: HeaderMap, params: Params) -> Response {
     reply(
         async {
+            params.parsed()?;
             let user_id = state.viewer(&params, &headers, Need::User).await?;
             let video_id = params.id("video_id")?;
             let action = params.action(&[1, 2])?;
@@ -73,6 +76,7 @@ pub async fn comment(State(state): State<AppState>, headers: HeaderMap, params: 
 pub async fn comment_list(State(state): State<AppState>, headers: HeaderMap, params: Params) -> Response {
     reply(
         async {
+            params.parsed()?;
             let video_id = params.id("video_id")?;
             let viewer = state.viewer(&params, &headers, Need::Anyone).await?;
             let mut interaction = state.clients.interaction.clone();

@@ -23,6 +23,7 @@ fn limit(params: &Params) -> Result<u32> {
 pub async fn videos(State(state): State<AppState>, headers: HeaderMap, params: Params) -> Response {
     reply(
         async {
+            params.parsed()?;
             let limit = limit(&params)?;
             let viewer = state.viewer(&params, &headers, Need::Anyone).await?;
             let mut counter = state.clients.counter.clone();
@@ -43,6 +44,7 @@ pub async fn videos(State(state): State<AppState>, headers: HeaderMap, params: P
 pub async fn users(State(state): State<AppState>, headers: HeaderMap, params: Params) -> Response {
     reply(
         async {
+            params.parsed()?;
             let limit = limit(&params)?;
             let viewer = state.viewer(&params, &headers, Need::Anyone).await?;
             let mut counter = state.clients.counter.clone();

@@ -29,6 +29,7 @@ pub struct FriendListBody {
 pub async fn follow(State(state): State<AppState>, headers: HeaderMap, params: Params) -> Response {
     reply(
         async {
+            params.parsed()?;
             let user_id = state.viewer(&params, &headers, Need::User).await?;
             let to_user_id = params.id("to_user_id")?;
             let follow = params.action(&[1, 2])? == 1;
@@ -43,6 +44,7 @@ pub async fn follow(State(state): State<AppState>, headers: HeaderMap, params: P
 async fn list(state: AppState, headers: HeaderMap, params: Params, followers: bool) -> Response {
     reply(
         async {
+            params.parsed()?;
             let user_id = params.id("user_id")?;
             let viewer = state.viewer(&params, &headers, Need::Anyone).await?;
             let mut relation = state.clients.relation.clone();
@@ -69,6 +71,7 @@ pub async fn follower_list(State(state): State<AppState>, headers: HeaderMap, pa
 pub async fn friend_list(State(state): State<AppState>, headers: HeaderMap, params: Params) -> Response {
     reply(
         async {
+            params.parsed()?;
             let viewer = state.viewer(&params, &headers, Need::User).await?;
             let user_id = params.opt_id("user_id")?.unwrap_or(viewer);
             let mut relation = state.clients.relation.clone();

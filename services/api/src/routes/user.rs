@@ -1,12 +1,13 @@
 //! Routes 2–4: register, login, user info.
 
-use axum::{extract::State, http::HeaderMap, response::Response};
+use axum::{Extension, extract::State, http::HeaderMap, response::Response};
 use douyin_kit::{Error, Result};
 use douyin_proto::user::{Credentials, GetUsersRequest};
 use serde::Serialize;
 
 use crate::{
     AppState, Need, Params,
+    ratelimit::{ClientAddr, signin},
     reply::{UserJson, reply},
 };
 
@@ -31,6 +32,7 @@ fn credentials(params: &Params) -> Result<Credentials> {
 pub async fn register(State(state): State<AppState>, params: Params) -> Response {
     reply(
         async {
+            params.parsed()?;
             let mut user = state.clients.user.clone();
             let session = user.register(credentials(&params)?).await?.into_inner();
             Ok(SessionBody { user_id: session.user_id, token: session.token })
@@ -39,11 +41,21 @@ pub async fn register(State(state): State<AppState>, params: Params) -> Response
     )
 }
 
-pub async fn login(State(state): State<AppState>, params: Params) -> Response {
+/// Signs in; failed attempts count against the account and the address
+/// (`ratelimit::signin`), successful ones never do.
+pub async fn login(State(state): State<AppState>, client: Option<Extension<ClientAddr>>, params: Params) -> Response {
     reply(
         async {
+            params.parsed()?;
+            let credentials = credentials(&params)?;
+            let ip = client.and_then(|Extension(ClientAddr(ip))| ip);
+            let attempt = signin::begin(&state.limits, ip, &credentials.username).await?;
             let mut user = state.clients.user.clone();
-            let session = user.login(credentials(&params)?).await?.into_inner();
+            let result = user.login(credentials).await.map(tonic::Response::into_inner).map_err(Error::from);
+            if !matches!(result, Err(Error::Unauthenticated(_) | Error::NotFound(_))) {
+                attempt.give_back().await;
+            }
+            let session = result?;
             Ok(SessionBody { user_id: session.user_id, token: session.token })
         }
         .await,
@@ -53,6 +65,7 @@ pub async fn login(State(state): State<AppState>, params: Params) -> Response {
 pub async fn info(State(state): State<AppState>, headers: HeaderMap, params: Params) -> Response {
     reply(
         async {
+            params.parsed()?;
             let viewer = state.viewer(&params, &headers, Need::User).await?;
             let user_id = params.opt_id("user_id")?.unwrap_or(viewer);
             let mut user = state.clients.user.clone();

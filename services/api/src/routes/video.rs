@@ -59,6 +59,7 @@ fn latest_time_ms(params: &Params) -> Result<i64> {
 pub async fn feed(State(state): State<AppState>, headers: HeaderMap, params: Params) -> Response {
     reply(
         async {
+            params.parsed()?;
             let before_ms = latest_time_ms(&params)?;
             let viewer = state.viewer(&params, &headers, Need::Anyone).await?;
             let mut video = state.clients.video.clone();
@@ -73,6 +74,7 @@ pub async fn feed(State(state): State<AppState>, headers: HeaderMap, params: Par
 pub async fn publish_list(State(state): State<AppState>, headers: HeaderMap, params: Params) -> Response {
     reply(
         async {
+            params.parsed()?;
             let user_id = params.id("user_id")?;
             let viewer = state.viewer(&params, &headers, Need::Anyone).await?;
             let mut video = state.clients.video.clone();
@@ -95,7 +97,6 @@ pub async fn publish(State(state): State<AppState>, headers: HeaderMap, request:
 
 async fn publish_inner(state: AppState, headers: HeaderMap, request: Request) -> Result<i64> {
     let mut params = Params::from_query(request.uri().query());
-    let quota = request.extensions().get::<crate::ratelimit::PublishQuota>().cloned();
     let is_multipart = request
         .headers()
         .get(CONTENT_TYPE)
@@ -161,9 +162,7 @@ async fn publish_inner(state: AppState, headers: HeaderMap, request: Request) ->
                     author = Some(state.viewer(&params, &headers, Need::User).await?);
                 }
                 if let (Some(author_id), Some(title)) = (author, params.get("title")) {
-                    if let Some(quota) = &quota {
-                        quota.admit(author_id).await?;
-                    }
+                    state.limits.publish(author_id).await?;
                     send(PublishChunk {
                         part: Some(Part::Header(PublishHeader { author_id, title: title.to_owned() })),
                     })

@@ -39,7 +39,7 @@ pub async fn test_config(data_dir: &std::path::Path) -> (Config, Option<(String,
         shutdown_grace_secs: 5,
         rate_limit_ip_per_sec: 0,
         rate_limit_user_per_sec: 0,
-        rate_limit_auth_per_min: 0,
+        rate_limit_register_per_min: 0,
         rate_limit_publish_per_min: 0,
         ..Config::default()
     };
