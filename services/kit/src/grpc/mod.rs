@@ -110,6 +110,11 @@ impl Service<http::Request<Body>> for LocalChannel {
     }
 }
 
+/// Largest answer a client accepts. Lists are never cut, so a user with tens of
+/// thousands of followers or a long conversation is one large message; tonic's 4 MiB
+/// default would turn those into errors.
+const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+
 /// Builds the clients of a process hosting `hosted` roles.
 pub fn clients(config: &Config, hosted: &HashSet<Role>, local: &LocalServers) -> Result<Clients> {
     let policy =
@@ -122,12 +127,13 @@ pub fn clients(config: &Config, hosted: &HashSet<Role>, local: &LocalServers) ->
         Ok(policy.wrap(remote_channel(&endpoint, Duration::from_millis(config.connect_timeout_ms))?))
     };
     Ok(Clients {
-        user: UserServiceClient::new(channel(Role::User)?),
-        video: VideoServiceClient::new(channel(Role::Video)?).max_decoding_message_size(64 * 1024 * 1024),
-        interaction: InteractionServiceClient::new(channel(Role::Interaction)?),
-        relation: RelationServiceClient::new(channel(Role::Relation)?),
-        chat: ChatServiceClient::new(channel(Role::Chat)?),
-        counter: CounterServiceClient::new(channel(Role::Counter)?),
+        user: UserServiceClient::new(channel(Role::User)?).max_decoding_message_size(MAX_RESPONSE_BYTES),
+        video: VideoServiceClient::new(channel(Role::Video)?).max_decoding_message_size(MAX_RESPONSE_BYTES),
+        interaction: InteractionServiceClient::new(channel(Role::Interaction)?)
+            .max_decoding_message_size(MAX_RESPONSE_BYTES),
+        relation: RelationServiceClient::new(channel(Role::Relation)?).max_decoding_message_size(MAX_RESPONSE_BYTES),
+        chat: ChatServiceClient::new(channel(Role::Chat)?).max_decoding_message_size(MAX_RESPONSE_BYTES),
+        counter: CounterServiceClient::new(channel(Role::Counter)?).max_decoding_message_size(MAX_RESPONSE_BYTES),
     })
 }
 
