@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Hardening suite: schemathesis against /openapi.json of a running
-# `douyin serve all`, then the abuse and fault tests (tests/hardening.rs)
-# against MariaDB and Redis. Ends with one line of figures, e.g.
+# `douyin serve all`, then the abuse, fault and rate-limit tests (the
+# `hardening` and `limits` modules of services/douyin/tests/it, ignored ones
+# included, one process each) against MariaDB and Redis. Ends with one line of figures, e.g.
 #   hardening: 1412 fuzz cases, 0 5xx, 37/37 forged tokens refused, 0 leaks, 2 faults survived
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -108,7 +109,7 @@ fi
 # --- 2. the abuse, fault and rate-limit tests against MariaDB and Redis
 export DOUYIN_TEST_DATABASE_URL="${DOUYIN_TEST_DATABASE_URL:-mysql://root@127.0.0.1:3306}"
 export DOUYIN_TEST_REDIS_URL="${DOUYIN_TEST_REDIS_URL:-redis://127.0.0.1:6379}"
-cargo test -p douyin --test hardening --test limits -- --nocapture 2>&1 | tee "$work/tests.log"
+cargo nextest run --workspace --run-ignored all --no-capture -E 'binary(it) & test(/^(hardening|limits)::/)' 2>&1 | tee "$work/tests.log"
 figure() { grep -o "hardening-figure: $1 .*" "$work/tests.log" | awk '{print $3}'; }
 forged="$(figure forged | head -1)"
 leaks="$(figure leaks | awk '{s+=$1} END {print s+0}')"

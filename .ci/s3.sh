@@ -5,7 +5,7 @@
 # and prints the environment the tests read, so a caller can do
 #
 #   eval "$(.ci/s3.sh)"
-#   cargo test -p douyin --test video
+#   cargo test --workspace --test it -- --include-ignored video:: media:: s3::
 #
 # Logs go to stderr; only `export` lines go to stdout.
 #

@@ -1,7 +1,7 @@
 //! Routes 7–10 (likes, comments) and the rankings, over real HTTP: exact
 //! counts under concurrency and across cache flushes, refusals, list shapes.
 
-mod common;
+use crate::common;
 
 use std::{
     collections::{HashMap, HashSet},
@@ -12,7 +12,7 @@ use std::{
     time::Duration,
 };
 
-use common::{TestApp, assert_refused};
+use crate::common::{TestApp, assert_refused};
 use douyin_kit::cache::{Cache, RedisCache, suite};
 use serde_json::Value;
 
@@ -642,11 +642,9 @@ async fn rankings_order_limit_and_survive_a_flush() {
 /// The cache behaviour suite against real Redis (the in-process cache runs it
 /// in the kit's unit tests).
 #[tokio::test]
+#[ignore = "needs DOUYIN_TEST_REDIS_URL (a Redis server)"]
 async fn redis_cache_passes_the_cache_suite() {
-    let Some(url) = std::env::var("DOUYIN_TEST_REDIS_URL").ok().filter(|u| !u.is_empty()) else {
-        eprintln!("DOUYIN_TEST_REDIS_URL unset; skipping the Redis cache suite");
-        return;
-    };
+    let url = common::needs("DOUYIN_TEST_REDIS_URL");
     let prefix = format!("douyin-test-suite-{}", uuid::Uuid::new_v4().simple());
     let cache = RedisCache::connect(&url, &prefix).await.unwrap();
     cache.ping().await.unwrap();

@@ -1,10 +1,10 @@
 //! Routes 2–4 and the transport rules, over real HTTP.
 
-mod common;
+use crate::common;
 
+use crate::common::{TestApp, assert_refused, split::Split};
 use base64::Engine;
-use common::{TestApp, assert_refused};
-use douyin_kit::{Role, shutdown};
+use douyin_kit::Role;
 use serde_json::json;
 
 #[tokio::test]
@@ -201,34 +201,8 @@ async fn unknown_routes_and_oversized_bodies_answer_in_json() {
 /// ports, talking gRPC over TCP.
 #[tokio::test]
 async fn auth_across_a_real_grpc_hop() {
-    let data_dir = tempfile::tempdir().unwrap();
-    let (mut backend_config, schema) = common::test_config(data_dir.path()).await;
-    backend_config.jwt_secret = Some("a-shared-secret-for-both-processes-0123456789".into());
-    let (backend_trigger, stop) = shutdown::channel();
-    let backend =
-        douyin::start(backend_config.clone(), &[Role::User, Role::Counter, Role::Relation], stop).await.unwrap();
-    let endpoint = format!("http://{}", backend.grpc_addr.unwrap());
-    let backend_task = tokio::spawn(backend.wait());
-
-    let mut gateway_config = backend_config.clone();
-    gateway_config.database_url = Some("sqlite::memory:".into());
-    for role in Role::GRPC {
-        let ep = Some(endpoint.clone());
-        match role {
-            Role::User => gateway_config.user_endpoint = ep,
-            Role::Video => gateway_config.video_endpoint = ep,
-            Role::Interaction => gateway_config.interaction_endpoint = ep,
-            Role::Relation => gateway_config.relation_endpoint = ep,
-            Role::Chat => gateway_config.chat_endpoint = ep,
-            Role::Counter => gateway_config.counter_endpoint = ep,
-            Role::Api => {}
-        }
-    }
-    let (gateway_trigger, stop) = shutdown::channel();
-    let gateway = douyin::start(gateway_config, &[Role::Api], stop).await.unwrap();
-    let base = format!("http://{}", gateway.http_addr.unwrap());
-    let gateway_task = tokio::spawn(gateway.wait());
-    let http = reqwest::Client::new();
+    let split = Split::start(&[Role::User, Role::Counter, Role::Relation], |_| {}).await;
+    let (base, http) = (&split.base, &split.http);
 
     let reply = common::json(
         http.post(format!("{base}/douyin/user/register/?username=hop&password=secret123")).send().await.unwrap(),
@@ -251,11 +225,5 @@ async fn auth_across_a_real_grpc_hop() {
     let forged = common::json(http.get(format!("{base}/douyin/user/?token={}x", token)).send().await.unwrap()).await;
     assert_eq!(forged["status_code"], 401);
 
-    gateway_trigger.trigger();
-    backend_trigger.trigger();
-    let _ = gateway_task.await;
-    let _ = backend_task.await;
-    if let Some((server, name)) = schema {
-        common::drop_schema(&server, &name).await;
-    }
+    split.stop().await;
 }

@@ -2,11 +2,11 @@
 //! gateway `/healthz`) never depends on a backend, readiness (the overall and
 //! per-role gRPC services, `/readyz`) does; metrics live on the admin port only.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
-use common::TestApp;
+use crate::common::TestApp;
 use serde_json::Value;
 
 /// A MySQL address where nothing listens: the database is down from the start.

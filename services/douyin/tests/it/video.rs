@@ -2,10 +2,10 @@
 //! covers, and every refused upload leaving no row and no object behind. With
 //! `DOUYIN_TEST_S3_ENDPOINT` set (see `.ci/s3.sh`) every app here keeps its
 //! media in a real S3-API server, otherwise in a local directory; either way
-//! the gateway serves it at /media (see tests/media.rs), and URLs are
+//! the gateway serves it at /media (see the media suite; tests against S3 itself are in the s3 suite), and URLs are
 //! presigned only for a configured public S3 endpoint.
 
-mod common;
+use crate::common;
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashSet},
@@ -13,12 +13,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{TestApp, assert_refused, sample_mp4};
+use crate::common::{TestApp, assert_refused, sample_mp4, split::Split};
 use douyin_kit::{
     Config, Role,
     db::Db,
-    shutdown,
-    storage::{self, ObjectStore, S3Store},
+    storage::{self, ObjectStore},
 };
 use futures::StreamExt;
 use serde_json::Value;
@@ -483,7 +482,7 @@ async fn oversize_uploads_get_413_in_json() {
     .await;
     let alice = app.register("alice").await;
     let users = [alice.clone()];
-    let small = include_bytes!("../../video/demo/demo2.mp4").to_vec();
+    let small = include_bytes!("../../../video/demo/demo2.mp4").to_vec();
     assert!(small.len() <= 4096);
     assert_ok(&app.publish(&alice.1, "under the limit", small).await);
     let before = snapshot(&app, &users).await;
@@ -609,34 +608,17 @@ async fn an_aborted_upload_leaves_nothing() {
 /// over TCP: a cancelled upload must not reach the video role as a complete one.
 #[tokio::test]
 async fn an_aborted_upload_across_a_grpc_hop_leaves_nothing() {
-    let data_dir = tempfile::tempdir().unwrap();
-    let (mut backend_config, schema) = common::test_config(data_dir.path()).await;
-    backend_config.jwt_secret = Some("a-shared-secret-for-both-processes-0123456789".into());
-    backend_config.ffmpeg_path = "/nonexistent/ffmpeg".into();
-    // Bounds how long an upload whose sender went away can linger: idle
-    // uploads give up after 2 s, and upload directories older than the 4 s
-    // upload deadline are swept.
-    backend_config.upload_idle_timeout_secs = 2;
-    backend_config.upload_timeout_secs = 4;
-    let (backend_trigger, stop) = shutdown::channel();
-    let backend =
-        douyin::start(backend_config.clone(), &[Role::User, Role::Video, Role::Counter, Role::Interaction], stop)
-            .await
-            .unwrap();
-    let endpoint = format!("http://{}", backend.grpc_addr.unwrap());
-    let backend_task = tokio::spawn(backend.wait());
-
-    let mut gateway_config = backend_config.clone();
-    gateway_config.database_url = Some("sqlite::memory:".into());
-    gateway_config.user_endpoint = Some(endpoint.clone());
-    gateway_config.video_endpoint = Some(endpoint.clone());
-    gateway_config.counter_endpoint = Some(endpoint.clone());
-    gateway_config.interaction_endpoint = Some(endpoint.clone());
-    let (gateway_trigger, stop) = shutdown::channel();
-    let gateway = douyin::start(gateway_config, &[Role::Api], stop).await.unwrap();
-    let base = format!("http://{}", gateway.http_addr.unwrap());
-    let gateway_task = tokio::spawn(gateway.wait());
-    let http = reqwest::Client::new();
+    let roles = [Role::User, Role::Video, Role::Counter, Role::Interaction];
+    let split = Split::start(&roles, |c| {
+        c.ffmpeg_path = "/nonexistent/ffmpeg".into();
+        // Bounds how long an upload whose sender went away can linger: idle
+        // uploads give up after 2 s, and upload directories older than the 4 s
+        // upload deadline are swept.
+        c.upload_idle_timeout_secs = 2;
+        c.upload_timeout_secs = 4;
+    })
+    .await;
+    let (base, http) = (&split.base, &split.http);
 
     let reply = common::json(
         http.post(format!("{base}/douyin/user/register/?username=hop&password=secret123")).send().await.unwrap(),
@@ -645,11 +627,11 @@ async fn an_aborted_upload_across_a_grpc_hop_leaves_nothing() {
     assert_ok(&reply);
     let (user_id, token) = (reply["user_id"].as_i64().unwrap(), reply["token"].as_str().unwrap().to_owned());
     let list_url = format!("{base}/douyin/publish/list/?user_id={user_id}");
-    let store = store_of(&backend_config).await;
+    let store = store_of(&split.config).await;
 
     for _ in 0..3 {
-        abort_upload(&base, &token).await;
-        uploads_settled(data_dir.path()).await;
+        abort_upload(base, &token).await;
+        uploads_settled(&split.config.data_dir).await;
         let list = common::json(http.get(&list_url).send().await.unwrap()).await;
         assert_eq!(list["video_list"], serde_json::json!([]), "a truncated upload was published: {list}");
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -672,13 +654,7 @@ async fn an_aborted_upload_across_a_grpc_hop_leaves_nothing() {
     let played = http.get(list["video_list"][0]["play_url"].as_str().unwrap()).send().await.unwrap();
     assert_eq!(played.bytes().await.unwrap().as_ref(), sample_mp4().as_slice());
 
-    gateway_trigger.trigger();
-    backend_trigger.trigger();
-    let _ = gateway_task.await;
-    let _ = backend_task.await;
-    if let Some((server, name)) = schema {
-        common::drop_schema(&server, &name).await;
-    }
+    split.stop().await;
 }
 
 /// The video role's own contract: a publish stream counts only with its end
@@ -714,82 +690,6 @@ async fn a_publish_stream_without_its_end_marker_is_discarded() {
     let id = client.publish(futures::stream::iter(whole)).await.unwrap().into_inner().video_id;
     assert_eq!(ids(&feed(&app, &[]).await["video_list"]), [id]);
     app.stop().await;
-}
-
-/// A configuration for an S3Store of its own bucket on the test server.
-fn s3_config(endpoint: &str) -> Config {
-    Config {
-        s3_endpoint: Some(endpoint.to_owned()),
-        s3_bucket: format!("douyin-kit-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]),
-        s3_access_key: std::env::var("DOUYIN_TEST_S3_ACCESS_KEY").ok(),
-        s3_secret_key: std::env::var("DOUYIN_TEST_S3_SECRET_KEY").ok(),
-        ..Config::default()
-    }
-}
-
-#[tokio::test]
-async fn s3_store_passes_the_shared_suite() {
-    let Some(endpoint) = s3_endpoint() else {
-        println!("skipped: DOUYIN_TEST_S3_ENDPOINT not set");
-        return;
-    };
-    let config = s3_config(&endpoint);
-    let store = S3Store::new(&config, &endpoint).await.unwrap();
-    store.ensure_bucket().await.expect("bucket created");
-    store.ensure_bucket().await.expect("an existing bucket is fine");
-    store.ping().await.unwrap();
-    storage::suite::stores_and_deletes(&store).await;
-}
-
-/// The other spelling of a loopback endpoint, which reaches the same server
-/// under a different Host (and so a different signature).
-fn other_host(endpoint: &str) -> String {
-    if endpoint.contains("127.0.0.1") {
-        endpoint.replace("127.0.0.1", "localhost")
-    } else {
-        endpoint.replace("localhost", "127.0.0.1")
-    }
-}
-
-#[tokio::test]
-async fn presigned_urls_use_the_public_endpoint() {
-    let Some(endpoint) = s3_endpoint() else {
-        println!("skipped: DOUYIN_TEST_S3_ENDPOINT not set");
-        return;
-    };
-    let public = other_host(&endpoint);
-    assert_ne!(public, endpoint, "the test needs a 127.0.0.1 or localhost endpoint");
-    let mut config = s3_config(&endpoint);
-    config.s3_public_endpoint = Some(public.clone());
-    config.s3_presign_secs = 600;
-    let store = S3Store::new(&config, &endpoint).await.unwrap();
-    store.ensure_bucket().await.unwrap();
-
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("clip.mp4");
-    let sample = sample_mp4();
-    std::fs::write(&file, &sample).unwrap();
-    let key = format!("videos/{}.mp4", uuid::Uuid::new_v4().simple());
-    store.put_file(&key, &file, "video/mp4").await.unwrap();
-
-    let url = store.public_url(&key).await.unwrap();
-    let prefix = format!("{}/{}/{key}?", public.trim_end_matches('/'), config.s3_bucket);
-    assert!(url.starts_with(&prefix), "{url} should start with {prefix}");
-    assert!(url.contains("X-Amz-Expires=600"), "{url}");
-    let http = reqwest::Client::new();
-    let whole = http.get(&url).send().await.unwrap();
-    assert_eq!(whole.status(), 200, "{url}");
-    assert_eq!(whole.headers()["content-type"], "video/mp4");
-    assert_eq!(whole.bytes().await.unwrap().as_ref(), sample.as_slice());
-    let part = http.get(&url).header("range", "bytes=4-11").send().await.unwrap();
-    assert_eq!(part.status(), 206);
-    assert_eq!(part.bytes().await.unwrap().as_ref(), &sample[4..12]);
-
-    // Without a public endpoint nothing is presigned: the gateway serves the object.
-    let plain = S3Store::new(&s3_config(&endpoint), &endpoint).await.unwrap();
-    let url = plain.public_url(&key).await.unwrap();
-    assert_eq!(url, format!("/media/{key}"));
-    store.delete(&key).await.unwrap();
 }
 
 /// A client that stops sending halfway but keeps the connection open is

@@ -1,94 +1,18 @@
 //! The mesh: every role its own OS process of the `douyin` binary on free ports,
 //! against MariaDB, Redis and S3 (from the DOUYIN_TEST_* variables set by
-//! `.ci/mesh.sh`). Runs only when DOUYIN_TEST_MESH=1.
+//! `.ci/mesh.sh`, which runs these ignored tests).
 
-mod common;
+use crate::common;
 
-use std::{
-    collections::HashMap,
-    net::TcpListener,
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-const BIN: &str = env!("CARGO_BIN_EXE_douyin");
-const ROLES: [&str; 7] = ["user", "video", "interaction", "relation", "chat", "counter", "api"];
-
-fn enabled() -> bool {
-    if std::env::var("DOUYIN_TEST_MESH").as_deref() == Ok("1") {
-        return true;
-    }
-    eprintln!("skipped: DOUYIN_TEST_MESH=1 is not set (run .ci/mesh.sh)");
-    false
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-struct Proc {
-    role: &'static str,
-    child: Child,
-    grpc: u16,
-    admin: u16,
-    http: u16,
-    env: Vec<(String, String)>,
-}
-
-impl Proc {
-    fn spawn(role: &'static str, env: &[(String, String)], grpc: u16, admin: u16, http: u16) -> Proc {
-        let mut command = Command::new(BIN);
-        command
-            .args(["serve", role])
-            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .env("DOUYIN_GRPC_ADDR", format!("127.0.0.1:{grpc}"))
-            .env("DOUYIN_ADMIN_ADDR", format!("127.0.0.1:{admin}"))
-            .env("DOUYIN_HTTP_ADDR", format!("127.0.0.1:{http}"))
-            .env("DOUYIN_LOG_FORMAT", "json")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
-        let child = command.spawn().expect("spawn douyin");
-        Proc { role, child, grpc, admin, http, env: env.to_vec() }
-    }
-
-    fn restart(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        *self = Proc::spawn(self.role, &self.env, self.grpc, self.admin, self.http);
-    }
-
-    fn signal(&self, signal: &str) {
-        let status = Command::new("kill").args([&format!("-{signal}"), &self.child.id().to_string()]).status().unwrap();
-        assert!(status.success());
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn wait_ready(http: &reqwest::Client, admin: u16, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        if let Ok(r) = http.get(format!("http://127.0.0.1:{admin}/readyz")).send().await
-            && r.status().is_success()
-        {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{what} did not become ready");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
+use crate::common::process::{Proc, Processes, owned};
 
 /// A mesh of seven processes with its own schema, Redis prefix and bucket.
 struct Mesh {
-    procs: Vec<Proc>,
+    procs: Processes,
     base: String,
     http: reqwest::Client,
     _dir: tempfile::TempDir,
@@ -97,24 +21,25 @@ struct Mesh {
 
 impl Mesh {
     async fn start() -> Mesh {
+        for needed in ["DOUYIN_TEST_DATABASE_URL", "DOUYIN_TEST_REDIS_URL", "DOUYIN_TEST_S3_ENDPOINT"] {
+            common::needs(needed);
+        }
         let dir = tempfile::tempdir().unwrap();
         let (config, schema) = common::test_config(dir.path()).await;
-        let ports: HashMap<&str, (u16, u16, u16)> =
-            ROLES.iter().map(|r| (*r, (free_port(), free_port(), free_port()))).collect();
-        let mut env: Vec<(String, String)> = vec![
-            ("DOUYIN_DATA_DIR".into(), dir.path().display().to_string()),
-            ("DOUYIN_JWT_SECRET".into(), "mesh-test-secret-0123456789abcdef0123456789".into()),
-            ("DOUYIN_DEMO_CONTENT".into(), "false".into()),
-            ("DOUYIN_HEALTH_INTERVAL_SECS".into(), "1".into()),
-            ("DOUYIN_RPC_TIMEOUT_MS".into(), "2000".into()),
-            ("DOUYIN_SHUTDOWN_GRACE_SECS".into(), "15".into()),
-            ("DOUYIN_REDIS_PREFIX".into(), config.redis_prefix.clone()),
-            ("DOUYIN_S3_BUCKET".into(), config.s3_bucket.clone()),
-            ("DOUYIN_RATE_LIMIT_IP_PER_SEC".into(), "0".into()),
-            ("DOUYIN_RATE_LIMIT_USER_PER_SEC".into(), "0".into()),
-            ("DOUYIN_RATE_LIMIT_REGISTER_PER_MIN".into(), "0".into()),
-            ("DOUYIN_RATE_LIMIT_PUBLISH_PER_MIN".into(), "0".into()),
-        ];
+        let mut env = owned(&[
+            ("DOUYIN_DATA_DIR", &dir.path().display().to_string()),
+            ("DOUYIN_JWT_SECRET", "mesh-test-secret-0123456789abcdef0123456789"),
+            ("DOUYIN_DEMO_CONTENT", "false"),
+            ("DOUYIN_HEALTH_INTERVAL_SECS", "1"),
+            ("DOUYIN_RPC_TIMEOUT_MS", "2000"),
+            ("DOUYIN_SHUTDOWN_GRACE_SECS", "15"),
+            ("DOUYIN_REDIS_PREFIX", &config.redis_prefix),
+            ("DOUYIN_S3_BUCKET", &config.s3_bucket),
+            ("DOUYIN_RATE_LIMIT_IP_PER_SEC", "0"),
+            ("DOUYIN_RATE_LIMIT_USER_PER_SEC", "0"),
+            ("DOUYIN_RATE_LIMIT_REGISTER_PER_MIN", "0"),
+            ("DOUYIN_RATE_LIMIT_PUBLISH_PER_MIN", "0"),
+        ]);
         let optional = [
             ("DOUYIN_DATABASE_URL", config.database_url.clone()),
             ("DOUYIN_REDIS_URL", config.redis_url.clone()),
@@ -127,25 +52,10 @@ impl Mesh {
                 env.push((key.into(), value));
             }
         }
-        for role in ROLES.iter().filter(|r| **r != "api") {
-            env.push((
-                format!("DOUYIN_{}_ENDPOINT", role.to_uppercase()),
-                format!("http://127.0.0.1:{}", ports[role].0),
-            ));
-        }
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
-        let mut procs = Vec::new();
-        for role in ROLES {
-            let (grpc, admin, web) = ports[role];
-            procs.push(Proc::spawn(role, &env, grpc, admin, web));
-        }
-        for p in &procs {
-            wait_ready(&http, p.admin, p.role).await;
-        }
-        let api = procs.iter().find(|p| p.role == "api").unwrap();
-        let base = format!("http://127.0.0.1:{}", api.http);
-        eprintln!("mesh: {} processes", procs.len());
-        for p in &procs {
+        let procs = Processes::start(&env).await;
+        let (base, http) = (procs.base(), procs.http.clone());
+        eprintln!("mesh: {} processes", procs.procs.len());
+        for p in &procs.procs {
             eprintln!(
                 "  {:<12} pid {:<7} grpc 127.0.0.1:{:<5} admin 127.0.0.1:{}{}",
                 p.role,
@@ -165,11 +75,11 @@ impl Mesh {
     }
 
     fn proc(&mut self, role: &str) -> &mut Proc {
-        self.procs.iter_mut().find(|p| p.role == role).unwrap()
+        self.procs.get_mut(role)
     }
 
     async fn stop(mut self) {
-        self.procs.clear();
+        self.procs.procs.clear();
         if let Some((server, name)) = self.schema.take() {
             common::drop_schema(&server, &name).await;
         }
@@ -364,57 +274,36 @@ async fn scenario(base: &str, http: &reqwest::Client) -> Vec<(String, Value)> {
 }
 
 #[tokio::test]
+#[ignore = "needs MariaDB, Redis and S3 for seven processes (run by .ci/mesh.sh)"]
 async fn mesh_runs_the_app_like_serve_all() {
-    if !enabled() {
-        return;
-    }
     let mesh = Mesh::start().await;
     let meshed = scenario(&mesh.base, &mesh.http).await;
 
     // The same scenario on `serve all` with embedded defaults.
     let dir = tempfile::tempdir().unwrap();
-    let (http_port, grpc_port, admin_port) = (free_port(), free_port(), free_port());
-    let mut all = Command::new(BIN);
-    all.args(["serve", "all"])
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("DOUYIN_DATA_DIR", dir.path())
-        .env("DOUYIN_DEMO_CONTENT", "false")
-        .env("DOUYIN_HTTP_ADDR", format!("127.0.0.1:{http_port}"))
-        .env("DOUYIN_GRPC_ADDR", format!("127.0.0.1:{grpc_port}"))
-        .env("DOUYIN_ADMIN_ADDR", format!("127.0.0.1:{admin_port}"))
-        .env("DOUYIN_HEALTH_INTERVAL_SECS", "1")
-        .env("DOUYIN_RATE_LIMIT_REGISTER_PER_MIN", "0")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null());
-    let mut all = scopeguard(all.spawn().unwrap());
-    wait_ready(&mesh.http, admin_port, "serve all").await;
-    let embedded = scenario(&format!("http://127.0.0.1:{http_port}"), &mesh.http).await;
-    eprintln!("serve all (SQLite, in-process cache, local files): pid {} http 127.0.0.1:{http_port}", all.0.id());
+    let all = Proc::spawn_free(
+        "all",
+        &owned(&[
+            ("DOUYIN_DATA_DIR", &dir.path().display().to_string()),
+            ("DOUYIN_DEMO_CONTENT", "false"),
+            ("DOUYIN_HEALTH_INTERVAL_SECS", "1"),
+            ("DOUYIN_RATE_LIMIT_REGISTER_PER_MIN", "0"),
+        ]),
+    );
+    all.ready(&mesh.http).await;
+    let embedded = scenario(&all.base(), &mesh.http).await;
+    eprintln!("serve all (SQLite, in-process cache, local files): pid {} http 127.0.0.1:{}", all.child.id(), all.http);
     for ((step, m), (_, e)) in meshed.iter().zip(&embedded) {
         assert_eq!(m, e, "step {step} differs between the mesh and serve all");
     }
     assert_eq!(meshed.len(), embedded.len());
-    let _ = all.0.kill();
+    drop(all);
     mesh.stop().await;
 }
 
-struct Guard(Child);
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-fn scopeguard(child: Child) -> Guard {
-    Guard(child)
-}
-
 #[tokio::test]
+#[ignore = "needs MariaDB, Redis and S3 for seven processes (run by .ci/mesh.sh)"]
 async fn a_dead_peer_is_refused_cleanly_and_recovers() {
-    if !enabled() {
-        return;
-    }
     let mut mesh = Mesh::start().await;
     let c = Client { base: mesh.base.clone(), http: mesh.http.clone() };
     let reg = c
@@ -447,8 +336,7 @@ async fn a_dead_peer_is_refused_cleanly_and_recovers() {
     assert_eq!(chat["status_code"], 0, "{chat}");
 
     mesh.proc("user").restart();
-    let admin = mesh.proc("user").admin;
-    wait_ready(&mesh.http, admin, "restarted user").await;
+    mesh.procs.get("user").ready(&mesh.http).await;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let info = c.call("GET", "/douyin/user/", &[("token", token.clone())]).await;
@@ -463,10 +351,8 @@ async fn a_dead_peer_is_refused_cleanly_and_recovers() {
 }
 
 #[tokio::test]
+#[ignore = "needs MariaDB, Redis and S3 for seven processes (run by .ci/mesh.sh)"]
 async fn sigterm_drains_in_flight_requests_and_exits_zero() {
-    if !enabled() {
-        return;
-    }
     let mut mesh = Mesh::start().await;
     let c = Client { base: mesh.base.clone(), http: mesh.http.clone() };
     let reg = c
@@ -505,19 +391,15 @@ async fn sigterm_drains_in_flight_requests_and_exits_zero() {
 
 #[tokio::test]
 async fn unreachable_database_reports_not_serving() {
-    if !enabled() {
-        return;
-    }
     let dir = tempfile::tempdir().unwrap();
-    let (grpc, admin) = (free_port(), free_port());
-    let dead_port = free_port();
-    let env = vec![
-        ("DOUYIN_DATA_DIR".to_owned(), dir.path().display().to_string()),
-        ("DOUYIN_DATABASE_URL".to_owned(), format!("mysql://root@127.0.0.1:{dead_port}/douyin")),
-        ("DOUYIN_HEALTH_INTERVAL_SECS".to_owned(), "1".to_owned()),
-    ];
-    let user = Proc::spawn("user", &env, grpc, admin, free_port());
-    let addr = format!("http://127.0.0.1:{grpc}");
+    let dead_port = common::free_port();
+    let env = owned(&[
+        ("DOUYIN_DATA_DIR", &dir.path().display().to_string()),
+        ("DOUYIN_DATABASE_URL", &format!("mysql://root@127.0.0.1:{dead_port}/douyin")),
+        ("DOUYIN_HEALTH_INTERVAL_SECS", "1"),
+    ]);
+    let user = Proc::spawn_free("user", &env);
+    let addr = format!("http://127.0.0.1:{}", user.grpc);
     let deadline = Instant::now() + Duration::from_secs(30);
     let serving = loop {
         match douyin::health_check(&addr, "douyin.user.v1.UserService").await {

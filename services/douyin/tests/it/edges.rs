@@ -2,9 +2,7 @@
 //! be parsed, refusals outside the routes (405, 414, 431), long lists, chat
 //! with an unknown or own id, and ids sent in float notation.
 
-mod common;
-
-use common::{TestApp, assert_refused, json};
+use crate::common::{TestApp, assert_refused, json};
 use reqwest::{StatusCode, header::CONTENT_TYPE};
 use serde_json::{Value, json};
 

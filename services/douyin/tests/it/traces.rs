@@ -4,58 +4,31 @@
 //! with SQL spans that carry no parameter values; a collector that goes away
 //! costs requests nothing; `/metrics` counts the requests made.
 
-mod otlp;
-
 use std::{
     collections::{HashMap, HashSet},
-    net::TcpListener,
-    process::{Child, Command, Stdio},
+    process::Stdio,
     time::{Duration, Instant},
 };
 
-use otlp::{Collector, Received, Wire, parse_metrics};
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_douyin");
-const ROLES: [&str; 7] = ["user", "video", "interaction", "relation", "chat", "counter", "api"];
+use crate::{
+    common::{
+        process::{Processes, command, owned},
+        sample_mp4,
+    },
+    otlp::{Collector, Received, Wire, parse_metrics},
+};
+
 const SPAN_KIND_SERVER: i32 = 2;
 const SPAN_KIND_CLIENT: i32 = 3;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-struct Proc {
-    role: &'static str,
-    child: Child,
-    admin: u16,
-    http: u16,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn command(env: &[(String, String)]) -> Command {
-    let mut command = Command::new(BIN);
-    command
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
-    command
-}
 
 fn redis_url() -> Option<String> {
     std::env::var("DOUYIN_TEST_REDIS_URL").ok().filter(|v| !v.is_empty())
 }
 
 struct Mesh {
-    procs: Vec<Proc>,
+    procs: Processes,
     http: reqwest::Client,
     _dir: tempfile::TempDir,
 }
@@ -69,72 +42,37 @@ impl Mesh {
     /// environment on top.
     async fn start_with(otlp_endpoint: &str, extra: &[(&str, &str)]) -> Mesh {
         let dir = tempfile::tempdir().unwrap();
-        let ports: HashMap<&str, (u16, u16, u16)> =
-            ROLES.iter().map(|r| (*r, (free_port(), free_port(), free_port()))).collect();
-        let mut env: Vec<(String, String)> = vec![
-            ("DOUYIN_DATA_DIR".into(), dir.path().display().to_string()),
-            ("DOUYIN_JWT_SECRET".into(), "traces-test-secret-0123456789abcdef0123456789".into()),
-            ("DOUYIN_DEMO_CONTENT".into(), "false".into()),
-            ("DOUYIN_HEALTH_INTERVAL_SECS".into(), "1".into()),
-            ("DOUYIN_RATE_LIMIT_IP_PER_SEC".into(), "0".into()),
-            ("DOUYIN_RATE_LIMIT_USER_PER_SEC".into(), "0".into()),
-            ("DOUYIN_RATE_LIMIT_REGISTER_PER_MIN".into(), "0".into()),
-            ("DOUYIN_RATE_LIMIT_PUBLISH_PER_MIN".into(), "0".into()),
-            ("DOUYIN_LOG_FORMAT".into(), "json".into()),
-            ("RUST_LOG".into(), "warn".into()),
-        ];
+        let mut env = owned(&[
+            ("DOUYIN_DATA_DIR", &dir.path().display().to_string()),
+            ("DOUYIN_JWT_SECRET", "traces-test-secret-0123456789abcdef0123456789"),
+            ("DOUYIN_DEMO_CONTENT", "false"),
+            ("DOUYIN_HEALTH_INTERVAL_SECS", "1"),
+            ("DOUYIN_RATE_LIMIT_IP_PER_SEC", "0"),
+            ("DOUYIN_RATE_LIMIT_USER_PER_SEC", "0"),
+            ("DOUYIN_RATE_LIMIT_REGISTER_PER_MIN", "0"),
+            ("DOUYIN_RATE_LIMIT_PUBLISH_PER_MIN", "0"),
+        ]);
         // Redis when the environment names one (as .ci/mesh.sh does), under a fresh prefix.
         if let Some(redis) = redis_url() {
             env.push(("DOUYIN_REDIS_URL".into(), redis));
             env.push(("DOUYIN_REDIS_PREFIX".into(), format!("traces-{}", uuid::Uuid::new_v4().simple())));
         }
-        for role in ROLES.iter().filter(|r| **r != "api") {
-            env.push((
-                format!("DOUYIN_{}_ENDPOINT", role.to_uppercase()),
-                format!("http://127.0.0.1:{}", ports[role].0),
-            ));
-        }
         // One schema for every process, made before any of them starts.
         let status = command(&env).arg("migrate").status().unwrap();
         assert!(status.success(), "douyin migrate: {status:?}");
-        env.push(("DOUYIN_MIGRATE".into(), "false".into()));
-        env.push(("OTEL_EXPORTER_OTLP_ENDPOINT".into(), otlp_endpoint.to_owned()));
-        env.push(("OTEL_BSP_SCHEDULE_DELAY".into(), "100".into()));
-        env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
-
-        let mut procs = Vec::new();
-        for role in ROLES {
-            let (grpc, admin, http) = ports[role];
-            let child = command(&env)
-                .args(["serve", role])
-                .env("DOUYIN_GRPC_ADDR", format!("127.0.0.1:{grpc}"))
-                .env("DOUYIN_ADMIN_ADDR", format!("127.0.0.1:{admin}"))
-                .env("DOUYIN_HTTP_ADDR", format!("127.0.0.1:{http}"))
-                .spawn()
-                .expect("spawn douyin");
-            procs.push(Proc { role, child, admin, http });
-        }
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        for p in &procs {
-            loop {
-                let ready = http.get(format!("http://127.0.0.1:{}/readyz", p.admin)).send().await;
-                if ready.is_ok_and(|r| r.status().is_success()) {
-                    break;
-                }
-                assert!(Instant::now() < deadline, "{} did not become ready", p.role);
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
+        env.extend(owned(&[
+            ("DOUYIN_MIGRATE", "false"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", otlp_endpoint),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+        ]));
+        env.extend(owned(extra));
+        let procs = Processes::start(&env).await;
+        let http = procs.http.clone();
         Mesh { procs, http, _dir: dir }
     }
 
-    fn proc(&self, role: &str) -> &Proc {
-        self.procs.iter().find(|p| p.role == role).unwrap()
-    }
-
     fn base(&self) -> String {
-        format!("http://127.0.0.1:{}", self.proc("api").http)
+        self.procs.base()
     }
 
     async fn call(&self, method: &str, path: &str, query: &[(&str, &str)]) -> Value {
@@ -148,12 +86,10 @@ impl Mesh {
     }
 
     async fn publish(&self, token: &str, title: &str) -> Value {
-        let form =
-            reqwest::multipart::Form::new().text("token", token.to_owned()).text("title", title.to_owned()).part(
-                "data",
-                reqwest::multipart::Part::bytes(include_bytes!("../../video/demo/demo1.mp4").to_vec())
-                    .file_name("v.mp4"),
-            );
+        let form = reqwest::multipart::Form::new()
+            .text("token", token.to_owned())
+            .text("title", title.to_owned())
+            .part("data", reqwest::multipart::Part::bytes(sample_mp4()).file_name("v.mp4"));
         let response =
             self.http.post(format!("{}/douyin/publish/action/", self.base())).multipart(form).send().await.unwrap();
         let value: Value = response.json().await.unwrap();
@@ -301,7 +237,7 @@ async fn one_request_is_one_trace_across_processes() {
     assert_eq!(public.headers()["content-type"], "application/json; charset=utf-8");
     let body: Value = public.json().await.unwrap();
     assert!(body["status_code"].as_i64().is_some_and(|c| c != 0) && body["status_msg"].is_string(), "{body}");
-    let gateway_metrics = format!("http://127.0.0.1:{}/metrics", mesh.proc("api").admin);
+    let gateway_metrics = format!("http://127.0.0.1:{}/metrics", mesh.procs.get("api").admin);
     let gateway = mesh.metrics(gateway_metrics.clone()).await;
     let requests = |route: &str, method: &str| {
         gateway
@@ -317,11 +253,11 @@ async fn one_request_is_one_trace_across_processes() {
     let feed_latency =
         r#"douyin_http_server_request_duration_seconds_count{http_route="/douyin/feed/",http_request_method="GET"}"#;
     assert_eq!(gateway.get(feed_latency).copied(), Some(1.0));
-    let video = mesh.metrics(format!("http://127.0.0.1:{}/metrics", mesh.proc("video").admin)).await;
+    let video = mesh.metrics(format!("http://127.0.0.1:{}/metrics", mesh.procs.get("video").admin)).await;
     let feed_rpcs = r#"douyin_rpc_server_requests_total{rpc_service="douyin.video.v1.VideoService",rpc_method="Feed"}"#;
     assert_eq!(video.get(feed_rpcs).copied(), Some(1.0));
     assert!(video.contains_key("douyin_db_pool_size"), "pool gauges");
-    let counter = mesh.metrics(format!("http://127.0.0.1:{}/metrics", mesh.proc("counter").admin)).await;
+    let counter = mesh.metrics(format!("http://127.0.0.1:{}/metrics", mesh.procs.get("counter").admin)).await;
     let lookups = counter.get(r#"douyin_cache_hits_total{cache="counts"}"#).copied().unwrap_or_default()
         + counter.get(r#"douyin_cache_misses_total{cache="counts"}"#).copied().unwrap_or_default();
     assert!(lookups >= 1.0, "cache lookups counted: {counter:?}");

@@ -4,6 +4,9 @@
 //! its own bucket when `DOUYIN_TEST_S3_ENDPOINT` is set. Talks to it over HTTP.
 #![allow(dead_code)]
 
+pub mod process;
+pub mod split;
+
 use std::{net::SocketAddr, time::Duration};
 
 use douyin_kit::{Config, Role, shutdown};
@@ -25,6 +28,17 @@ pub struct TestApp {
 
 fn env(key: &str) -> Option<String> {
     std::env::var(key).ok().filter(|v| !v.is_empty())
+}
+
+/// The value of `key` for a test marked `#[ignore = "needs …"]`: run without
+/// what it needs, such a test fails instead of passing having checked nothing.
+pub fn needs(key: &str) -> String {
+    env(key).unwrap_or_else(|| panic!("{key} is not set; this test needs it (see its #[ignore] reason)"))
+}
+
+/// A port free at the time of asking.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// A configuration with every listener on port 0 and fresh backends.
@@ -168,7 +182,7 @@ pub async fn json(response: reqwest::Response) -> Value {
 
 /// A small but real MP4: the demo video shipped with the video role.
 pub fn sample_mp4() -> Vec<u8> {
-    include_bytes!("../../../video/demo/demo1.mp4").to_vec()
+    include_bytes!("../../../../video/demo/demo1.mp4").to_vec()
 }
 
 /// Asserts a refusal whose message mentions `needle`.
