@@ -4,27 +4,18 @@
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Service};
-use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::events::EventType;
+use kube::{Client, ResourceExt};
 use serde_json::json;
 use tracing::info;
 
 use crate::builders::{self, Environment, minio, mysql, redis};
-use crate::controller::Context;
 use crate::crd::StorageSpec;
-use crate::names::{self, Backend};
-use crate::reconcile::apply_params;
+use crate::events::Events;
+use crate::names::{self, Backend, apply_params};
 use crate::status::{BackendState, Setup};
 use crate::{Result, quantity};
-
-fn spec_storage<'a>(e: &Environment<'a>, backend: Backend) -> &'a StorageSpec {
-    match backend {
-        Backend::Mysql => &e.spec.mysql.storage,
-        Backend::Redis => &e.spec.redis.storage,
-        Backend::Minio => &e.spec.minio.storage,
-    }
-}
 
 /// What one provisioned backend runs on: applied in this order by the controller
 /// and printed by `render`. The bucket Job is separate: it is created only once
@@ -47,18 +38,20 @@ pub fn backend_objects(e: &Environment, backend: Backend, storage: &StorageSpec)
     }
 }
 
-/// The storage a backend's claim template asks for when it is first created.
-pub fn wanted_storage<'a>(e: &Environment<'a>, backend: Backend) -> &'a StorageSpec {
-    spec_storage(e, backend)
-}
 /// Applies a backend's Services and StatefulSet (and MinIO's bucket Job) and reads
 /// back how far it got.
-pub async fn provision(e: &Environment<'_>, ctx: &Context, backend: Backend) -> Result<BackendState> {
-    let statefulsets: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &e.namespace);
-    let services: Api<Service> = Api::namespaced(ctx.client.clone(), &e.namespace);
+pub async fn provision(
+    e: &Environment<'_>,
+    client: &Client,
+    events: &Events,
+    backend: Backend,
+) -> Result<BackendState> {
+    let statefulsets: Api<StatefulSet> = Api::namespaced(client.clone(), &e.namespace);
+    let services: Api<Service> = Api::namespaced(client.clone(), &e.namespace);
     let name = backend.object_name(&e.name);
 
-    let wanted = spec_storage(e, backend);
+    let spec = e.spec.backend(backend);
+    let wanted = spec.storage;
     let existing = statefulsets.get_opt(&name).await?;
     let (storage, storage_drift) = match existing.as_ref().and_then(builders::existing_storage) {
         None => (wanted.clone(), None),
@@ -75,17 +68,13 @@ pub async fn provision(e: &Environment<'_>, ctx: &Context, backend: Backend) -> 
     }
     let applied = statefulsets.patch(&name, &apply_params(), &Patch::Apply(objects.statefulset)).await?;
 
-    let replicas = match backend {
-        Backend::Mysql => e.spec.mysql.replicas,
-        Backend::Redis => e.spec.redis.replicas,
-        Backend::Minio => e.spec.minio.replicas,
-    };
+    let replicas = spec.replicas;
     let ready_replicas = applied.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0);
     let rolling_out = rolling_out(&applied);
     let setup = if backend != Backend::Minio {
         Setup::NotNeeded
     } else if replicas > 0 && ready_replicas >= replicas && !rolling_out {
-        bucket_setup(e, ctx).await?
+        bucket_setup(e, client, events).await?
     } else {
         Setup::Pending
     };
@@ -129,8 +118,8 @@ pub fn storage_drift(backend: Backend, current: &StorageSpec, wanted: &StorageSp
 }
 
 /// Creates the bucket Job once, and reports how it went.
-async fn bucket_setup(e: &Environment<'_>, ctx: &Context) -> Result<Setup> {
-    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &e.namespace);
+async fn bucket_setup(e: &Environment<'_>, client: &Client, events: &Events) -> Result<Setup> {
+    let jobs: Api<Job> = Api::namespaced(client.clone(), &e.namespace);
     let name = names::bucket_job(&e.name);
     let job = match jobs.get_opt(&name).await? {
         Some(job) => job,
@@ -138,7 +127,7 @@ async fn bucket_setup(e: &Environment<'_>, ctx: &Context) -> Result<Setup> {
             let job = jobs.patch(&name, &apply_params(), &Patch::Apply(minio::bucket_job(e))).await?;
             let note =
                 format!("created Job {name} for bucket {:?} and the application's access key", e.spec.minio.bucket);
-            ctx.publish(e, EventType::Normal, "BucketJobCreated", "Provision", note).await;
+            events.publish(e, EventType::Normal, "BucketJobCreated", "Provision", note).await;
             job
         }
     };
@@ -163,8 +152,8 @@ pub enum Removal {
 /// switched to an external instance): its StatefulSet, Services and bucket Job.
 /// Its volume claims and credentials stay, whatever `deletionPolicy` says: that
 /// policy is about deleting the environment. Re-enabling the backend finds its data.
-pub async fn remove(e: &Environment<'_>, ctx: &Context, backend: Backend) -> Result<Removal> {
-    let statefulsets: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &e.namespace);
+pub async fn remove(e: &Environment<'_>, client: &Client, events: &Events, backend: Backend) -> Result<Removal> {
+    let statefulsets: Api<StatefulSet> = Api::namespaced(client.clone(), &e.namespace);
     let name = backend.object_name(&e.name);
     let Some(existing) = statefulsets.get_opt(&name).await? else {
         return Ok(Removal::Done);
@@ -173,7 +162,7 @@ pub async fn remove(e: &Environment<'_>, ctx: &Context, backend: Backend) -> Res
     if !ours {
         return Ok(Removal::Done);
     }
-    let claims: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &e.namespace);
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &e.namespace);
     let selector = format!("{},{}={}", names::environment_selector(&e.name), names::LABEL_NAME, backend.key());
     let owned_claims: Vec<String> = claims
         .list(&ListParams::default().labels(&selector))
@@ -194,26 +183,27 @@ pub async fn remove(e: &Environment<'_>, ctx: &Context, backend: Backend) -> Res
         return Ok(Removal::ReleasingClaims);
     }
     info!(environment = %e.name, backend = backend.key(), "removing a backend that is no longer provisioned");
-    let services: Api<Service> = Api::namespaced(ctx.client.clone(), &e.namespace);
+    let services: Api<Service> = Api::namespaced(client.clone(), &e.namespace);
     ignore_not_found(statefulsets.delete(&name, &DeleteParams::default()).await.map(drop))?;
     ignore_not_found(services.delete(&backend.headless_name(&e.name), &DeleteParams::default()).await.map(drop))?;
     ignore_not_found(services.delete(&name, &DeleteParams::default()).await.map(drop))?;
     if backend == Backend::Minio {
-        let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &e.namespace);
+        let jobs: Api<Job> = Api::namespaced(client.clone(), &e.namespace);
         let job = names::bucket_job(&e.name);
         ignore_not_found(jobs.delete(&job, &DeleteParams::background()).await.map(drop))?;
     }
-    ctx.publish(
-        e,
-        EventType::Normal,
-        "BackendRemoved",
-        "Remove",
-        format!(
-            "removed {name} (spec.{key} is no longer provisioned); its volume claims and credentials are kept",
-            key = backend.key()
-        ),
-    )
-    .await;
+    events
+        .publish(
+            e,
+            EventType::Normal,
+            "BackendRemoved",
+            "Remove",
+            format!(
+                "removed {name} (spec.{key} is no longer provisioned); its volume claims and credentials are kept",
+                key = backend.key()
+            ),
+        )
+        .await;
     Ok(Removal::Done)
 }
 

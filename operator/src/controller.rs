@@ -14,18 +14,17 @@ use std::time::Duration;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ObjectReference, Secret};
+use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams, PartialObjectMeta};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{Predicate, WatchStreamExt, predicates, reflector, watcher};
 use kube::{Client, Resource, ResourceExt};
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::builders::Environment;
 use crate::crd::DouyinEnvironment;
+use crate::events::Events;
 use crate::metrics::Metrics;
 use crate::names::{FINALIZER, managed_selector};
 use crate::{Error, Result, reconcile};
@@ -35,14 +34,11 @@ pub const BACKOFF_BASE: Duration = Duration::from_secs(5);
 /// Longest wait between retries.
 pub const BACKOFF_MAX: Duration = Duration::from_secs(300);
 
-/// The `reportingController` of the operator's Events.
-pub const REPORTER: &str = "douyin-operator";
-
 /// What every reconcile shares.
 pub struct Context {
     pub client: Client,
     pub metrics: Metrics,
-    recorder: Recorder,
+    pub events: Events,
     /// Consecutive failures per environment (`namespace/name`), for backoff. An
     /// entry goes on success and when its environment is gone.
     failures: Mutex<HashMap<String, u32>>,
@@ -50,30 +46,8 @@ pub struct Context {
 
 impl Context {
     pub fn new(client: Client, metrics: Metrics) -> Self {
-        // The pod name (downward API) tells replicas' Events apart.
-        let reporter = Reporter { controller: REPORTER.into(), instance: std::env::var("POD_NAME").ok() };
-        let recorder = Recorder::new(client.clone(), reporter);
-        Self { client, metrics, recorder, failures: Mutex::default() }
-    }
-
-    /// Publishes an Event about the environment (`kubectl describe denv`, `kubectl
-    /// events`). An Event that cannot be written is logged, never fails the reconcile.
-    pub async fn publish(&self, e: &Environment<'_>, type_: EventType, reason: &str, action: &str, note: String) {
-        self.publish_to(&e.reference(), type_, reason, action, note).await;
-    }
-
-    pub async fn publish_to(
-        &self,
-        regarding: &ObjectReference,
-        type_: EventType,
-        reason: &str,
-        action: &str,
-        note: String,
-    ) {
-        let event = Event { type_, reason: reason.into(), note: Some(note), action: action.into(), secondary: None };
-        if let Err(error) = self.recorder.publish(&event, regarding).await {
-            warn!(%error, reason, "could not publish an Event");
-        }
+        let events = Events::new(client.clone());
+        Self { client, metrics, events, failures: Mutex::default() }
     }
 
     fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
@@ -139,8 +113,8 @@ pub async fn reconcile(env: Arc<DouyinEnvironment>, ctx: Arc<Context>) -> Result
     let span = info_span!("reconcile", environment = %key, generation = env.meta().generation);
     let action = finalizer(&api, FINALIZER, env, |event| async {
         match event {
-            Finalizer::Apply(env) => reconcile::apply(&env, &ctx).await,
-            Finalizer::Cleanup(env) => reconcile::cleanup(&env, &ctx).await,
+            Finalizer::Apply(env) => reconcile::apply(&env, &ctx.client, &ctx.events).await,
+            Finalizer::Cleanup(env) => reconcile::cleanup(&env, &ctx.client, &ctx.events).await,
         }
     })
     .instrument(span)

@@ -10,8 +10,10 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+mod backend;
 mod defaults;
 
+pub use backend::BackendSpec;
 pub use defaults::job_resources;
 
 pub const DEFAULT_MYSQL_IMAGE: &str = "mariadb:11.4.4";

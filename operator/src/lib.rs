@@ -11,6 +11,7 @@ pub mod controller;
 pub mod crd;
 pub mod credentials;
 mod error;
+pub mod events;
 pub mod guard;
 pub mod http;
 pub mod manager;

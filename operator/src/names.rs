@@ -2,7 +2,14 @@
 
 use std::collections::BTreeMap;
 
+use kube::api::PatchParams;
+
 pub const FIELD_MANAGER: &str = "douyin-operator";
+
+/// Every write of the operator: a server-side apply that owns the fields it sets.
+pub fn apply_params() -> PatchParams {
+    PatchParams::apply(FIELD_MANAGER).force()
+}
 pub const FINALIZER: &str = "douyinenvironments.douyin.rs/cleanup";
 pub const MANAGED_BY: &str = "douyin-operator";
 

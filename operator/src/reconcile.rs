@@ -10,17 +10,17 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-use kube::{Resource, ResourceExt};
+use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 use tracing::{info, warn};
 
 use crate::backends::{Removal, provision, remove};
 use crate::builders::Environment;
 use crate::builders::secret as secrets;
-use crate::controller::Context;
 use crate::crd::{DeletionPolicy, DouyinEnvironment, DouyinEnvironmentStatus, Phase};
 use crate::credentials::{self, Credentials, random_token};
-use crate::names::{self, Backend, FIELD_MANAGER};
+use crate::events::Events;
+use crate::names::{self, Backend, apply_params};
 use crate::status::{self, BackendState};
 use crate::{Result, guard, settings, validate};
 
@@ -31,14 +31,10 @@ pub const RESYNC: Duration = Duration::from_secs(300);
 /// its StatefulSets and Job trigger a reconcile sooner.
 pub const NOT_READY_RECHECK: Duration = Duration::from_secs(30);
 
-pub(crate) fn apply_params() -> PatchParams {
-    PatchParams::apply(FIELD_MANAGER).force()
-}
-
 /// Brings the environment's objects in line with its spec, then writes status.
-pub async fn apply(env: &DouyinEnvironment, ctx: &Context) -> Result<Action> {
+pub async fn apply(env: &DouyinEnvironment, client: &Client, events: &Events) -> Result<Action> {
     let e = Environment::new(env)?;
-    let client = ctx.client.clone();
+    let client = client.clone();
     let environments: Api<DouyinEnvironment> = Api::namespaced(client.clone(), &e.namespace);
     let generation = env.meta().generation;
 
@@ -48,7 +44,7 @@ pub async fn apply(env: &DouyinEnvironment, ctx: &Context) -> Result<Action> {
         let newly = degraded_reason(env) != Some(invalid.reason);
         write_status(&environments, &e.name, &status).await?;
         if newly {
-            ctx.publish(&e, EventType::Warning, invalid.reason, "Validate", invalid.message.clone()).await;
+            events.publish(&e, EventType::Warning, invalid.reason, "Validate", invalid.message.clone()).await;
         }
         // Nothing to retry until the spec changes.
         return Ok(Action::await_change());
@@ -66,7 +62,7 @@ pub async fn apply(env: &DouyinEnvironment, ctx: &Context) -> Result<Action> {
         let status = status::refused(env.status.as_ref(), generation, &refusal, Timestamp::now());
         write_status(&environments, &e.name, &status).await?;
         if newly {
-            ctx.publish(&e, EventType::Warning, refusal.reason, "Provision", refusal.message).await;
+            events.publish(&e, EventType::Warning, refusal.reason, "Provision", refusal.message).await;
         }
         // The Secret watch brings a restored Secret back at once; the recheck is a fallback.
         return Ok(Action::requeue(NOT_READY_RECHECK));
@@ -79,7 +75,7 @@ pub async fn apply(env: &DouyinEnvironment, ctx: &Context) -> Result<Action> {
     if !generated.is_empty() {
         let which: Vec<_> = generated.iter().map(|b| b.key()).collect();
         let note = format!("generated credentials for {} in Secret {}", which.join(", "), e.credentials_secret());
-        ctx.publish(&e, EventType::Normal, "CredentialsGenerated", "Provision", note).await;
+        events.publish(&e, EventType::Normal, "CredentialsGenerated", "Provision", note).await;
     }
 
     let mut referenced = BTreeMap::new();
@@ -94,12 +90,12 @@ pub async fn apply(env: &DouyinEnvironment, ctx: &Context) -> Result<Action> {
     let mut observed = Vec::with_capacity(3);
     for backend in Backend::ALL {
         let state = match source(&e, backend) {
-            Source::Provisioned => provision(&e, ctx, backend).await?,
-            Source::Disabled => match remove(&e, ctx, backend).await? {
+            Source::Provisioned => provision(&e, &client, events, backend).await?,
+            Source::Disabled => match remove(&e, &client, events, backend).await? {
                 Removal::Done => BackendState::Disabled,
                 Removal::ReleasingClaims => BackendState::Removing,
             },
-            Source::External => match remove(&e, ctx, backend).await? {
+            Source::External => match remove(&e, &client, events, backend).await? {
                 Removal::Done => BackendState::External { problem: problems[backend as usize].clone() },
                 Removal::ReleasingClaims => BackendState::Removing,
             },
@@ -132,23 +128,23 @@ fn degraded_reason(env: &DouyinEnvironment) -> Option<&str> {
 /// `Retain`: claims stay, and the credentials Secret is released from the
 /// environment so it stays too; re-creating the environment under the same name
 /// opens the same volumes with the same passwords.
-pub async fn cleanup(env: &DouyinEnvironment, ctx: &Context) -> Result<Action> {
+pub async fn cleanup(env: &DouyinEnvironment, client: &Client, events: &Events) -> Result<Action> {
     let name = env.name_any();
     let namespace = env.namespace().ok_or(crate::Error::MissingObjectKey("metadata.namespace"))?;
     let reference = env.object_ref(&());
     match env.spec.deletion_policy {
         DeletionPolicy::Delete => {
-            let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &namespace);
+            let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &namespace);
             let selector = names::environment_selector(&name);
             pvcs.delete_collection(&DeleteParams::background(), &ListParams::default().labels(&selector)).await?;
             info!(environment = %name, %namespace, "deleted the environment's volume claims");
             let note = format!("deletionPolicy Delete: deleted the volume claims labelled {selector}");
-            ctx.publish_to(&reference, EventType::Normal, "VolumeClaimsDeleted", "Delete", note).await;
+            events.publish_to(&reference, EventType::Normal, "VolumeClaimsDeleted", "Delete", note).await;
         }
         DeletionPolicy::Retain => {
             // Keep the credentials with the data: release them from garbage collection,
             // so an environment re-created under the same name opens the same volumes.
-            let secret_api: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
+            let secret_api: Api<Secret> = Api::namespaced(client.clone(), &namespace);
             let release = Patch::Merge(json!({ "metadata": { "ownerReferences": null } }));
             match secret_api.patch(&names::credentials_secret(&name), &PatchParams::default(), &release).await {
                 Ok(_) => {}
@@ -160,7 +156,7 @@ pub async fn cleanup(env: &DouyinEnvironment, ctx: &Context) -> Result<Action> {
                 "deletionPolicy Retain: kept the volume claims and Secret {}",
                 names::credentials_secret(&name)
             );
-            ctx.publish_to(&reference, EventType::Normal, "DataRetained", "Delete", note).await;
+            events.publish_to(&reference, EventType::Normal, "DataRetained", "Delete", note).await;
         }
     }
     Ok(Action::await_change())
@@ -184,13 +180,8 @@ enum Source {
 }
 
 fn source(e: &Environment, backend: Backend) -> Source {
-    let spec = e.spec;
-    let (enabled, external) = match backend {
-        Backend::Mysql => (spec.mysql.enabled, spec.mysql.external.is_some()),
-        Backend::Redis => (spec.redis.enabled, spec.redis.external.is_some()),
-        Backend::Minio => (spec.minio.enabled, spec.minio.external.is_some()),
-    };
-    match (enabled, external) {
+    let spec = e.spec.backend(backend);
+    match (spec.enabled, spec.external) {
         (false, _) => Source::Disabled,
         (true, true) => Source::External,
         (true, false) => Source::Provisioned,

@@ -18,7 +18,7 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::backends::{backend_objects, wanted_storage};
+use crate::backends::backend_objects;
 use crate::builders::secret as secrets;
 use crate::builders::{Environment, minio};
 use crate::crd::DouyinEnvironment;
@@ -113,15 +113,11 @@ pub fn objects(env: &DouyinEnvironment, mode: SecretsMode) -> Result<Vec<Value>,
         out.push(json(&secrets::app_secret(&e, &settings)));
     }
     for backend in Backend::ALL {
-        let (enabled, external) = match backend {
-            Backend::Mysql => (e.spec.mysql.enabled, e.spec.mysql.external.is_some()),
-            Backend::Redis => (e.spec.redis.enabled, e.spec.redis.external.is_some()),
-            Backend::Minio => (e.spec.minio.enabled, e.spec.minio.external.is_some()),
-        };
-        if !enabled || external {
+        let spec = e.spec.backend(backend);
+        if !spec.enabled || spec.external {
             continue;
         }
-        let objects = backend_objects(&e, backend, wanted_storage(&e, backend));
+        let objects = backend_objects(&e, backend, spec.storage);
         for service in &objects.services {
             out.push(json(service));
         }

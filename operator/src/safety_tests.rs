@@ -313,7 +313,8 @@ async fn a_repeated_event_is_counted_in_a_series() {
     let (_, server) = serve(FakeApiServer::with(&env), |ctx| async move {
         let e = crate::builders::Environment::new(&env).unwrap();
         for _ in 0..2 {
-            ctx.publish(&e, kube::runtime::events::EventType::Warning, "CredentialsLost", "Provision", "same".into())
+            ctx.events
+                .publish(&e, kube::runtime::events::EventType::Warning, "CredentialsLost", "Provision", "same".into())
                 .await;
         }
     })
