@@ -12,11 +12,10 @@ use axum::{
     http::HeaderMap,
     routing::get,
 };
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::{Deserialize, Serialize};
 use sqlx::{AnyPool, AssertSqlSafe, Row, any::AnyPoolOptions};
 
-use crate::shape::DEFAULT_SECRET;
+use crate::shape::{self, DEFAULT_SECRET};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct BaselineArgs {
@@ -33,8 +32,7 @@ pub struct BaselineArgs {
 
 struct AppState {
     pool: AnyPool,
-    key: DecodingKey,
-    validation: Validation,
+    tokens: douyin_kit::auth::Tokens,
 }
 
 #[derive(Deserialize)]
@@ -85,9 +83,7 @@ pub async fn main(args: &BaselineArgs) -> anyhow::Result<()> {
         .test_before_acquire(false)
         .connect(&args.database_url)
         .await?;
-    let mut validation = Validation::new(Algorithm::HS256);
-    validation.set_issuer(&["douyin"]);
-    let state = Arc::new(AppState { pool, key: DecodingKey::from_secret(args.secret.as_bytes()), validation });
+    let state = Arc::new(AppState { pool, tokens: shape::tokens(&args.secret) });
     let app = Router::new()
         .route("/douyin/feed/", get(feed))
         .route("/douyin/feed", get(feed))
@@ -120,8 +116,8 @@ const PAGE: &str = "SELECT v.id, v.title, v.play_key, v.cover_key, v.published_a
 async fn feed(State(state): State<Arc<AppState>>, headers: HeaderMap, Query(q): Query<FeedQuery>) -> Json<FeedJson> {
     let viewer = match q.token.as_deref().filter(|t| !t.is_empty()) {
         None => None,
-        Some(token) => match jsonwebtoken::decode::<serde_json::Value>(token, &state.key, &state.validation) {
-            Ok(data) => data.claims["sub"].as_str().and_then(|s| s.parse::<i64>().ok()),
+        Some(token) => match state.tokens.verify(token) {
+            Ok(user) => Some(user),
             Err(_) => return refused(401, "token is invalid"),
         },
     };

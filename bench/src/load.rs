@@ -12,7 +12,7 @@ use hdrhistogram::Histogram;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde::Serialize;
 
-use crate::shape::{self, DEFAULT_SECRET, TokenMint};
+use crate::shape::{self, DEFAULT_SECRET};
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -133,7 +133,7 @@ impl Target {
             Some("127.0.0.1" | "localhost" | "[::1]" | "::1") => {}
             other => bail!("refusing to load {other:?}: the load generator targets loopback addresses only"),
         }
-        let mint = TokenMint::new(secret);
+        let mint = shape::tokens(secret);
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(concurrency)
             .tcp_nodelay(true)
@@ -144,7 +144,7 @@ impl Target {
             client,
             users,
             videos,
-            tokens: (1..=users).map(|u| mint.token(u)).collect(),
+            tokens: (1..=users as i64).map(|u| mint.issue(u)).collect::<Result<_, _>>()?,
         }))
     }
 

@@ -1,8 +1,9 @@
 //! What the seeder, the load generator and the baseline agree on: ids, names,
 //! times, the shared password and session tokens.
 
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use serde::Serialize;
+use std::time::Duration;
+
+use douyin_kit::auth::Tokens;
 
 /// Every seeded user's password.
 pub const PASSWORD: &str = "bench-password";
@@ -24,28 +25,8 @@ pub fn chat_pairs(users: u64) -> u64 {
     (users / 2).min(200)
 }
 
-#[derive(Serialize)]
-struct Claims<'a> {
-    sub: String,
-    iss: &'a str,
-    iat: u64,
-    nbf: u64,
-    exp: u64,
-}
-
-/// Mints session tokens the way the system does (HS256, iss "douyin").
-pub struct TokenMint {
-    key: EncodingKey,
-}
-
-impl TokenMint {
-    pub fn new(secret: &str) -> Self {
-        Self { key: EncodingKey::from_secret(secret.as_bytes()) }
-    }
-
-    pub fn token(&self, user: u64) -> String {
-        let now = jsonwebtoken::get_current_timestamp();
-        let claims = Claims { sub: user.to_string(), iss: "douyin", iat: now, nbf: now - 60, exp: now + 86_400 };
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.key).expect("signing a token")
-    }
+/// Session tokens minted and checked as the system does (the kit's own),
+/// valid for a day: longer than any run.
+pub fn tokens(secret: &str) -> Tokens {
+    Tokens::new(secret.as_bytes(), Duration::from_secs(86_400))
 }
