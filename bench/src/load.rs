@@ -129,9 +129,9 @@ pub struct Target {
 impl Target {
     pub fn new(url: &str, users: u64, videos: u64, secret: &str, concurrency: usize) -> anyhow::Result<Arc<Self>> {
         let parsed = reqwest::Url::parse(url)?;
-        match parsed.host_str() {
-            Some("127.0.0.1" | "localhost" | "[::1]" | "::1") => {}
-            other => bail!("refusing to load {other:?}: the load generator targets loopback addresses only"),
+        let host = parsed.host_str().unwrap_or_default().trim_matches(['[', ']']);
+        if host != "localhost" && !host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback()) {
+            bail!("refusing to load {host:?}: the load generator targets loopback addresses only");
         }
         let mint = shape::tokens(secret);
         let client = reqwest::Client::builder()
@@ -154,7 +154,7 @@ impl Target {
 }
 
 /// One closed-loop client: its own user, RNG and toggle state.
-struct Worker {
+pub(crate) struct Worker {
     target: Arc<Target>,
     workload: Workload,
     user: u64,
@@ -164,7 +164,7 @@ struct Worker {
 }
 
 impl Worker {
-    fn new(target: Arc<Target>, workload: Workload, index: u64) -> Self {
+    pub(crate) fn new(target: Arc<Target>, workload: Workload, index: u64) -> Self {
         let users = target.users;
         let user = (index * 7_919) % users + 1;
         let pair = index % shape::chat_pairs(users).max(1);
@@ -200,6 +200,23 @@ impl Worker {
 
     /// Sends one request; Err carries what went wrong.
     async fn step(&mut self) -> Result<(), String> {
+        let (method, path) = self.next_request();
+        let t = self.target.clone();
+        let url = format!("{}{path}", t.base);
+        let request = if method == "GET" { t.client.get(url) } else { t.client.post(url) };
+        let response = request.send().await.map_err(|e| format!("{path}: {e}"))?;
+        let status = response.status();
+        let body = response.bytes().await.map_err(|e| format!("{path}: {e}"))?;
+        if !status.is_success() || !body.starts_with(b"{\"status_code\":0,") {
+            let text = String::from_utf8_lossy(&body[..body.len().min(160)]).into_owned();
+            return Err(format!("{method} {} -> {status} {text}", path.split('?').next().unwrap_or("")));
+        }
+        self.answered(&body);
+        Ok(())
+    }
+
+    /// The method and path (with query) of the next request.
+    pub(crate) fn next_request(&mut self) -> (&'static str, String) {
         let t = self.target.clone();
         let (method, path) = match self.workload {
             Workload::FeedToken | Workload::FeedAnon => {
@@ -270,19 +287,14 @@ impl Worker {
                 ("GET", format!("/douyin/message/chat/?to_user_id={to}&pre_msg_time={last}&token={}", t.token(from)))
             }
         };
-        let url = format!("{}{path}", t.base);
-        let request = if method == "GET" { t.client.get(url) } else { t.client.post(url) };
-        let response = request.send().await.map_err(|e| format!("{path}: {e}"))?;
-        let status = response.status();
-        let body = response.bytes().await.map_err(|e| format!("{path}: {e}"))?;
-        if !status.is_success() || !body.starts_with(b"{\"status_code\":0,") {
-            let text = String::from_utf8_lossy(&body[..body.len().min(160)]).into_owned();
-            return Err(format!("{method} {} -> {status} {text}", path.split('?').next().unwrap_or("")));
-        }
+        (method, path)
+    }
+
+    /// Takes note of a successful answer (the chat poll keeps its cursor).
+    pub(crate) fn answered(&mut self, body: &[u8]) {
         if self.workload == Workload::ChatPoll {
-            self.chat.2 = newest_message_time(&body).unwrap_or(self.chat.2);
+            self.chat.2 = newest_message_time(body).unwrap_or(self.chat.2);
         }
-        Ok(())
     }
 }
 

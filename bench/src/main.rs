@@ -6,6 +6,7 @@ mod costs;
 mod load;
 mod procs;
 mod report;
+mod rollout;
 mod seed;
 mod shape;
 mod suite;
@@ -25,6 +26,8 @@ enum Command {
     Seed(seed::SeedArgs),
     /// Closed-loop load against a loopback server; prints throughput and latency.
     Load(load::LoadArgs),
+    /// The app's mix against a gateway Service name during a rollout; figures per phase.
+    Rollout(rollout::RolloutArgs),
     /// Serve GET /douyin/feed/ straight from SQL (the baseline).
     Baseline(baseline::BaselineArgs),
     /// The standard suite: every target, baseline ratios, costs, scale curve, report.
@@ -36,6 +39,7 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Seed(args) => seed::run(&args).await,
         Command::Load(args) => load::main(&args).await,
+        Command::Rollout(args) => rollout::main(&args).await,
         Command::Baseline(args) => baseline::main(&args).await,
         Command::Suite(args) => suite::main(args).await,
     }

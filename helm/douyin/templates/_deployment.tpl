@@ -23,8 +23,8 @@ spec:
   strategy:
     type: RollingUpdate
     rollingUpdate:
-      maxSurge: 25%
-      maxUnavailable: 0
+      maxSurge: {{ $c.rollingUpdate.maxSurge }}
+      maxUnavailable: {{ $c.rollingUpdate.maxUnavailable }}
   selector:
     matchLabels:
       {{- include "douyin.componentSelectorLabels" . | nindent 6 }}

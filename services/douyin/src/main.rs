@@ -13,11 +13,7 @@ async fn main() -> anyhow::Result<()> {
             let roles = parse_roles(roles)?;
             let _telemetry = douyin_kit::telemetry::init(&config, &douyin::service_name(&roles))?;
             let (trigger, stop) = shutdown::channel();
-            tokio::spawn(async move {
-                shutdown::signal().await;
-                tracing::info!("shutdown signal received");
-                trigger.trigger();
-            });
+            tokio::spawn(shutdown::on_signal(trigger, config.shutdown_delay()));
             let running = douyin::start(config, &roles, stop).await?;
             running.wait().await?;
         }

@@ -72,7 +72,10 @@ pub struct Config {
     pub connect_timeout_ms: u64,
     /// Deadline of one HTTP request at the gateway, seconds (uploads excepted).
     pub request_timeout_secs: u64,
-    /// How long in-flight requests may run after SIGTERM, seconds.
+    /// After SIGTERM: how long the process reports NOT_SERVING while still
+    /// accepting (callers move off it), seconds.
+    pub shutdown_delay_secs: u64,
+    /// How long in-flight requests may run once it stops accepting, seconds.
     pub shutdown_grace_secs: u64,
     /// How often health checks probe the backends, seconds.
     pub health_interval_secs: u64,
@@ -148,6 +151,7 @@ impl Default for Config {
             upload_idle_timeout_secs: 30,
             connect_timeout_ms: 1_000,
             request_timeout_secs: 30,
+            shutdown_delay_secs: 5,
             shutdown_grace_secs: 20,
             health_interval_secs: 5,
             sensitive_words: default_sensitive_words(),
@@ -229,6 +233,10 @@ impl Config {
 
     pub fn rpc_timeout(&self) -> Duration {
         Duration::from_millis(self.rpc_timeout_ms)
+    }
+
+    pub fn shutdown_delay(&self) -> Duration {
+        Duration::from_secs(self.shutdown_delay_secs)
     }
 
     pub fn shutdown_grace(&self) -> Duration {

@@ -1,6 +1,7 @@
 //! Readiness of a process: every hosted role is SERVING over gRPC health (and
 //! `/readyz` answers 200) only while the backends it depends on answer; all
-//! flip to NOT_SERVING when shutdown begins. Liveness is separate: the gRPC
+//! flip to NOT_SERVING when shutdown begins (the lame-duck period, before
+//! any listener stops accepting). Liveness is separate: the gRPC
 //! health service [`LIVENESS`] (and the admin `/healthz`) says the process
 //! runs, SERVING from start until exit whatever the backends do, so a
 //! database outage never gets pods restarted.
@@ -94,7 +95,8 @@ pub async fn watch(
         readiness.set(all_ok);
         tokio::select! {
             () = tokio::time::sleep(interval) => {}
-            () = shutdown.clone().wait() => break,
+            // The lame-duck period: NOT_SERVING while the listeners still accept.
+            () = shutdown.clone().began() => break,
         }
     }
     readiness.set(false);

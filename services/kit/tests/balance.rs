@@ -4,6 +4,10 @@
 //! terminating pod does) and a new one starts getting them, each within a few
 //! re-resolutions.
 //!
+//! A replica that cannot be reached is skipped for any call whose connection
+//! was never made and for reads whose connection broke; a write whose
+//! connection broke is not sent again.
+//!
 //! `calls_follow_the_addresses_a_name_resolves_to` swaps the resolver for a
 //! list the test edits. `the_system_resolver_is_followed_through_a_hosts_file`
 //! runs the production resolver against a hosts file; it needs a private
@@ -19,9 +23,8 @@ use std::{
 };
 
 use async_trait::async_trait;
-use douyin_kit::grpc::{self, REFRESH, Resolver};
+use douyin_kit::grpc::{self, REFRESH, Replicas as Channel, Resolver};
 use douyin_proto::health::{HealthCheckRequest, health_client::HealthClient};
-use tonic::transport::Channel;
 
 /// A gRPC server that names itself in every response (`x-peer` metadata).
 async fn peer(addr: SocketAddr) -> SocketAddr {
@@ -139,6 +142,75 @@ async fn many_addresses_all_get_calls() {
     settle_on(&channel, &peers.iter().copied().collect(), refresh).await;
     *resolver.0.lock().unwrap() = peers[..16].to_vec();
     settle_on(&channel, &peers[..16].iter().copied().collect(), refresh).await;
+}
+
+/// An address where nothing listens (a killed pod still in DNS).
+async fn refusing() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    listener.local_addr().unwrap()
+}
+
+/// Accepts connections, reads what the client sends first, then drops them:
+/// a pod killed while calls were on the wire. Counts the connections.
+async fn breaking() -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = tokio::time::timeout(Duration::from_millis(50), socket.read(&mut buf)).await;
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+#[tokio::test]
+async fn an_unreachable_replica_is_skipped_and_a_broken_write_is_not_sent_again() {
+    use douyin_proto::user::{GetUsersRequest, user_service_client::UserServiceClient};
+    let good = peer("127.0.0.1:0".parse().unwrap()).await;
+    let resolver = Arc::new(Listed::default());
+    *resolver.0.lock().unwrap() = vec![good, refusing().await];
+    let channel =
+        grpc::remote_channel_with("http://user.douyin:50051", Duration::from_secs(1), resolver.clone(), REFRESH)
+            .unwrap();
+    settle_on(&channel, &[good].into(), REFRESH).await;
+    // Health checks are not on the list of reads: they stand for writes. A
+    // refused connection sent nothing, so every call moves on and succeeds.
+    assert_eq!(spread(&channel, 40).await, [(good, 40)].into());
+
+    let (broken, accepted) = breaking().await;
+    *resolver.0.lock().unwrap() = vec![good, broken];
+    let channel =
+        grpc::remote_channel_with("http://user.douyin:50051", Duration::from_secs(1), resolver.clone(), REFRESH)
+            .unwrap();
+    // Reads whose connection broke are sent to the other replica: the health
+    // server answers Unimplemented for the user service, never Unavailable.
+    for _ in 0..20 {
+        let status = UserServiceClient::new(channel.clone())
+            .get_users(GetUsersRequest { ids: vec![1], viewer_id: 0 })
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), tonic::Code::Unimplemented, "{status:?}");
+    }
+    assert!(accepted.load(std::sync::atomic::Ordering::SeqCst) > 0, "the broken replica was never tried");
+    // Writes whose connection broke may have happened: they fail, once each.
+    let (mut failed, mut answered) = (0, 0);
+    for _ in 0..20 {
+        match HealthClient::new(channel.clone()).check(HealthCheckRequest { service: String::new() }).await {
+            Ok(_) => answered += 1,
+            Err(status) => {
+                assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+                failed += 1;
+            }
+        }
+    }
+    assert!(failed > 0 && answered > 0, "{failed} failed, {answered} answered");
 }
 
 #[tokio::test]

@@ -50,6 +50,34 @@ async fn liveness_holds_while_the_database_is_down_and_readiness_does_not() {
     app.stop().await;
 }
 
+/// After SIGTERM every readiness signal turns before any listener stops
+/// accepting: callers that still resolve the pod keep getting answers.
+#[tokio::test]
+async fn a_lame_duck_reports_not_serving_and_still_serves() {
+    let app = TestApp::spawn().await;
+    let admin = format!("http://{}", app.admin_addr);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while status(&app.http, format!("{admin}/readyz")).await != 200 {
+        assert!(Instant::now() < deadline, "never ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    app.lame_duck();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while serving(&app, "douyin.user.v1.UserService").await {
+        assert!(Instant::now() < deadline, "a lame duck still reports SERVING");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!serving(&app, "").await, "the process is not ready");
+    assert!(serving(&app, douyin_kit::health::LIVENESS).await, "a lame duck is alive");
+    assert_eq!(status(&app.http, format!("{admin}/readyz")).await, 503, "admin /readyz");
+    assert_eq!(status(&app.http, app.url("/readyz")).await, 503, "gateway /readyz");
+    // New connections are accepted and answered, on both listeners.
+    let fresh = reqwest::Client::new();
+    let feed: Value = fresh.get(app.url("/douyin/feed/")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(feed["status_code"], 0, "{feed}");
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn a_healthy_process_is_live_and_ready() {
     let app = TestApp::spawn().await;

@@ -1,23 +1,49 @@
-//! Peer discovery. A peer named by host name is resolved again every
-//! [`REFRESH`] and calls are balanced over every address it has now (the DNS
-//! name of a headless Service has one per ready pod): an address that appears
-//! starts getting calls, one that disappears (a pod scaled away or no longer
-//! ready) stops getting them, at the next resolution.
+//! Peer discovery and the choice of a replica. A peer named by host name is
+//! resolved again every [`REFRESH`] and calls go round-robin over every address
+//! it has now (the DNS name of a headless Service has one per ready pod): an
+//! address that appears starts getting calls, one that disappears (a pod
+//! scaled away or no longer ready) stops getting them, at the next resolution.
+//!
+//! A call that cannot reach its replica moves on to the next one: any call
+//! whose connection could not be made (nothing was sent), and an idempotent
+//! read whose connection broke. A write whose connection broke may have
+//! happened and is never sent again. When no replica is left the call fails as
+//! `Unavailable`, which the gateway answers as a plain 503.
 
-use std::{collections::HashSet, net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    sync::{
+        Arc, RwLock, Weak,
+        atomic::{AtomicUsize, Ordering},
+    },
+    task::{Context, Poll},
+    time::Duration,
+};
 
 use async_trait::async_trait;
-use tonic::transport::{Channel, Endpoint, channel::Change};
+use futures::future::BoxFuture;
+use http_body_util::BodyExt;
+use tonic::{
+    Status,
+    body::Body,
+    transport::{Channel, Endpoint},
+};
+use tower::{Service, ServiceExt};
 
+use super::{BoxError, is_idempotent_read};
 use crate::{Error, Result};
 
 /// How often a peer's name is resolved again. Kubernetes DNS answers carry a
-/// 5 s TTL, so a removed pod stops getting calls within about 10 s; its
-/// connections outlive it only that long, well inside the pod's grace period.
+/// 5 s TTL, so a removed pod stops getting calls within about 10 s, inside its
+/// lame-duck period (preStop sleep plus `DOUYIN_SHUTDOWN_DELAY_SECS`).
 pub const REFRESH: Duration = Duration::from_secs(5);
 
 /// How often a name that does not resolve yet is tried again.
 const RETRY: Duration = Duration::from_secs(1);
+
+/// How long a call waits for a name that has never resolved.
+const FIRST_RESOLUTION: Duration = Duration::from_secs(2);
 
 /// Turns a peer's host name into the addresses it has now.
 #[async_trait]
@@ -38,73 +64,209 @@ impl Resolver for SystemResolver {
 }
 
 /// A lazily connected channel to `url`, through the system resolver.
-pub fn remote_channel(url: &str, connect_timeout: Duration) -> Result<Channel> {
+pub fn remote_channel(url: &str, connect_timeout: Duration) -> Result<Replicas> {
     remote_channel_with(url, connect_timeout, Arc::new(SystemResolver), REFRESH)
 }
 
 /// A lazily connected channel to `url`. IP literals and `localhost` get one
 /// connection; other names are resolved through `resolver` every `refresh`
-/// and calls balanced over every address.
+/// and calls spread over every address.
 pub fn remote_channel_with(
     url: &str,
     connect_timeout: Duration,
     resolver: Arc<dyn Resolver>,
     refresh: Duration,
-) -> Result<Channel> {
-    let uri: http::Uri = url.parse().map_err(|e| Error::internal(format!("peer endpoint {url:?}: {e}")))?;
+) -> Result<Replicas> {
+    let bad = |e: &dyn std::fmt::Display| Error::internal(format!("peer endpoint {url:?}: {e}"));
+    let uri: http::Uri = url.parse().map_err(|e| bad(&e))?;
     let host = uri.host().unwrap_or_default().trim_matches(['[', ']']).to_owned();
     let port = uri.port_u16().unwrap_or(50051);
-    let tune = move |endpoint: Endpoint| {
-        endpoint
-            .connect_timeout(connect_timeout)
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(30))
-            .keep_alive_timeout(Duration::from_secs(10))
-    };
-    let template = tune(
-        Endpoint::from_shared(url.to_owned()).map_err(|e| Error::internal(format!("peer endpoint {url:?}: {e}")))?,
-    );
+    let template = Endpoint::from_shared(url.to_owned()).map_err(|e| bad(&e))?;
+    let endpoints = Endpoints { template: tune(template, connect_timeout), connect_timeout };
+    let replicas = Replicas { set: Arc::new(ReplicaSet::default()) };
     if host.parse::<std::net::IpAddr>().is_ok() || host == "localhost" {
-        return Ok(template.connect_lazy());
+        let only = endpoints.template.connect_lazy();
+        *replicas.set.members.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(vec![(None, only)]);
+        return Ok(replicas);
     }
-    let (channel, changes) = Channel::balance_channel::<SocketAddr>(64);
     let scheme = uri.scheme_str().unwrap_or("http").to_owned();
-    tokio::spawn(async move {
-        let mut known: HashSet<SocketAddr> = HashSet::new();
-        loop {
-            match resolver.resolve(&host, port).await {
-                Ok(addrs) => {
-                    let now: HashSet<SocketAddr> = addrs.into_iter().collect();
-                    let added: Vec<SocketAddr> = now.difference(&known).copied().collect();
-                    let removed: Vec<SocketAddr> = known.difference(&now).copied().collect();
-                    if !added.is_empty() || !removed.is_empty() {
-                        tracing::info!(%host, ?added, ?removed, addresses = now.len(), "peer addresses changed");
-                    }
-                    for addr in added {
-                        let Ok(endpoint) = Endpoint::from_shared(format!("{scheme}://{addr}")) else {
-                            continue;
-                        };
-                        // Calls go to the address but name the peer (`:authority`) as configured.
-                        let endpoint = tune(endpoint).origin(template.uri().clone());
-                        if changes.send(Change::Insert(addr, endpoint)).await.is_err() {
-                            return;
-                        }
-                    }
-                    for addr in removed {
-                        if changes.send(Change::Remove(addr)).await.is_err() {
-                            return;
-                        }
-                    }
-                    known = now;
-                }
-                // Kept as they are: a DNS hiccup must not drop every peer.
-                Err(error) => tracing::debug!(%error, %host, "peer name does not resolve"),
+    tokio::spawn(follow(Arc::downgrade(&replicas.set), resolver, host, port, scheme, endpoints, refresh));
+    Ok(replicas)
+}
+
+fn tune(endpoint: Endpoint, connect_timeout: Duration) -> Endpoint {
+    endpoint
+        .connect_timeout(connect_timeout)
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_timeout(Duration::from_secs(10))
+}
+
+struct Endpoints {
+    template: Endpoint,
+    connect_timeout: Duration,
+}
+
+impl Endpoints {
+    /// A channel to one address that names the peer (`:authority`) as configured.
+    fn to(&self, scheme: &str, addr: SocketAddr) -> Option<Channel> {
+        let endpoint = Endpoint::from_shared(format!("{scheme}://{addr}")).ok()?;
+        Some(tune(endpoint, self.connect_timeout).origin(self.template.uri().clone()).connect_lazy())
+    }
+}
+
+/// Resolves `host` until the last client of `set` is dropped.
+async fn follow(
+    set: Weak<ReplicaSet>,
+    resolver: Arc<dyn Resolver>,
+    host: String,
+    port: u16,
+    scheme: String,
+    endpoints: Endpoints,
+    refresh: Duration,
+) {
+    loop {
+        let resolved = resolver.resolve(&host, port).await;
+        let Some(set) = set.upgrade() else { return };
+        let known = match resolved {
+            Ok(addrs) => set.update(&host, addrs, |addr| endpoints.to(&scheme, addr)),
+            // Kept as they are: a DNS hiccup must not drop every peer.
+            Err(error) => {
+                tracing::debug!(%error, %host, "peer name does not resolve");
+                set.len()
             }
-            if changes.is_closed() {
-                return;
-            }
-            tokio::time::sleep(if known.is_empty() { RETRY.min(refresh) } else { refresh }).await;
+        };
+        drop(set);
+        tokio::time::sleep(if known == 0 { RETRY.min(refresh) } else { refresh }).await;
+    }
+}
+
+type Members = Arc<Vec<(Option<SocketAddr>, Channel)>>;
+
+#[derive(Default)]
+struct ReplicaSet {
+    members: RwLock<Members>,
+    next: AtomicUsize,
+}
+
+impl ReplicaSet {
+    fn snapshot(&self) -> Members {
+        self.members.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn len(&self) -> usize {
+        self.snapshot().len()
+    }
+
+    /// Keeps the channels of addresses still resolved, opens new ones, drops
+    /// the rest (their in-flight calls finish). Returns how many there are.
+    fn update(&self, host: &str, addrs: Vec<SocketAddr>, open: impl Fn(SocketAddr) -> Option<Channel>) -> usize {
+        let old = self.snapshot();
+        let mut kept: HashMap<SocketAddr, Channel> =
+            old.iter().filter_map(|(addr, channel)| addr.map(|a| (a, channel.clone()))).collect();
+        let mut now: Vec<SocketAddr> = addrs;
+        now.sort();
+        now.dedup();
+        if now.iter().copied().eq(old.iter().filter_map(|(a, _)| *a)) {
+            return now.len();
         }
-    });
-    Ok(channel)
+        let added: Vec<_> = now.iter().filter(|a| !kept.contains_key(a)).collect();
+        let removed: Vec<_> = kept.keys().filter(|a| !now.contains(a)).copied().collect();
+        tracing::info!(%host, ?added, ?removed, addresses = now.len(), "peer addresses changed");
+        let members: Vec<_> =
+            now.iter().filter_map(|addr| Some((Some(*addr), kept.remove(addr).or_else(|| open(*addr))?))).collect();
+        let len = members.len();
+        *self.members.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(members);
+        len
+    }
+}
+
+/// The replicas of one peer; calls go round-robin and move on to the next
+/// replica when one cannot be reached (see the module documentation).
+#[derive(Clone)]
+pub struct Replicas {
+    set: Arc<ReplicaSet>,
+}
+
+impl Service<http::Request<Body>> for Replicas {
+    type Response = http::Response<Body>;
+    type Error = BoxError;
+    type Future = BoxFuture<'static, Result<Self::Response, BoxError>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<Body>) -> Self::Future {
+        let set = self.set.clone();
+        Box::pin(async move {
+            // A name not resolved yet (a process just started) gets a moment.
+            let waited = std::time::Instant::now();
+            let mut members = set.snapshot();
+            while members.is_empty() && waited.elapsed() < FIRST_RESOLUTION {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                members = set.snapshot();
+            }
+            let start = set.next.fetch_add(1, Ordering::Relaxed);
+            call_replicas(members, start, req).await
+        })
+    }
+}
+
+async fn call_replicas(
+    members: Members,
+    start: usize,
+    req: http::Request<Body>,
+) -> Result<http::Response<Body>, BoxError> {
+    let pick = |i: usize| members[(start + i) % members.len()].clone();
+    let path = req.uri().path().to_owned();
+    match members.len() {
+        0 => return Err(unavailable()),
+        // Uploads stream their body: it is never held to be sent twice.
+        1 => return Ok(pick(0).1.oneshot(req).await?),
+        _ if path.ends_with("/Publish") => return Ok(pick(0).1.oneshot(req).await?),
+        _ => {}
+    }
+    let read = is_idempotent_read(&path);
+    let (parts, body) = req.into_parts();
+    let bytes = body.collect().await.map_err(|e| Status::internal(format!("request body: {e}")))?.to_bytes();
+    let mut last: Option<tonic::transport::Error> = None;
+    for i in 0..members.len() {
+        let (addr, channel) = pick(i);
+        let req = http::Request::from_parts(parts.clone(), Body::new(http_body_util::Full::new(bytes.clone())));
+        match channel.oneshot(req).await {
+            Ok(response) => return Ok(response),
+            Err(error) if read || never_sent(&error) => {
+                tracing::debug!(%error, ?addr, %path, "replica unreachable; trying the next one");
+                last = Some(error);
+            }
+            Err(error) => {
+                tracing::warn!(%error, ?addr, %path, "connection broke under a write; not sending it again");
+                return Err(unavailable());
+            }
+        }
+    }
+    if let Some(error) = last {
+        tracing::warn!(%error, %path, "no replica could be reached");
+    }
+    Err(unavailable())
+}
+
+fn unavailable() -> BoxError {
+    Status::unavailable("service temporarily unavailable").into()
+}
+
+/// Whether the call failed before anything reached the peer: the connection
+/// could not be made (refused, timed out, unreachable).
+fn never_sent(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(error);
+    while let Some(error) = source {
+        if error.is::<tonic::ConnectError>()
+            || error.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::ConnectionRefused)
+        {
+            return true;
+        }
+        source = error.source();
+    }
+    false
 }

@@ -25,7 +25,7 @@ use http_body_util::BodyExt;
 use tonic::{Status, body::Body};
 use tower::{Service, ServiceExt, util::BoxCloneSyncService};
 
-pub use discovery::{REFRESH, Resolver, SystemResolver, remote_channel, remote_channel_with};
+pub use discovery::{REFRESH, Replicas, Resolver, SystemResolver, remote_channel, remote_channel_with};
 
 use crate::{Config, Error, Result, Role};
 

