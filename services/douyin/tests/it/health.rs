@@ -23,6 +23,17 @@ async fn serving(app: &TestApp, service: &str) -> bool {
     douyin::health_check(&addr, service).await.unwrap_or_else(|e| panic!("health of {service:?}: {e:#}"))
 }
 
+/// Waits until the admin port's `/readyz` answers 200; returns the admin base URL.
+async fn ready(app: &TestApp) -> String {
+    let admin = format!("http://{}", app.admin_addr);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while status(&app.http, format!("{admin}/readyz")).await != 200 {
+        assert!(Instant::now() < deadline, "never ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    admin
+}
+
 #[tokio::test]
 async fn liveness_holds_while_the_database_is_down_and_readiness_does_not() {
     let app = TestApp::spawn_with(|c| c.database_url = Some(UNREACHABLE_DATABASE.into())).await;
@@ -55,12 +66,7 @@ async fn liveness_holds_while_the_database_is_down_and_readiness_does_not() {
 #[tokio::test]
 async fn a_lame_duck_reports_not_serving_and_still_serves() {
     let app = TestApp::spawn().await;
-    let admin = format!("http://{}", app.admin_addr);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while status(&app.http, format!("{admin}/readyz")).await != 200 {
-        assert!(Instant::now() < deadline, "never ready");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let admin = ready(&app).await;
     app.lame_duck();
     let deadline = Instant::now() + Duration::from_secs(5);
     while serving(&app, "douyin.user.v1.UserService").await {
@@ -81,12 +87,7 @@ async fn a_lame_duck_reports_not_serving_and_still_serves() {
 #[tokio::test]
 async fn a_healthy_process_is_live_and_ready() {
     let app = TestApp::spawn().await;
-    let admin = format!("http://{}", app.admin_addr);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while status(&app.http, format!("{admin}/readyz")).await != 200 {
-        assert!(Instant::now() < deadline, "never ready");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let admin = ready(&app).await;
     assert!(serving(&app, douyin_kit::health::LIVENESS).await);
     assert!(serving(&app, "").await);
     assert!(serving(&app, "douyin.video.v1.VideoService").await);
