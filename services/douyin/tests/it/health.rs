@@ -87,7 +87,7 @@ async fn a_lame_duck_reports_not_serving_and_still_serves() {
 #[tokio::test]
 async fn a_healthy_process_is_live_and_ready() {
     let app = TestApp::spawn().await;
-    let admin = ready(&app).await;
+    ready(&app).await;
     assert!(serving(&app, douyin_kit::health::LIVENESS).await);
     assert!(serving(&app, "").await);
     assert!(serving(&app, "douyin.video.v1.VideoService").await);
