@@ -51,9 +51,12 @@ COPY proto proto
 COPY services services
 COPY operator/Cargo.toml operator/
 COPY bench/Cargo.toml bench/
+# The commit douyin_build_info names (the build context has no .git):
+# docker build --build-arg DOUYIN_BUILD_COMMIT=$(git rev-parse --short=12 HEAD) .
+ARG DOUYIN_BUILD_COMMIT=unknown
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/usr/local/cargo/git,sharing=locked \
-    cargo build --release --locked -p douyin \
+    DOUYIN_BUILD_COMMIT="${DOUYIN_BUILD_COMMIT}" cargo build --release --locked -p douyin \
     && install -D -m 0755 target/release/douyin /out/usr/local/bin/douyin \
     && strip /out/usr/local/bin/douyin \
     && install -d -m 0750 /out/data

@@ -5,7 +5,7 @@
 # whose section exists in docs/runbooks.md; the dashboards are valid Grafana JSON
 # (uid, title, a datasource variable every panel uses) and every expression of a
 # panel or rule is valid PromQL naming only metrics the processes export
-# (services/kit/src/metrics.rs), recorded by the rules, or from Prometheus and
+# (services/kit/src/metrics/), recorded by the rules, or from Prometheus and
 # kube-state-metrics.
 #
 #   bash .ci/monitoring-check.sh
@@ -48,7 +48,7 @@ if helm template douyin helm/douyin -f helm/douyin/ci/monitoring-values.yaml \
   exit 1
 fi
 
-"$PY" .ci/monitoring_check.py "$WORK" services/kit/src/metrics.rs docs/runbooks.md
+"$PY" .ci/monitoring_check.py "$WORK" services/kit/src/metrics docs/runbooks.md
 
 promtool check rules "$WORK/rules.yaml" "$WORK/dashboard-exprs.yaml"
 cp tests/prometheus/*.yaml "$WORK/"

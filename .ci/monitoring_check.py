@@ -1,6 +1,6 @@
 """Checks the rendered monitoring objects (see monitoring-check.sh).
 
-Usage: monitoring_check.py WORK METRICS_RS RUNBOOKS_MD
+Usage: monitoring_check.py WORK METRICS_DIR RUNBOOKS_MD
 Reads WORK/render.yaml, writes WORK/rules.yaml (the PrometheusRule spec) and
 WORK/dashboard-exprs.yaml (every panel expression as a recording rule, so promtool
 parses it), and WORK/figure*. Exits non-zero naming every problem.
@@ -12,16 +12,18 @@ import sys
 
 import yaml
 
+from monitoring_promql import metric_names
+
 work, metrics_rs, runbooks_md = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]), pathlib.Path(sys.argv[3])
 errors = []
 docs = [d for d in yaml.safe_load_all((work / "render.yaml").read_text()) if d]
 
 
 def exported_metrics(src):
-    """Series names services/kit/src/metrics.rs exposes (prometheus-client naming)."""
+    """Series names one file of services/kit/src/metrics/ registers (prometheus-client naming)."""
     kinds = {}
-    for var, decl in re.findall(r"let (\w+)(?::\s*\w+)?\s*=\s*([^;]+);", src):
-        kinds[var] = "counter" if "Counter" in decl else "histogram" if ("Histogram" in decl or "latency_histogram" in decl) else "gauge"
+    for var, decl in re.findall(r"let (\w+)\s*(?::[^=;]+)?=\s*([^;]+);", src):
+        kinds[var] = "counter" if "Counter" in decl else "histogram" if "histogram" in decl.lower() else "gauge"
     names = set()
     for name, var in re.findall(r'registry\.register\(\s*"(\w+)",\s*"[^"]*",\s*(\w+)\.clone\(\)', src, re.S):
         names.add(name + "_total" if kinds.get(var) == "counter" else name)
@@ -31,11 +33,12 @@ def exported_metrics(src):
             names.update(base + s for s in ("_bucket", "_sum", "_count"))
         else:
             names.add(base + ("_total" if kinds.get(var) == "counter" else ""))
-    names.update(re.findall(r'\(\s*"(douyin_\w+)",\s*"[^"]*",\s*i64::', src))
     return names
 
 
-exported = exported_metrics(metrics_rs.read_text())
+exported = set()
+for rs in sorted(metrics_rs.glob("*.rs")):
+    exported |= exported_metrics(rs.read_text())
 if not exported:
     errors.append(f"no metric names found in {metrics_rs}")
 # From Prometheus itself and from kube-state-metrics (alerts only).
@@ -62,26 +65,6 @@ for a in alerts:
         errors.append(f"alert {a['alert']}: runbook_url anchor #{anchor} is no heading of {runbooks_md}")
     if "severity" not in a.get("labels", {}):
         errors.append(f"alert {a['alert']}: no severity label")
-
-KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless", "bool", "offset",
-            "sum", "min", "max", "avg", "count", "stddev", "stdvar", "topk", "bottomk", "quantile", "count_values",
-            "group", "inf", "nan"}
-
-
-def metric_names(expr):
-    """Metric names an expression selects (label matchers, grouping, ranges and strings removed)."""
-    e = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)
-    e = re.sub(r"\{[^}]*\}", " ", e)
-    e = re.sub(r"\[[^\]]*\]", " ", e)
-    e = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", e)
-    names = set()
-    for m in re.finditer(r"(?<![\w:.])([a-zA-Z_:][\w:]*)\s*(\()?", e):
-        word, call = m.group(1), m.group(2)
-        if call or word.lower() in KEYWORDS:
-            continue
-        names.add(word)
-    return names
-
 
 for g in spec["groups"]:
     for r in g["rules"]:

@@ -48,7 +48,8 @@ pub async fn observe(request: Request, next: Next) -> Response {
         span.record("otel.status_code", "error");
     }
     let error = app.is_some_and(|code| code != 0) || status.is_server_error();
-    douyin_kit::metrics::http_request(&route, method, error, started.elapsed());
+    // Inside the span, so a sampled trace becomes the latency exemplar.
+    span.in_scope(|| douyin_kit::metrics::http_request(&route, method, error, started.elapsed()));
     response
 }
 

@@ -67,7 +67,10 @@ impl Hub {
                 tokio::select! {
                     received = messages.recv() => match received {
                         Ok(payload) => forwarder.dispatch(&payload),
-                        Err(RecvError::Lagged(n)) => tracing::warn!(skipped = n, "push bus lagged"),
+                        Err(RecvError::Lagged(n)) => {
+                            tracing::warn!(skipped = n, "push bus lagged");
+                            douyin_kit::metrics::push_dropped("bus_lagged", n);
+                        }
                         Err(RecvError::Closed) => break,
                     },
                     () = shutdown.clone().wait() => break,
@@ -96,7 +99,10 @@ impl Hub {
                 list.retain(|(_, tx)| match tx.try_send(payload.to_owned()) {
                     Ok(()) => true,
                     // A slow client loses this message rather than holding up others.
-                    Err(mpsc::error::TrySendError::Full(_)) => true,
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        douyin_kit::metrics::push_dropped("queue_full", 1);
+                        true
+                    }
                     Err(mpsc::error::TrySendError::Closed(_)) => false,
                 });
                 if list.is_empty() {
@@ -181,6 +187,7 @@ fn refuse_upgrade(error: Error) -> Response {
 }
 
 async fn session(socket: WebSocket, mut registration: Registration, shutdown: Shutdown) {
+    let _open = douyin_kit::metrics::WebSocketGuard::open();
     let (mut sink, mut stream) = socket.split();
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.tick().await;
@@ -196,6 +203,7 @@ async fn session(socket: WebSocket, mut registration: Registration, shutdown: Sh
                     if sink.send(Message::Text(text.into())).await.is_err() {
                         break;
                     }
+                    douyin_kit::metrics::pushed();
                 }
                 None => break,
             },

@@ -12,6 +12,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve { roles } => {
             let roles = parse_roles(roles)?;
             let _telemetry = douyin_kit::telemetry::init(&config, &douyin::service_name(&roles))?;
+            douyin_kit::metrics::build_info(env!("CARGO_PKG_VERSION"), env!("DOUYIN_BUILD_COMMIT"));
             let (trigger, stop) = shutdown::channel();
             tokio::spawn(shutdown::on_signal(trigger, config.shutdown_delay()));
             let running = douyin::start(config, &roles, stop).await?;

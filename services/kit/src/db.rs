@@ -83,6 +83,8 @@ impl Db {
             .min_connections(0)
             .acquire_timeout(Duration::from_secs(5))
             .test_before_acquire(false)
+            // Every acquire reports its wait as a TRACE event, for the wait-time histogram.
+            .acquire_time_level(log::LevelFilter::Trace)
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     use sqlx::Executor;

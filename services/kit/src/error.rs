@@ -65,6 +65,34 @@ impl Error {
         }
     }
 
+    /// Every value of [`Error::kind`].
+    pub const KINDS: [&'static str; 9] = [
+        "invalid_argument",
+        "unauthenticated",
+        "permission_denied",
+        "not_found",
+        "already_exists",
+        "too_large",
+        "rate_limited",
+        "unavailable",
+        "internal",
+    ];
+
+    /// The kind as a metric label (`invalid_argument`, `too_large` …).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::InvalidArgument(_) => "invalid_argument",
+            Self::Unauthenticated(_) => "unauthenticated",
+            Self::PermissionDenied(_) => "permission_denied",
+            Self::NotFound(_) => "not_found",
+            Self::AlreadyExists(_) => "already_exists",
+            Self::TooLarge(_) => "too_large",
+            Self::RateLimited(_) => "rate_limited",
+            Self::Unavailable(_) => "unavailable",
+            Self::Internal(_) => "internal",
+        }
+    }
+
     /// The message a client may see: never a detail of the internal kinds.
     pub fn public_message(&self) -> String {
         match self {
@@ -137,6 +165,9 @@ impl From<sqlx::Error> for Error {
                 db.constraint().unwrap_or_default()
             ));
         }
+        if matches!(error, sqlx::Error::PoolTimedOut) {
+            crate::metrics::pool_timeout();
+        }
         match error {
             sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
                 Self::Unavailable(format!("database: {error}"))
@@ -167,6 +198,22 @@ pub fn is_unique_violation(error: &sqlx::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_kind_is_listed() {
+        let all = [
+            Error::invalid(""),
+            Error::Unauthenticated(String::new()),
+            Error::PermissionDenied(String::new()),
+            Error::not_found(""),
+            Error::AlreadyExists(String::new()),
+            Error::TooLarge(String::new()),
+            Error::RateLimited(String::new()),
+            Error::Unavailable(String::new()),
+            Error::internal(""),
+        ];
+        assert_eq!(all.map(|e| e.kind()), Error::KINDS);
+    }
 
     #[test]
     fn business_errors_survive_a_grpc_hop() {

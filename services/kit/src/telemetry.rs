@@ -85,7 +85,10 @@ pub fn init(config: &Config, service_name: &str) -> Result<Telemetry, ExportConf
     } else {
         tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_filter(log_filter).boxed()
     };
-    let mut layers: Vec<Box<dyn Layer<Registry> + Send + Sync>> = vec![logs];
+    let pool_wait = crate::metrics::PoolWaitLayer
+        .with_filter(Targets::new().with_target(crate::metrics::POOL_ACQUIRE_TARGET, Level::TRACE))
+        .boxed();
+    let mut layers: Vec<Box<dyn Layer<Registry> + Send + Sync>> = vec![logs, pool_wait];
 
     let provider = if export_configured() {
         let protocol = otlp::check()?;

@@ -94,7 +94,12 @@ impl Limits {
         let bucket = rule.bucket?;
         let key = format!("rl:{}:{who}", rule.name);
         match self.cache.take(&key, bucket, cost).await {
-            Ok(taken) => Some(taken),
+            Ok(taken) => {
+                if !taken.allowed && cost > 0 {
+                    douyin_kit::metrics::rate_limited(rule.name);
+                }
+                Some(taken)
+            }
             Err(error) => {
                 tracing::warn!(%error, rule = rule.name, "rate limit not checked: cache unavailable");
                 None
@@ -219,6 +224,16 @@ pub async fn enforce(State(state): State<AppState>, mut request: Request, next: 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_limit_is_reported_under_a_known_name() {
+        let limits = Limits::new(&Config::default(), Arc::new(douyin_kit::cache::MemoryCache::default()));
+        for rule in
+            [limits.ip, limits.user, limits.register, limits.publish, limits.signin.account, limits.signin.address]
+        {
+            assert!(douyin_kit::metrics::RATE_LIMITS.contains(&rule.name), "{}", rule.name);
+        }
+    }
 
     #[test]
     fn retry_after_rounds_up_to_whole_seconds() {

@@ -21,8 +21,8 @@ const MAX_DELAY: Duration = Duration::from_secs(8);
 
 #[derive(Clone, Copy, Debug)]
 pub struct Rules {
-    account: Rule,
-    address: Rule,
+    pub(super) account: Rule,
+    pub(super) address: Rule,
 }
 
 impl Rules {

@@ -92,7 +92,12 @@ pub async fn publish_list(State(state): State<AppState>, headers: HeaderMap, par
 /// end marker; any refusal or a client that goes away cancels the upload,
 /// leaving nothing.
 pub async fn publish(State(state): State<AppState>, headers: HeaderMap, request: Request) -> Response {
-    reply::<Nothing>(publish_inner(state, headers, request).await.map(|_| Nothing {}))
+    let _upload = douyin_kit::metrics::UploadGuard::start();
+    let result = publish_inner(state, headers, request).await;
+    if let Err(error) = &result {
+        douyin_kit::metrics::upload_refused(error.kind());
+    }
+    reply::<Nothing>(result.map(|_| Nothing {}))
 }
 
 async fn publish_inner(state: AppState, headers: HeaderMap, request: Request) -> Result<i64> {
@@ -147,6 +152,7 @@ async fn publish_inner(state: AppState, headers: HeaderMap, request: Request) ->
                     match field.chunk().await {
                         Ok(Some(bytes)) => {
                             size += bytes.len() as u64;
+                            douyin_kit::metrics::upload_bytes(bytes.len() as u64);
                             send(PublishChunk { part: Some(Part::Data(bytes.to_vec())) }).await?;
                         }
                         Ok(None) => break,

@@ -18,6 +18,7 @@ mod interaction;
 mod limits;
 mod media;
 mod mesh;
+mod metrics;
 mod relation;
 mod s3;
 mod traces;

@@ -197,6 +197,17 @@ impl Drop for Collector {
     }
 }
 
+/// The trace ids the exemplars of `text` name, by the series they are on.
+pub fn exemplar_traces(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .filter_map(|line| {
+            let (sample, exemplar) = line.split_once(" # {trace_id=\"")?;
+            let (trace_id, _) = exemplar.split_once('"')?;
+            Some((sample.rsplit_once(' ')?.0.to_owned(), trace_id.to_owned()))
+        })
+        .collect()
+}
+
 /// Checks the OpenMetrics/Prometheus text format line by line and returns
 /// every sample as `name{labels}` → value.
 pub fn parse_metrics(text: &str) -> HashMap<String, f64> {
@@ -228,7 +239,18 @@ pub fn parse_metrics(text: &str) -> HashMap<String, f64> {
             }
             continue;
         }
-        let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("sample without value: {line:?}"));
+        // An exemplar follows the value: ` # {trace_id="…"} value [timestamp]`.
+        let (sample, exemplar) = match line.split_once(" # ") {
+            Some((sample, exemplar)) => (sample, Some(exemplar)),
+            None => (*line, None),
+        };
+        if let Some(exemplar) = exemplar {
+            let (labels, rest) = exemplar.split_once("} ").unwrap_or_else(|| panic!("exemplar in {line:?}"));
+            assert!(labels.starts_with('{'), "exemplar labels in {line:?}");
+            let value = rest.split(' ').next().unwrap_or_default();
+            assert!(value.parse::<f64>().is_ok(), "exemplar value in {line:?}");
+        }
+        let (series, value) = sample.rsplit_once(' ').unwrap_or_else(|| panic!("sample without value: {line:?}"));
         let value: f64 = match value {
             "+Inf" => f64::INFINITY,
             "-Inf" => f64::NEG_INFINITY,

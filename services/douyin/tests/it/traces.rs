@@ -17,7 +17,7 @@ use crate::{
         process::{Processes, command, owned},
         sample_mp4,
     },
-    otlp::{Collector, Received, Wire, parse_metrics},
+    otlp::{Collector, Received, Wire, exemplar_traces, parse_metrics},
 };
 
 const SPAN_KIND_SERVER: i32 = 2;
@@ -98,11 +98,15 @@ impl Mesh {
     }
 
     async fn metrics(&self, url: String) -> HashMap<String, f64> {
+        parse_metrics(&self.metrics_text(url).await)
+    }
+
+    async fn metrics_text(&self, url: String) -> String {
         let response = self.http.get(url).send().await.unwrap();
         assert!(response.status().is_success());
         let content_type = response.headers()[reqwest::header::CONTENT_TYPE].to_str().unwrap().to_owned();
         assert!(content_type.starts_with("application/openmetrics-text"), "{content_type}");
-        parse_metrics(&response.text().await.unwrap())
+        response.text().await.unwrap()
     }
 }
 
@@ -256,11 +260,41 @@ async fn one_request_is_one_trace_across_processes() {
     let video = mesh.metrics(format!("http://127.0.0.1:{}/metrics", mesh.procs.get("video").admin)).await;
     let feed_rpcs = r#"douyin_rpc_server_requests_total{rpc_service="douyin.video.v1.VideoService",rpc_method="Feed"}"#;
     assert_eq!(video.get(feed_rpcs).copied(), Some(1.0));
-    assert!(video.contains_key("douyin_db_pool_size"), "pool gauges");
+    let used = r#"douyin_db_client_connection_count{db_client_connection_state="used"}"#;
+    assert!(video.contains_key(used), "pool gauges: {video:?}");
+    assert!(video.get("douyin_db_client_connection_max").is_some_and(|max| *max >= 1.0), "{video:?}");
+    // Each statement waited for a connection, and the wait was measured.
+    assert!(video["douyin_db_client_connection_wait_time_seconds_count"] >= 1.0, "{video:?}");
+    // Every role names its build.
+    for p in &mesh.procs.procs {
+        let text = mesh.metrics_text(format!("http://127.0.0.1:{}/metrics", p.admin)).await;
+        let build = text.lines().find(|l| l.starts_with("douyin_build_info{")).unwrap_or_else(|| panic!("{text}"));
+        let version = format!(r#"version="{}""#, env!("CARGO_PKG_VERSION"));
+        assert!(build.contains(&version) && build.contains("commit=\"") && build.ends_with(" 1"), "{build}");
+    }
+    // The feed's latency carries its trace as the exemplar.
+    let feed_trace_id: String = roots[0].trace_id.iter().map(|b| format!("{b:02x}")).collect();
+    let exemplars = exemplar_traces(&mesh.metrics_text(gateway_metrics.clone()).await);
+    assert!(
+        exemplars
+            .iter()
+            .any(|(series, trace)| series.starts_with("douyin_http_server_request_duration_seconds_bucket{")
+                && series.contains(r#"http_route="/douyin/feed/""#)
+                && *trace == feed_trace_id),
+        "no exemplar of trace {feed_trace_id} on the feed's latency: {exemplars:?}"
+    );
+    // The upload was counted, and is over.
+    assert!(gateway["douyin_upload_received_bytes_total"] >= sample_mp4().len() as f64, "{gateway:?}");
+    assert_eq!(gateway["douyin_upload_active_requests"], 0.0);
     let counter = mesh.metrics(format!("http://127.0.0.1:{}/metrics", mesh.procs.get("counter").admin)).await;
     let lookups = counter.get(r#"douyin_cache_hits_total{cache="counts"}"#).copied().unwrap_or_default()
         + counter.get(r#"douyin_cache_misses_total{cache="counts"}"#).copied().unwrap_or_default();
     assert!(lookups >= 1.0, "cache lookups counted: {counter:?}");
+    if redis_url().is_some() {
+        let mget =
+            r#"douyin_db_client_operation_duration_seconds_count{db_system_name="redis",db_operation_name="MGET"}"#;
+        assert!(counter.get(mget).is_some_and(|n| *n >= 1.0), "Redis commands timed: {counter:?}");
+    }
 
     // The collector goes away: requests still succeed, without waiting on it.
     collector.stop();
@@ -356,11 +390,15 @@ fn an_otlp_protocol_it_cannot_speak_refuses_the_start() {
 fn the_metrics_parser_refuses_malformed_text() {
     let good = "# TYPE a counter\n# HELP a help\na_total{x=\"1\",y=\"a\\\"b\"} 3\n# EOF\n";
     assert_eq!(parse_metrics(good)[r#"a_total{x="1",y="a\"b"}"#], 3.0);
+    let with_exemplar = "# TYPE h histogram\nh_bucket{le=\"0.5\"} 2 # {trace_id=\"ab12\"} 0.25 1700000000.5\n# EOF\n";
+    assert_eq!(parse_metrics(with_exemplar)[r#"h_bucket{le="0.5"}"#], 2.0);
+    assert_eq!(exemplar_traces(with_exemplar), [(r#"h_bucket{le="0.5"}"#.to_owned(), "ab12".to_owned())]);
     for bad in [
         "# TYPE a counter\na_total 3\n",
         "# TYPE a counter\na_total{x=\"1} 3\n# EOF\n",
         "b_total 1\n# EOF\n",
         "# TYPE a counter\na_total three\n# EOF\n",
+        "# TYPE h histogram\nh_bucket{le=\"1\"} 2 # trace 0.2\n# EOF\n",
     ] {
         assert!(std::panic::catch_unwind(|| parse_metrics(bad)).is_err(), "{bad:?}");
     }

@@ -5,6 +5,7 @@ use std::{path::Path, time::Duration};
 use async_trait::async_trait;
 use aws_sdk_s3::{
     config::{BehaviorVersion, Credentials, Region},
+    error::SdkError,
     presigning::PresigningConfig,
     primitives::ByteStream,
 };
@@ -59,6 +60,23 @@ fn s3_span(operation: &str, bucket: &str) -> tracing::Span {
     )
 }
 
+/// Runs one S3 call under its client span and records its latency and
+/// outcome; a 404 answer (no such object) is an answer, not a failure.
+async fn timed<T, E>(
+    operation: &'static str,
+    bucket: &str,
+    call: impl Future<Output = std::result::Result<T, SdkError<E>>>,
+) -> std::result::Result<T, SdkError<E>> {
+    let started = std::time::Instant::now();
+    let result = call.instrument(s3_span(operation, bucket)).await;
+    let ok = match &result {
+        Ok(_) => true,
+        Err(e) => e.raw_response().is_some_and(|r| r.status().as_u16() == 404),
+    };
+    crate::metrics::s3_call(operation, ok, started.elapsed());
+    result
+}
+
 fn s3_error(what: &str, e: impl std::fmt::Debug) -> Error {
     Error::Unavailable(format!("s3 {what}: {e:?}"))
 }
@@ -101,36 +119,22 @@ impl ObjectStore for S3Store {
     async fn put_file(&self, key: &str, path: &Path, content_type: &str) -> Result<()> {
         check_key(key)?;
         let body = ByteStream::from_path(path).await.map_err(|e| Error::internal(format!("reading upload: {e}")))?;
-        self.client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .content_type(content_type)
-            .body(body)
-            .send()
-            .instrument(s3_span("PutObject", &self.bucket))
-            .await
-            .map_err(|e| s3_error("put", e))?;
+        let put = self.client.put_object().bucket(&self.bucket).key(key).content_type(content_type).body(body).send();
+        timed("PutObject", &self.bucket, put).await.map_err(|e| s3_error("put", e))?;
         Ok(())
     }
 
     async fn delete(&self, key: &str) -> Result<()> {
         check_key(key)?;
-        self.client
-            .delete_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
-            .instrument(s3_span("DeleteObject", &self.bucket))
-            .await
-            .map_err(|e| s3_error("delete", e))?;
+        let delete = self.client.delete_object().bucket(&self.bucket).key(key).send();
+        timed("DeleteObject", &self.bucket, delete).await.map_err(|e| s3_error("delete", e))?;
         Ok(())
     }
 
     async fn exists(&self, key: &str) -> Result<bool> {
         check_key(key)?;
         let head = self.client.head_object().bucket(&self.bucket).key(key).send();
-        match head.instrument(s3_span("HeadObject", &self.bucket)).await {
+        match timed("HeadObject", &self.bucket, head).await {
             Ok(_) => Ok(true),
             Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(false),
             Err(e) => Err(s3_error("head", e)),
@@ -140,7 +144,12 @@ impl ObjectStore for S3Store {
     async fn list(&self, prefix: &str) -> Result<Vec<String>> {
         let mut keys = Vec::new();
         let mut pages = self.client.list_objects_v2().bucket(&self.bucket).prefix(prefix).into_paginator().send();
-        while let Some(page) = pages.next().instrument(s3_span("ListObjectsV2", &self.bucket)).await {
+        loop {
+            let started = std::time::Instant::now();
+            let Some(page) = pages.next().instrument(s3_span("ListObjectsV2", &self.bucket)).await else {
+                break;
+            };
+            crate::metrics::s3_call("ListObjectsV2", page.is_ok(), started.elapsed());
             let page = page.map_err(|e| s3_error("list", e))?;
             keys.extend(page.contents().iter().filter_map(|o| o.key().map(str::to_owned)));
         }
@@ -163,14 +172,15 @@ impl ObjectStore for S3Store {
     }
 
     async fn ping(&self) -> Result<()> {
-        self.client.head_bucket().bucket(&self.bucket).send().await.map_err(|e| s3_error("head bucket", e))?;
+        let head = self.client.head_bucket().bucket(&self.bucket).send();
+        timed("HeadBucket", &self.bucket, head).await.map_err(|e| s3_error("head bucket", e))?;
         Ok(())
     }
 
     async fn info(&self, key: &str) -> Result<Option<ObjectInfo>> {
         check_key(key)?;
         let head = self.client.head_object().bucket(&self.bucket).key(key).send();
-        let head = match head.instrument(s3_span("HeadObject", &self.bucket)).await {
+        let head = match timed("HeadObject", &self.bucket, head).await {
             Ok(head) => head,
             Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => return Ok(None),
             Err(e) => return Err(s3_error("head", e)),
@@ -190,7 +200,7 @@ impl ObjectStore for S3Store {
         }
         let range = format!("bytes={start}-{}", start + len - 1);
         let object = self.client.get_object().bucket(&self.bucket).key(key).range(range).send();
-        let object = object.instrument(s3_span("GetObject", &self.bucket)).await.map_err(|e| s3_error("get", e))?;
+        let object = timed("GetObject", &self.bucket, object).await.map_err(|e| s3_error("get", e))?;
         // The body arrives as the server sends it; each chunk is passed on as it comes.
         let chunks = futures::stream::unfold(object.body, |mut body| async move {
             match body.next().await {

@@ -119,7 +119,7 @@ where
             // Paths no service answers are counted together (bounded labels).
             let known = code != 12 && (service == HEALTH || Role::GRPC.iter().any(|r| r.grpc_service() == service));
             let (service, method) = if known { (service.as_str(), method.as_str()) } else { ("other", "other") };
-            crate::metrics::rpc_request(service, method, code != 0, started.elapsed());
+            span.in_scope(|| crate::metrics::rpc_request(service, method, code != 0, started.elapsed()));
             result
         })
     }
