@@ -1,11 +1,31 @@
-//! The `douyin` binary: parse flags, load configuration, run.
+//! The `douyin` binary: parse flags, load configuration, run. A failure to
+//! start (bad configuration, a port in use) is one line on stderr and exit
+//! status 1, whatever `RUST_BACKTRACE` says.
+
+use std::process::ExitCode;
 
 use clap::Parser;
 use douyin::cli::{Cli, Command, parse_roles};
 use douyin_kit::shutdown;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => return fail(&anyhow::Error::new(error).context("starting the runtime")),
+    };
+    match runtime.block_on(run()) {
+        Ok(code) => code,
+        Err(error) => fail(&error),
+    }
+}
+
+fn fail(error: &anyhow::Error) -> ExitCode {
+    // `{:#}` is the cause chain on one line, never a backtrace.
+    eprintln!("douyin: {error:#}");
+    ExitCode::FAILURE
+}
+
+async fn run() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     let config = cli.load_config()?;
     match &cli.command {
@@ -24,9 +44,9 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Health { addr, service } => {
             if !douyin::health_check(addr, service).await? {
-                std::process::exit(1);
+                return Ok(ExitCode::FAILURE);
             }
         }
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }

@@ -83,6 +83,8 @@ pub struct Config {
     pub sensitive_words: Vec<String>,
     /// `json` or `pretty`; unset = pretty in a terminal, JSON otherwise.
     pub log_format: Option<String>,
+    /// Log filter (`DOUYIN_LOG`, as `RUST_LOG` takes it); wins over `RUST_LOG`.
+    pub log: Option<String>,
     /// Path of the ffmpeg binary used for covers; covers fall back to a default image without it.
     pub ffmpeg_path: String,
     /// Deadline for extracting one cover, seconds.
@@ -156,6 +158,7 @@ impl Default for Config {
             health_interval_secs: 5,
             sensitive_words: default_sensitive_words(),
             log_format: None,
+            log: None,
             ffmpeg_path: "ffmpeg".into(),
             cover_timeout_secs: 10,
             rate_limit_ip_per_sec: 100,

@@ -61,20 +61,23 @@ impl Drop for Telemetry {
     }
 }
 
-/// Installs the global subscriber: logs filtered by `RUST_LOG` (default
-/// `info`), and when an OTLP endpoint is configured, spans exported under
+/// Installs the global subscriber: logs (JSON, or human-readable on a
+/// terminal or with `DOUYIN_LOG_FORMAT=pretty`) filtered by `DOUYIN_LOG` or
+/// `RUST_LOG` (default `info`), and when an OTLP endpoint is configured, spans exported under
 /// `service.name` = `OTEL_SERVICE_NAME`, else `service_name`.
 /// Must run inside the Tokio runtime (the exporter's connection lives there).
 /// A second call (tests starting several apps) changes nothing. Refuses export
-/// settings that cannot work (an unknown protocol, an https endpoint).
+/// settings that cannot work (an unknown protocol, an https endpoint, a log
+/// format or filter that does not parse).
 pub fn init(config: &Config, service_name: &str) -> Result<Telemetry, ExportConfigError> {
     use std::io::IsTerminal;
-    let json = match config.log_format.as_deref() {
+    let json = match config.log_format.as_deref().map(str::trim) {
         Some("json") => true,
         Some("pretty") => false,
-        _ => !std::io::stderr().is_terminal(),
+        None | Some("") => !std::io::stderr().is_terminal(),
+        Some(other) => return Err(ExportConfigError::LogFormat(other.to_owned())),
     };
-    let log_filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
+    let log_filter = log_filter(config)?;
     let logs = if json {
         tracing_subscriber::fmt::layer()
             .event_format(logs::JsonWithTrace)
@@ -127,6 +130,22 @@ pub fn init(config: &Config, service_name: &str) -> Result<Telemetry, ExportConf
         }
         Err(_) => Ok(Telemetry { provider: None }),
     }
+}
+
+/// The log filter: `DOUYIN_LOG` (the `log` setting), else `RUST_LOG`, else
+/// [`DEFAULT_LOG_FILTER`]. A filter that does not parse refuses the start.
+fn log_filter(config: &Config) -> Result<EnvFilter, ExportConfigError> {
+    let rust_log = std::env::var("RUST_LOG").ok();
+    let (var, value) = match (config.log.as_deref(), rust_log.as_deref()) {
+        (Some(value), _) if !value.trim().is_empty() => ("DOUYIN_LOG", value),
+        (_, Some(value)) if !value.trim().is_empty() => ("RUST_LOG", value),
+        _ => return Ok(EnvFilter::new(DEFAULT_LOG_FILTER)),
+    };
+    EnvFilter::builder().parse(value).map_err(|e| ExportConfigError::LogFilter {
+        var,
+        value: value.to_owned(),
+        error: e.to_string(),
+    })
 }
 
 /// Spans worth a place in a trace: this code's, at INFO and above, without

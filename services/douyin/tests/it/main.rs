@@ -16,6 +16,7 @@ mod hardening;
 mod health;
 mod interaction;
 mod limits;
+mod logs;
 mod media;
 mod mesh;
 mod metrics;

@@ -23,6 +23,10 @@ pub enum ExportConfigError {
     Https { var: &'static str, value: String },
     #[error("trace export must start inside the Tokio runtime")]
     NoRuntime,
+    #[error("DOUYIN_LOG_FORMAT={0:?} is not supported: use json or pretty")]
+    LogFormat(String),
+    #[error("{var}={value:?} is not a log filter ({error}); e.g. info or info,douyin_api=debug")]
+    LogFilter { var: &'static str, value: String, error: String },
 }
 
 /// The wire protocol of trace export.
