@@ -7,8 +7,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/douyin-target}"
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 DOUYIN_BIN="${DOUYIN_BIN:-$CARGO_TARGET_DIR/debug/douyin}"
-[ -x "$DOUYIN_BIN" ] || cargo build -p douyin
-cargo build -p douyin-bench
+cargo build --workspace --bins --tests
 workdir=$(mktemp -d)
 trap 'rm -rf "$workdir"' EXIT
 timeout 60 "$CARGO_TARGET_DIR/debug/douyin-bench" suite --smoke --douyin-bin "$DOUYIN_BIN" --workdir "$workdir"

@@ -33,11 +33,11 @@ helm_bin() {
 }
 HELM="$(helm_bin)"
 
-if [[ -z "${DOUYIN_BIN:-}" ]]; then
-  cargo build -p douyin
-  DOUYIN_BIN="$CARGO_TARGET_DIR/debug/douyin"
-fi
-cargo build -p douyin-bench
+# Every binary at once, with the features `cargo test --workspace` resolves
+# (building the tests unifies dev-dependency features too), so after the test
+# build this only links what the tests did not.
+cargo build --workspace --bins --tests
+DOUYIN_BIN="${DOUYIN_BIN:-$CARGO_TARGET_DIR/debug/douyin}"
 BENCH="$CARGO_TARGET_DIR/debug/douyin-bench"
 
 WORK="$(mktemp -d /tmp/douyin-cluster.XXXXXX)"
@@ -77,12 +77,11 @@ json.dump({
 }, open(sys.argv[1], "w"))
 PY
 
-# Two replicas of every Deployment; the load generator stands for the ingress
+# The chart's defaults (two replicas of every Deployment, probes, preStop, grace
+# period, rolling strategy, PDBs); the load generator stands for the ingress
 # controller, which connects from loopback here and names the client in
 # X-Forwarded-For.
-sets=()
-for role in api user video interaction relation chat counter; do sets+=(--set "services.$role.replicas=2"); done
-"$HELM" template douyin helm/douyin --namespace douyin "${sets[@]}" \
+"$HELM" template douyin helm/douyin --namespace douyin \
   --set 'config.trustedProxies={127.0.0.0/8}' >"$WORK/rendered.yaml"
 
 "$BENCH" seed --database-url "$DATABASE_URL" --data-dir "$WORK/seed" --douyin-bin "$DOUYIN_BIN" \
@@ -94,7 +93,10 @@ set +e
 unshare -m bash -c '
   set -euo pipefail
   mount --bind "$WORK/hosts" /etc/hosts
-  grep -q "^hosts:.*files" /etc/nsswitch.conf || { echo "nsswitch.conf does not read files for hosts" >&2; exit 1; }
+  # The hosts file is the cluster DNS: a name with no ready pod fails at once
+  # (NXDOMAIN) instead of waiting for a nameserver this machine cannot reach.
+  sed "s/^hosts:.*/hosts: files/" /etc/nsswitch.conf >"$WORK/nsswitch.conf"
+  mount --bind "$WORK/nsswitch.conf" /etc/nsswitch.conf
   cd .ci
   exec python3 cluster_harness.py --rendered "$WORK/rendered.yaml" --hosts "$WORK/hosts" --bin "$DOUYIN_BIN" \
     --bench "$BENCH" --workdir "$WORK" --database "$DB" --secrets "$WORK/secrets.json" \

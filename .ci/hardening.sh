@@ -18,7 +18,7 @@ if [ ! -x "$tools/venv/bin/st" ]; then
   "$tools/venv/bin/pip" install -q schemathesis
 fi
 bin="${DOUYIN_BIN:-$CARGO_TARGET_DIR/debug/douyin}"
-[ -x "$bin" ] || cargo build -p douyin
+[ -x "$bin" ] || cargo build --workspace --bins --tests
 [ -x "$bin" ] || { echo "no douyin binary at $bin" >&2; exit 1; }
 
 work="$(mktemp -d)"

@@ -78,8 +78,12 @@ ensure_venv
 PY="$VENV/bin/python"
 
 # ---- 1. the committed CRD is current ---------------------------------------------------
+# Every cargo step names --workspace (and tests), so cargo resolves the features
+# `cargo test --workspace` did and compiles nothing already built.
+cargo build --quiet --workspace --bins --tests
+BIN_DIR="${CARGO_TARGET_DIR:-target}/debug"
 crd_is_current() {
-  cargo run --quiet -p douyin-operator --bin crdgen >"$WORK/crd.yaml"
+  "$BIN_DIR/crdgen" >"$WORK/crd.yaml"
   if ! diff -u k8s/operator/crd.yaml "$WORK/crd.yaml"; then
     echo "k8s/operator/crd.yaml is stale; regenerate it with:"
     echo "  cargo run -p douyin-operator --bin crdgen > k8s/operator/crd.yaml"
@@ -155,14 +159,13 @@ check "k8s/examples DouyinEnvironments validate against the CRD schema" examples
 
 # ---- 4. CEL rules against example specs -------------------------------------------------
 cel_rules() {
-  cargo test --quiet -p douyin-operator --test cel
+  cargo test --quiet --workspace --test cel
 }
 check "CRD CEL rules admit the valid and refuse the invalid environments (kube-cel)" cel_rules
 
 # ---- 5. render ----------------------------------------------------------------------------
 render_examples() {
-  cargo build --quiet -p douyin-operator --bin douyin-operator
-  local bin="${CARGO_TARGET_DIR:-target}/debug/douyin-operator" example out
+  local bin="$BIN_DIR/douyin-operator" example out
   for example in k8s/examples/dev-environment.yaml k8s/examples/staging-external.yaml; do
     out="$WORK/render-$(basename "$example")"
     "$bin" render -f "$example" >"$out"
@@ -210,7 +213,8 @@ fi
 export HELM_CACHE_HOME="$WORK/helm/cache" HELM_CONFIG_HOME="$WORK/helm/config" HELM_DATA_HOME="$WORK/helm/data"
 rbac_matches_calls() {
   rm -f "$WORK/calls.jsonl"
-  DOUYIN_RBAC_AUDIT="$WORK/calls.jsonl" cargo test --quiet -p douyin-operator --lib
+  DOUYIN_RBAC_AUDIT="$WORK/calls.jsonl" cargo nextest run --workspace --no-fail-fast --status-level fail \
+    -E 'package(douyin-operator) & kind(lib)' 
   "$HELM" template op helm/douyin-operator --namespace douyin-operator >"$WORK/rbac-cluster.yaml"
   "$HELM" template op helm/douyin-operator --namespace douyin-operator --set 'watchNamespaces={douyin,staging}' \
     >"$WORK/rbac-namespaced.yaml"

@@ -170,7 +170,9 @@ async fn judge(response: reqwest::Response, started: Instant, deadline: Duration
         return Outcome::Ok(body);
     }
     let value: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-    let clean = status.as_u16() == 503
+    // The contract answers HTTP 200 for every business outcome, a refusal
+    // included; 503 is the gateway's own status when it cannot answer at all.
+    let clean = matches!(status.as_u16(), 200 | 503)
         && value["status_code"] == 503
         && value["status_msg"] == "service temporarily unavailable"
         && started.elapsed() <= deadline;

@@ -58,7 +58,7 @@ them between pods, so more than one gateway without Redis loses messages.
 {{- $c := get (include "douyin.components" . | fromYaml) "api" }}
 {{- if $c }}
 {{- if or $c.autoscaling.enabled (gt ($c.replicas | int) 1) }}
-{{- fail (printf "services.api runs %s without Redis (backends.redis=false): chat messages are pushed to WebSockets through Redis pub/sub, so a push made on one gateway pod never reaches clients connected to another (rate limits and caches would also be per pod). Run one gateway replica with autoscaling off, or give the backends Redis (DOUYIN_REDIS_URL) and set backends.redis=true." (ternary "with autoscaling" (printf "%d replicas" ($c.replicas | int)) $c.autoscaling.enabled)) }}
+{{- fail (printf "services.api runs %s without Redis (backends.redis=false): chat messages are pushed to WebSockets through Redis pub/sub, so a push made on one gateway pod never reaches clients connected to another (rate limits and caches would also be per pod). Run one gateway replica with autoscaling off (services.api.replicas=1), or give the backends Redis (DOUYIN_REDIS_URL) and set backends.redis=true." (ternary "with autoscaling" (printf "%d replicas" ($c.replicas | int)) $c.autoscaling.enabled)) }}
 {{- end }}
 {{- end }}
 {{- end }}
