@@ -58,9 +58,10 @@ mariadb -h127.0.0.1 -uroot -e "CREATE DATABASE \`$DB\` CHARACTER SET utf8mb4 COL
 DATABASE_URL="mysql://root@127.0.0.1:3306/$DB"
 
 # The example Secret the chart's default values name (dev-douyin-backends, as the
-# operator's DouyinEnvironment "dev" writes it) and the JWT Secret the hook Job makes.
+# operator's DouyinEnvironment "dev" writes it) and the JWT and service Secrets the hook Job makes.
 USERS=200 VIDEOS=400
 JWT="cluster-$(head -c 24 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')"
+SERVICE_SECRET="service-$(head -c 48 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')"
 python3 - "$WORK/secrets.json" <<PY
 import json, sys
 json.dump({
@@ -74,6 +75,7 @@ json.dump({
     "DOUYIN_S3_SECRET_KEY": "$DOUYIN_TEST_S3_SECRET_KEY",
   },
   "douyin-jwt": {"DOUYIN_JWT_SECRET": "$JWT"},
+  "douyin-service-auth": {"DOUYIN_SERVICE_SECRET": "$SERVICE_SECRET"},
 }, open(sys.argv[1], "w"))
 PY
 

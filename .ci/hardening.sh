@@ -3,7 +3,8 @@
 # `douyin serve all`, then the abuse, fault and rate-limit tests (the
 # `hardening` and `limits` modules of services/douyin/tests/it, ignored ones
 # included, one process each) against MariaDB and Redis. Ends with one line of figures, e.g.
-#   hardening: 1412 fuzz cases, 0 5xx, 37/37 forged tokens refused, 0 leaks, 2 faults survived
+#   hardening: 1412 fuzz cases, 0 5xx, 37/37 forged tokens refused, 20/20 internal calls
+#   without a valid service credential refused, 0 leaks, 2 faults survived, …
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/douyin-target}"
@@ -116,4 +117,5 @@ leaks="$(figure leaks | awk '{s+=$1} END {print s+0}')"
 faults="$(grep -c 'hardening-figure: fault ' "$work/tests.log" || true)"
 scenario="$(figure scenario-refused | head -1)"
 flood="$(figure flood-limited | head -1)"
-echo "hardening: $fuzz_cases fuzz cases, $fuzz_5xx 5xx, ${forged:-0/0} forged tokens refused, $leaks leaks, $faults faults survived, app scenario at the default limits ${scenario:-?} refused, flood ${flood:-?} limited"
+grpc_refused="$(figure grpc-refused | head -1)"
+echo "hardening: $fuzz_cases fuzz cases, $fuzz_5xx 5xx, ${forged:-0/0} forged tokens refused, ${grpc_refused:-0/0} internal calls without a valid service credential refused, $leaks leaks, $faults faults survived, app scenario at the default limits ${scenario:-?} refused, flood ${flood:-?} limited"

@@ -274,6 +274,8 @@ for role in roles:
     expect(spec["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault", f"{role}: seccomp")
     expect(env.get("DOUYIN_ADMIN_ADDR") == "0.0.0.0:9090", f"{role}: admin addr {env.get('DOUYIN_ADMIN_ADDR')}")
     expect(env.get("OTEL_SERVICE_NAME") == f"douyin-{role}", f"{role}: OTEL_SERVICE_NAME")
+    expect(env.get("DOUYIN_SERVICE_SECRET") == {"secretKeyRef": {"name": "douyin-service-auth", "key": "DOUYIN_SERVICE_SECRET"}},
+           f"{role}: service secret from {env.get('DOUYIN_SERVICE_SECRET')}")
     cports = {p["name"]: p["containerPort"] for p in c["ports"]}
     expect(cports.get("admin") == 9090, f"{role}: admin container port")
     svc = svcs.get(f"douyin-{role}")
@@ -352,6 +354,7 @@ expect(len(deps) == 1 and deps[0]["spec"]["template"]["spec"]["containers"][0]["
        "all-in-one is not one `serve all` Deployment")
 aenv = env_of(deps[0]["spec"]["template"]["spec"]["containers"][0]) if deps else {}
 expect(not [k for k in aenv if k.endswith("_ENDPOINT")], "all-in-one sets peer endpoints")
+expect("DOUYIN_SERVICE_SECRET" not in aenv, "all-in-one calls in-process and needs no service secret")
 acfg = [d for d in adocs if d["kind"] == "ConfigMap"][0]["data"]
 expect(acfg["DOUYIN_MIGRATE"] == "true" and not [d for d in adocs if d["kind"] == "Job"], "all-in-one migrations")
 
@@ -363,12 +366,14 @@ for d in edocs:
         expect({"secretRef": {"name": "staging-douyin-backends"}} in c["envFrom"], "external backends Secret not used")
         jwt = env_of(c)["DOUYIN_JWT_SECRET"]["secretKeyRef"]
         expect(jwt == {"name": "douyin-jwt-external", "key": "jwt-key"}, f"JWT from {jwt}")
+        service = env_of(c)["DOUYIN_SERVICE_SECRET"]["secretKeyRef"]
+        expect(service == {"name": "douyin-service-auth-external", "key": "service-key"}, f"service secret from {service}")
         expect(c["image"].startswith("registry.example.com/douyin@sha256:"), f"image {c['image']}")
         if "grpc" in [p["name"] for p in c["ports"]]:
             for probe in ("startupProbe", "livenessProbe"):
                 expect(c[probe].get("grpc") == {"port": 50051, "service": "liveness"},
                        f"{d['metadata']['name']}: grpcLiveness {probe} is {c[probe]}")
-expect(not [d for d in edocs if d["kind"] in ("Secret", "Role")], "chart made a JWT Secret although one was given")
+expect(not [d for d in edocs if d["kind"] in ("Secret", "Role")], "chart made a JWT or service Secret although one was given")
 
 if errors:
     print("\n".join(errors))
@@ -448,14 +453,18 @@ for d, spec in pod_specs(docs):
     if d["kind"] == "Deployment":
         ref = {e['name']: e for e in spec['containers'][0]['env']}["DOUYIN_JWT_SECRET"]["valueFrom"]["secretKeyRef"]
         expect(ref == {"name": "douyin-jwt", "key": "DOUYIN_JWT_SECRET"}, f"{d['metadata']['name']}: JWT from {ref}")
+expect("douyin-jwt:DOUYIN_JWT_SECRET douyin-service-auth:DOUYIN_SERVICE_SECRET" in str(gen[0]["spec"]["template"]["spec"]["containers"][0]["env"]) if gen else False,
+       "the generator Job must make the JWT and the service-credential Secrets")
 # checksums follow contents, not names
 def ann(*args):
     return {d['metadata']['name']: d['spec']['template']['metadata']['annotations'] for d in render(*args) if d['kind'] == 'Deployment'}
 a, b = ann("--set", "jwt.secret=key-one"), ann("--set", "jwt.secret=key-two")
 expect(a["douyin-user"]["checksum/secrets"] != b["douyin-user"]["checksum/secrets"], "checksum/secrets ignores the JWT key")
+a, b = ann("--set", "serviceAuth.secret=" + "1" * 32), ann("--set", "serviceAuth.secret=" + "2" * 32)
+expect(a["douyin-user"]["checksum/secrets"] != b["douyin-user"]["checksum/secrets"], "checksum/secrets ignores the service secret")
 c = ann("--set", "config.redisPrefix=other")
 expect(c["douyin-user"]["checksum/config"] != ann()["douyin-user"]["checksum/config"], "checksum/config ignores the ConfigMap")
-finish("renders are stable; JWT key made once in the cluster; checksums follow contents")
+finish("renders are stable; JWT key and service secret made once in the cluster; checksums follow contents")
 PYEOF
 }
 check "renders are reproducible, the JWT key is never generated while rendering, checksums hash contents" stable_renders
@@ -745,9 +754,10 @@ class H(BaseHTTPRequestHandler):
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         stored.setdefault("requests", []).append((self.path, self.headers.get("Authorization"), body))
-        code = answer["code"] or (409 if "secret" in stored else 201)
+        name = body["metadata"]["name"]
+        code = answer["code"] or (409 if name in stored.setdefault("secrets", {}) else 201)
         if code == 201:
-            stored["secret"] = body
+            stored["secrets"][name] = body
         data = json.dumps({"kind": "Status", "code": code}).encode()
         self.send_response(code)
         self.send_header("Content-Length", str(len(data)))
@@ -761,25 +771,32 @@ def run():
     return subprocess.run(["sh", "-ec", script], env={"PATH": "/usr/bin:/bin", **env}, capture_output=True, text=True)
 errors = []
 first = run()
-sec = stored.get("secret", {})
-key = base64.b64decode(sec.get("data", {}).get("DOUYIN_JWT_SECRET", "")).decode()
-path, auth, _ = stored["requests"][0] if stored.get("requests") else (None, None, None)
-if first.returncode or sec.get("kind") != "Secret" or sec["metadata"]["name"] != "douyin-jwt" or len(key) < 48 \
-        or path != "/api/v1/namespaces/douyin/secrets" or auth != "Bearer token-1":
-    errors.append(f"first run: rc {first.returncode} {first.stdout}{first.stderr} posted {path} {auth} {sec}")
+made = dict(stored.get("secrets", {}))
+keys = {}
+for name, field in (("douyin-jwt", "DOUYIN_JWT_SECRET"), ("douyin-service-auth", "DOUYIN_SERVICE_SECRET")):
+    sec = made.get(name, {})
+    keys[name] = base64.b64decode(sec.get("data", {}).get(field, "")).decode()
+    if sec.get("kind") != "Secret" or len(keys[name]) < 48:
+        errors.append(f"first run did not make {name} with {field}: {sec}")
+key = keys["douyin-jwt"]
+if keys["douyin-jwt"] == keys["douyin-service-auth"]:
+    errors.append("the JWT key and the service secret must differ")
+paths = {(path, auth) for path, auth, _ in stored.get("requests", [])}
+if first.returncode or paths != {("/api/v1/namespaces/douyin/secrets", "Bearer token-1")}:
+    errors.append(f"first run: rc {first.returncode} {first.stdout}{first.stderr} posted {paths}")
 again = run()
-if again.returncode or "kept" not in again.stdout or stored["secret"] is not sec:
-    errors.append(f"second run must keep the key: rc {again.returncode} {again.stdout}{again.stderr}")
+if again.returncode or again.stdout.count("kept") != 2 or stored["secrets"] != made:
+    errors.append(f"second run must keep both keys: rc {again.returncode} {again.stdout}{again.stderr}")
 answer["code"] = 403
 denied = run()
 if denied.returncode == 0:
     errors.append("a refused POST (403) must fail the Job")
 srv.shutdown()
-print("\n".join(errors) or f"generator posts a Secret with a {len(key)}-character key, keeps it on 409, fails on 403")
+print("\n".join(errors) or f"generator posts two Secrets with {len(key)}-character keys, keeps them on 409, fails on 403")
 sys.exit(1 if errors else 0)
 PYEOF
 }
-check "JWT generator Job: creates the Secret once, keeps an existing key, fails on refusal" jwt_generator_runs
+check "Secret generator Job: creates the JWT and service Secrets once, keeps existing keys, fails on refusal" jwt_generator_runs
 
 # NetworkPolicy reachability: the chart with ci/operator-environment-values.yaml
 # against the operator's objects for k8s/examples/dev-environment.yaml, once as

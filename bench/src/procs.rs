@@ -43,6 +43,9 @@ impl Servers {
             ports.push((free_port()?, free_port()?, free_port()?));
         }
         let mut env = env.to_vec();
+        // One service secret for the run, as a deployment has one.
+        let secret: [u8; 32] = rand::random();
+        env.push(("DOUYIN_SERVICE_SECRET".into(), secret.iter().map(|b| format!("{b:02x}")).collect()));
         for (role, (_, grpc, _)) in PEER_ROLES.iter().zip(&ports) {
             env.push((format!("DOUYIN_{}_ENDPOINT", role.to_uppercase()), format!("http://127.0.0.1:{grpc}")));
         }

@@ -155,7 +155,8 @@ spec:
 
 {{/*
 Container env of one component: listen addresses, the peers' endpoints (every role
-not in this process), OpenTelemetry identity and the JWT key.
+not in this process), OpenTelemetry identity, the JWT key and (roles in separate
+processes only) the service secret.
 */}}
 {{- define "douyin.containerEnv" -}}
 {{- $root := .root }}
@@ -202,6 +203,13 @@ not in this process), OpenTelemetry identity and the JWT key.
     secretKeyRef:
       name: {{ include "douyin.jwtSecretName" $root }}
       key: {{ include "douyin.jwtSecretKey" $root }}
+{{- if not (include "douyin.allInOne" $root) }}
+- name: DOUYIN_SERVICE_SECRET
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "douyin.serviceAuthSecretName" $root }}
+      key: {{ include "douyin.serviceAuthSecretKey" $root }}
+{{- end }}
 {{- with $c.env }}
 {{ toYaml . }}
 {{- end }}
@@ -288,7 +296,7 @@ never changes it.
 */}}
 {{- define "douyin.secretsChecksum" -}}
 {{- $v := .Values }}
-{{- $sum := dict "jwtSecret" $v.jwt.secret "jwtKey" (include "douyin.jwtSecretKey" .) }}
+{{- $sum := dict "jwtSecret" $v.jwt.secret "jwtKey" (include "douyin.jwtSecretKey" .) "serviceSecret" $v.serviceAuth.secret "serviceKey" (include "douyin.serviceAuthSecretKey" .) }}
 {{- with $v.backends.existingSecret }}
 {{- $s := lookup "v1" "Secret" $.Release.Namespace . }}
 {{- $_ := set $sum "backends" (dict "name" . "data" ($s.data | default dict)) }}
@@ -296,6 +304,10 @@ never changes it.
 {{- with $v.jwt.existingSecret }}
 {{- $s := lookup "v1" "Secret" $.Release.Namespace . }}
 {{- $_ := set $sum "jwt" (dict "name" . "data" (get ($s.data | default dict) $v.jwt.existingSecretKey)) }}
+{{- end }}
+{{- with $v.serviceAuth.existingSecret }}
+{{- $s := lookup "v1" "Secret" $.Release.Namespace . }}
+{{- $_ := set $sum "serviceAuth" (dict "name" . "data" (get ($s.data | default dict) $v.serviceAuth.existingSecretKey)) }}
 {{- end }}
 {{- toJson $sum | sha256sum }}
 {{- end }}

@@ -110,6 +110,25 @@ DOUYIN_JWT_SECRET
 {{- end }}
 {{- end }}
 
+{{/*
+Secret and key holding DOUYIN_SERVICE_SECRET, the key of service credentials.
+*/}}
+{{- define "douyin.serviceAuthSecretName" -}}
+{{- if .Values.serviceAuth.existingSecret }}
+{{- .Values.serviceAuth.existingSecret }}
+{{- else }}
+{{- printf "%s-service-auth" (include "douyin.fullname" .) }}
+{{- end }}
+{{- end }}
+
+{{- define "douyin.serviceAuthSecretKey" -}}
+{{- if .Values.serviceAuth.existingSecret }}
+{{- .Values.serviceAuth.existingSecretKey }}
+{{- else -}}
+DOUYIN_SERVICE_SECRET
+{{- end }}
+{{- end }}
+
 {{- define "douyin.allInOne" -}}
 {{- if eq .Values.mode "all-in-one" }}true{{ end }}
 {{- end }}

@@ -3,7 +3,7 @@
 use std::{net::SocketAddr, path::PathBuf};
 
 use clap::{Args, Parser, Subcommand};
-use douyin_kit::{Config, Role};
+use douyin_kit::{Config, Role, config::ListenAddr};
 use figment::providers::Serialized;
 use serde::Serialize;
 
@@ -51,10 +51,11 @@ pub struct Overrides {
     #[arg(long, global = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub http_addr: Option<SocketAddr>,
-    /// gRPC listen address [env: DOUYIN_GRPC_ADDR, default 0.0.0.0:50051].
+    /// gRPC listen address, host:port or a port [env: DOUYIN_GRPC_ADDR; default
+    /// none for `serve all`, 0.0.0.0:50051 for split roles].
     #[arg(long, global = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub grpc_addr: Option<SocketAddr>,
+    pub grpc_addr: Option<ListenAddr>,
     /// Admin (metrics, health) listen address [env: DOUYIN_ADMIN_ADDR, default 0.0.0.0:9090].
     #[arg(long, global = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -78,7 +79,7 @@ Configuration is layered: defaults, then --config FILE, then DOUYIN_* environmen
 variables, then flags. Common keys: DOUYIN_HTTP_ADDR, DOUYIN_GRPC_ADDR,
 DOUYIN_ADMIN_ADDR, DOUYIN_DATA_DIR, DOUYIN_DATABASE_URL, DOUYIN_REDIS_URL,
 DOUYIN_S3_ENDPOINT (+ _BUCKET, _REGION, _ACCESS_KEY, _SECRET_KEY, _PUBLIC_ENDPOINT),
-DOUYIN_PUBLIC_URL, DOUYIN_JWT_SECRET, DOUYIN_<ROLE>_ENDPOINT, DOUYIN_DEMO_CONTENT.
+DOUYIN_PUBLIC_URL, DOUYIN_JWT_SECRET, DOUYIN_SERVICE_SECRET, DOUYIN_<ROLE>_ENDPOINT, DOUYIN_DEMO_CONTENT.
 Traces: OTEL_EXPORTER_OTLP_ENDPOINT. The README lists every key.";
 
 impl Cli {

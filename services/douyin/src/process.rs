@@ -136,6 +136,21 @@ impl Running {
     }
 }
 
+/// The key of service credentials. Required when a role is called from or
+/// calls another process; `serve all` runs without one.
+fn service_key(config: &Config, roles: &[Role]) -> anyhow::Result<Option<grpc::ServiceKey>> {
+    let all_in_one = Role::ALL.iter().all(|r| roles.contains(r));
+    match config.service_secret.as_deref().filter(|s| !s.is_empty()) {
+        Some(secret) => Ok(Some(grpc::ServiceKey::new(secret.as_bytes())?)),
+        None if all_in_one => Ok(None),
+        None => anyhow::bail!(
+            "DOUYIN_SERVICE_SECRET is not set: roles in separate processes authenticate every call with it \
+             (the same secret of at least {} bytes in every process)",
+            grpc::MIN_SECRET_LEN
+        ),
+    }
+}
+
 async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr).await.with_context(|| format!("binding the {what} listener on {addr}"))
 }
@@ -143,6 +158,7 @@ async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
 /// Opens the backends the roles need and binds every listener, so that when
 /// this returns the process accepts connections.
 pub async fn start(config: Config, roles: &[Role], shutdown: Shutdown) -> anyhow::Result<Running> {
+    let service_key = service_key(&config, roles)?;
     let config = Arc::new(config);
     let hosted: HashSet<Role> = roles.iter().copied().filter(|r| *r != Role::Api).collect();
     let serves_api = roles.contains(&Role::Api);
@@ -162,8 +178,9 @@ pub async fn start(config: Config, roles: &[Role], shutdown: Shutdown) -> anyhow
         None
     };
 
+    let grpc_listen = config.grpc_listen(roles);
     let local = LocalServers::default();
-    let clients = grpc::clients(&config, &hosted, &local).context("peer clients")?;
+    let clients = grpc::clients(&config, roles, &local, service_key.as_ref()).context("peer clients")?;
     let (reporter, health_service) = tonic_health::server::health_reporter();
     health::report_alive(&reporter).await;
     let mut routes = tonic::service::RoutesBuilder::default();
@@ -286,12 +303,16 @@ pub async fn start(config: Config, roles: &[Role], shutdown: Shutdown) -> anyhow
     }));
 
     let mut grpc_addr = None;
-    if !hosted.is_empty() {
-        let listener = bind(config.grpc_addr, "gRPC").await?;
+    if let Some(addr) = grpc_listen {
+        let listener = bind(addr, "gRPC").await?;
         grpc_addr = Some(listener.local_addr()?);
         let routes = routes.routes();
         let shutdown = shutdown.clone();
-        tasks.push(Box::pin(async move { Ok(grpc::serve(routes, listener, shutdown).await?) }));
+        let key = service_key.clone().unwrap_or_else(|| {
+            tracing::info!("DOUYIN_SERVICE_SECRET is not set: the gRPC listener answers health checks only");
+            grpc::ServiceKey::random()
+        });
+        tasks.push(Box::pin(async move { Ok(grpc::serve(routes, listener, key, shutdown).await?) }));
     }
 
     let mut http_addr = None;

@@ -1,6 +1,8 @@
 //! One typed configuration for every role, layered: built-in defaults, then an
 //! optional TOML file, then `DOUYIN_*` environment variables, then flags.
 
+mod listen;
+
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use figment::{
@@ -12,6 +14,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::Role;
 
+pub use listen::ListenAddr;
+
 /// Every setting of a douyin process. Environment keys are `DOUYIN_` plus the
 /// field name in upper case (`http_addr` is `DOUYIN_HTTP_ADDR`).
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -19,8 +23,11 @@ use crate::Role;
 pub struct Config {
     /// Gateway (api role) HTTP listen address.
     pub http_addr: SocketAddr,
-    /// gRPC listen address shared by the gRPC roles of this process.
-    pub grpc_addr: SocketAddr,
+    /// gRPC listen address shared by the gRPC roles of this process (`host:port`
+    /// or a port). Unset: none under `serve all` (its roles call each other
+    /// in-process), `0.0.0.0:50051` for split roles; a bare port binds
+    /// loopback under `serve all`, every interface otherwise.
+    pub grpc_addr: Option<ListenAddr>,
     /// Admin HTTP listener (metrics, health) of every process.
     pub admin_addr: SocketAddr,
     /// Embedded mode: SQLite file, media objects, generated JWT key.
@@ -50,6 +57,9 @@ pub struct Config {
     pub jwt_secret: Option<String>,
     /// Token lifetime, seconds.
     pub jwt_ttl_secs: u64,
+    /// Key (at least 32 bytes) that signs the credential of every call between
+    /// processes; required by split roles.
+    pub service_secret: Option<String>,
     pub user_endpoint: Option<String>,
     pub video_endpoint: Option<String>,
     pub interaction_endpoint: Option<String>,
@@ -121,7 +131,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             http_addr: ([0, 0, 0, 0], 8080).into(),
-            grpc_addr: ([0, 0, 0, 0], 50051).into(),
+            grpc_addr: None,
             admin_addr: ([0, 0, 0, 0], 9090).into(),
             data_dir: PathBuf::from("./data"),
             database_url: None,
@@ -139,6 +149,7 @@ impl Default for Config {
             public_url: None,
             jwt_secret: None,
             jwt_ttl_secs: 7 * 24 * 3600,
+            service_secret: None,
             user_endpoint: None,
             video_endpoint: None,
             interaction_endpoint: None,
@@ -232,6 +243,21 @@ impl Config {
     /// Whether demo videos are seeded into an empty database.
     pub fn demo_content(&self) -> bool {
         self.demo_content.unwrap_or_else(|| self.is_sqlite())
+    }
+
+    /// Where a process hosting `roles` listens for gRPC, if anywhere: nowhere
+    /// for `serve all` unless `grpc_addr` is set, else `grpc_addr` (a bare port
+    /// on loopback for `serve all`, every interface otherwise) or `0.0.0.0:50051`.
+    pub fn grpc_listen(&self, roles: &[Role]) -> Option<SocketAddr> {
+        if roles.iter().all(|r| *r == Role::Api) {
+            return None;
+        }
+        let all_in_one = Role::ALL.iter().all(|r| roles.contains(r));
+        match self.grpc_addr {
+            Some(addr) => Some(addr.resolve(if all_in_one { ListenAddr::LOOPBACK } else { ListenAddr::ANY })),
+            None if all_in_one => None,
+            None => Some(SocketAddr::new(ListenAddr::ANY, 50051)),
+        }
     }
 
     pub fn rpc_timeout(&self) -> Duration {
@@ -332,6 +358,7 @@ mod tests {
     fn string_settings_stay_strings_whatever_they_look_like() {
         figment::Jail::expect_with(|jail| {
             jail.set_env("DOUYIN_JWT_SECRET", "0123456789");
+            jail.set_env("DOUYIN_SERVICE_SECRET", "00000000000000000000000000000001");
             jail.set_env("DOUYIN_REDIS_PREFIX", "true");
             jail.set_env("DOUYIN_S3_BUCKET", "2024");
             jail.set_env("DOUYIN_S3_ACCESS_KEY", "00012");
@@ -341,6 +368,7 @@ mod tests {
             jail.set_env("DOUYIN_LOG_FORMAT", "{json}");
             let config = Config::load(None).expect("config");
             assert_eq!(config.jwt_secret.as_deref(), Some("0123456789"));
+            assert_eq!(config.service_secret.as_deref(), Some("00000000000000000000000000000001"));
             assert_eq!(config.redis_prefix, "true");
             assert_eq!(config.s3_bucket, "2024");
             assert_eq!(config.s3_access_key.as_deref(), Some("00012"));
@@ -387,7 +415,28 @@ mod tests {
             jail.set_env("DOUYIN_GRPC_ADDR", "127.0.0.1:7002");
             let config = Config::load(Some(std::path::Path::new("douyin.toml"))).expect("config");
             assert_eq!(config.http_addr.port(), 7000);
-            assert_eq!(config.grpc_addr.port(), 7002);
+            assert_eq!(config.grpc_addr, Some("127.0.0.1:7002".parse().unwrap()));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn grpc_listens_only_where_another_process_calls() {
+        let mut config = Config::default();
+        assert_eq!(config.grpc_listen(&Role::ALL), None, "serve all talks in-process");
+        assert_eq!(config.grpc_listen(&[Role::Api]), None, "the gateway serves no gRPC");
+        assert_eq!(config.grpc_listen(&[Role::User]), Some("0.0.0.0:50051".parse().unwrap()));
+        config.grpc_addr = Some(ListenAddr::Port(7003));
+        assert_eq!(config.grpc_listen(&Role::ALL), Some("127.0.0.1:7003".parse().unwrap()));
+        assert_eq!(config.grpc_listen(&[Role::Video, Role::Chat]), Some("0.0.0.0:7003".parse().unwrap()));
+        config.grpc_addr = Some("0.0.0.0:7004".parse().unwrap());
+        assert_eq!(config.grpc_listen(&Role::ALL), Some("0.0.0.0:7004".parse().unwrap()), "as given");
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("DOUYIN_GRPC_ADDR", "50052");
+            assert_eq!(Config::load(None).expect("config").grpc_addr, Some(ListenAddr::Port(50052)));
+            jail.set_env("DOUYIN_GRPC_ADDR", "somewhere");
+            let error = Config::load(None).expect_err("refused").to_string();
+            assert!(error.contains("DOUYIN_GRPC_ADDR"), "{error}");
             Ok(())
         });
     }

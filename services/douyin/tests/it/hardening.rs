@@ -2,7 +2,10 @@
 //! authorization, Redis and database outages (floods against the rate limits
 //! are in `limits.rs`).
 //! Each test prints `hardening-figure: <name> <value>` lines that
-//! `.ci/hardening.sh` sums into its closing line.
+//! `.ci/hardening.sh` sums into its closing line. Service-to-service
+//! authentication is in `hardening/services.rs`.
+
+mod services;
 
 use crate::common;
 

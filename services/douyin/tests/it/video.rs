@@ -668,7 +668,13 @@ async fn a_publish_stream_without_its_end_marker_is_discarded() {
     let alice = app.register("alice").await;
     let users = [alice.clone()];
     let before = snapshot(&app, &users).await;
-    let mut client = VideoServiceClient::connect(format!("http://{}", app.grpc_addr)).await.unwrap();
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", app.grpc_addr)).unwrap();
+    let credential = common::service_credential(Role::Video);
+    let mut client =
+        VideoServiceClient::with_interceptor(channel.connect().await.unwrap(), move |mut req: tonic::Request<()>| {
+            req.metadata_mut().insert("authorization", credential.clone());
+            Ok(req)
+        });
     let sample = sample_mp4();
     let header =
         || PublishChunk { part: Some(Part::Header(PublishHeader { author_id: alice.0, title: "direct".into() })) };

@@ -3,7 +3,9 @@
 //! handlers); a remote peer through a lazily connected channel balanced over the
 //! addresses its DNS name resolves to (see `discovery`). Both get the same
 //! deadlines, retries for idempotent reads, and trace-context propagation.
+//! Calls to another process carry a service credential (see `credential`).
 
+mod credential;
 mod discovery;
 
 use std::{
@@ -25,6 +27,7 @@ use http_body_util::BodyExt;
 use tonic::{Status, body::Body};
 use tower::{Service, ServiceExt, util::BoxCloneSyncService};
 
+pub use credential::{MIN_SECRET_LEN, RequireCredential, ServiceKey};
 pub use discovery::{REFRESH, Replicas, Resolver, SystemResolver, remote_channel, remote_channel_with};
 
 use crate::{Config, Error, Result, Role};
@@ -115,16 +118,34 @@ impl Service<http::Request<Body>> for LocalChannel {
 /// default would turn those into errors.
 const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 
-/// Builds the clients of a process hosting `hosted` roles.
-pub fn clients(config: &Config, hosted: &HashSet<Role>, local: &LocalServers) -> Result<Clients> {
+/// The name a process signs its calls with: `douyin-<role>` for one role,
+/// `douyin` for several.
+pub fn issuer(roles: &[Role]) -> String {
+    match roles {
+        [one] => format!("douyin-{one}"),
+        _ => "douyin".to_owned(),
+    }
+}
+
+/// Builds the clients of a process hosting `roles`: roles it hosts are called
+/// in-process, the others at their endpoints with credentials signed by `key`
+/// (required as soon as one peer is remote).
+pub fn clients(config: &Config, roles: &[Role], local: &LocalServers, key: Option<&ServiceKey>) -> Result<Clients> {
     let policy =
         CallPolicy { timeout: config.rpc_timeout(), upload_timeout: Duration::from_secs(config.upload_timeout_secs) };
+    let hosted: HashSet<Role> = roles.iter().copied().collect();
+    let issuer = issuer(roles);
     let channel = |role: Role| -> Result<GrpcChannel> {
         if hosted.contains(&role) {
             return Ok(policy.wrap(local.channel(role)));
         }
+        let key = key.ok_or_else(|| {
+            Error::invalid(format!("DOUYIN_SERVICE_SECRET is not set; it is needed to call the {role} role"))
+        })?;
         let endpoint = config.endpoint(role).map(str::to_owned).unwrap_or_else(|| role.default_endpoint());
-        Ok(policy.wrap(remote_channel(&endpoint, Duration::from_millis(config.connect_timeout_ms))?))
+        let inner = remote_channel(&endpoint, Duration::from_millis(config.connect_timeout_ms))?;
+        let credential = credential::Credential::new(key.clone(), &issuer, role);
+        Ok(policy.wrap(credential::WithCredential { inner, credential }))
     };
     Ok(Clients {
         user: UserServiceClient::new(channel(Role::User)?).max_decoding_message_size(MAX_RESPONSE_BYTES),
@@ -270,10 +291,12 @@ fn grpc_timeout(d: Duration) -> http::HeaderValue {
 }
 
 /// Serves `routes` on `listener` until `shutdown`, then lets in-flight calls
-/// finish (the caller bounds the wait by the grace period).
+/// finish (the caller bounds the wait by the grace period). Every call but a
+/// health check needs a credential signed with `key`.
 pub async fn serve(
     routes: tonic::service::Routes,
     listener: tokio::net::TcpListener,
+    key: ServiceKey,
     shutdown: crate::shutdown::Shutdown,
 ) -> Result<()> {
     // Accepted connections need TCP_NODELAY set here: the server builder's
@@ -283,6 +306,7 @@ pub async fn serve(
     tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .layer(crate::telemetry::GrpcServerLayer)
+        .layer(RequireCredential::new(key))
         .add_routes(routes)
         .serve_with_incoming_shutdown(incoming, shutdown.wait())
         .await

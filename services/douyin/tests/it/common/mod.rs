@@ -36,6 +36,16 @@ pub fn needs(key: &str) -> String {
     env(key).unwrap_or_else(|| panic!("{key} is not set; this test needs it (see its #[ignore] reason)"))
 }
 
+/// The service secret every test server shares (a deployment has one).
+pub const SERVICE_SECRET: &str = "test-service-secret-0123456789abcdef0123";
+
+/// `authorization` metadata with a credential for calls to `role`, as a
+/// process of the deployment signs them.
+pub fn service_credential(role: Role) -> tonic::metadata::MetadataValue<tonic::metadata::Ascii> {
+    let key = douyin_kit::grpc::ServiceKey::new(SERVICE_SECRET.as_bytes()).unwrap();
+    format!("Bearer {}", key.mint("douyin-api", role).unwrap()).parse().unwrap()
+}
+
 /// A port free at the time of asking.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -45,10 +55,11 @@ pub fn free_port() -> u16 {
 pub async fn test_config(data_dir: &std::path::Path) -> (Config, Option<(String, String)>) {
     let mut config = Config {
         http_addr: "127.0.0.1:0".parse().unwrap(),
-        grpc_addr: "127.0.0.1:0".parse().unwrap(),
+        grpc_addr: Some("127.0.0.1:0".parse().unwrap()),
         admin_addr: "127.0.0.1:0".parse().unwrap(),
         data_dir: data_dir.to_owned(),
         demo_content: Some(false),
+        service_secret: Some(SERVICE_SECRET.into()),
         health_interval_secs: 1,
         shutdown_grace_secs: 5,
         rate_limit_ip_per_sec: 0,

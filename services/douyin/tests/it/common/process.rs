@@ -42,9 +42,14 @@ pub struct Proc {
 
 impl Proc {
     /// Starts `douyin serve role` with `env` and its listeners on the given
-    /// (grpc, admin, http) ports; JSON logs at `warn` on stderr.
+    /// (grpc, admin, http) ports; JSON logs at `warn` on stderr. The test
+    /// service secret is set unless `env` names one.
     pub fn spawn(role: &'static str, env: &[(String, String)], (grpc, admin, http): (u16, u16, u16)) -> Proc {
-        let child = command(env)
+        let mut command = command(env);
+        if !env.iter().any(|(k, _)| k == "DOUYIN_SERVICE_SECRET") {
+            command.env("DOUYIN_SERVICE_SECRET", super::SERVICE_SECRET);
+        }
+        let child = command
             .args(["serve", role])
             .env("DOUYIN_GRPC_ADDR", format!("127.0.0.1:{grpc}"))
             .env("DOUYIN_ADMIN_ADDR", format!("127.0.0.1:{admin}"))
