@@ -97,7 +97,6 @@ pub struct Gateway {
 }
 
 /// Builds the gateway's router.
-#[allow(clippy::too_many_arguments)] // each is a distinct backend built once by the process
 pub fn router(gateway: Gateway) -> Router {
     let Gateway { config, clients, tokens, pubsub, cache, media, readiness, shutdown } = gateway;
     let hub = ws::Hub::start(pubsub, shutdown);

@@ -23,7 +23,7 @@ use crate::{
         interaction::{CommentBody, CommentListBody},
         relation::{FriendListBody, UserListBody},
         user::{SessionBody, UserBody},
-        video::{FeedBody, Nothing, VideoListBody},
+        video::{FeedBody, VideoListBody},
     },
 };
 
@@ -85,7 +85,7 @@ const ROUTES: &[Route] = &[
         method: HttpMethod::Post,
         summary: "Upload a video (multipart)",
         params: &[TOKEN],
-        body: "Nothing",
+        body: "Empty",
     },
     Route {
         path: "/douyin/publish/list/",
@@ -99,7 +99,7 @@ const ROUTES: &[Route] = &[
         method: HttpMethod::Post,
         summary: "Like (1) or unlike (2) a video",
         params: &[TOKEN, ("video_id", Ty::Int, true), ACTION],
-        body: "Nothing",
+        body: "Empty",
     },
     Route {
         path: "/douyin/favorite/list/",
@@ -133,7 +133,7 @@ const ROUTES: &[Route] = &[
         method: HttpMethod::Post,
         summary: "Follow (1) or unfollow (2) a user",
         params: &[TOKEN, ("to_user_id", Ty::Int, true), ACTION],
-        body: "Nothing",
+        body: "Empty",
     },
     Route {
         path: "/douyin/relation/follow/list/",
@@ -168,7 +168,7 @@ const ROUTES: &[Route] = &[
         method: HttpMethod::Post,
         summary: "Send a message (action_type 1)",
         params: &[TOKEN, ("to_user_id", Ty::Int, true), ACTION, ("content", Ty::Text, true)],
-        body: "Nothing",
+        body: "Empty",
     },
     Route {
         path: "/douyin/message/ws/",
@@ -307,7 +307,6 @@ pub fn document() -> OpenApi {
     components = with::<FriendJson>(components);
     components = with::<MessageJson>(components);
     components = with::<Empty>(components);
-    components = with::<Nothing>(components);
     components = with::<FeedBody>(components);
     components = with::<SessionBody>(components);
     components = with::<UserBody>(components);

@@ -29,7 +29,7 @@ use tonic::{Request, Response, Status, Streaming};
 pub use cover::available as ffmpeg_available;
 pub use demo::seed_demo_content;
 pub use repo::{VideoRepo, VideoRow};
-pub use service::{DEFAULT_COVER, FEED_LIMIT, Upload, VideoService, VideoSettings, check_title};
+pub use service::{DEFAULT_COVER, Upload, VideoService, VideoSettings, check_title};
 pub use sniff::{Container, sniff};
 
 pub static MIGRATIONS: ServiceMigrations = ServiceMigrations {

@@ -23,7 +23,8 @@ use crate::{
 
 /// Where a video without its own cover points; the gateway serves it.
 pub const DEFAULT_COVER: &str = "/static/cover.jpg";
-pub const FEED_LIMIT: u32 = 30;
+/// Videos in one feed page (the page the app shows); a request for 0 or more gets this many.
+const FEED_LIMIT: u32 = 30;
 
 /// Settings of the video role.
 #[derive(Clone, Debug)]
@@ -107,10 +108,6 @@ pub fn check_title(title: &str) -> Result<()> {
 impl VideoService {
     pub fn new(repo: VideoRepo, storage: Arc<dyn ObjectStore>, clients: Clients, settings: VideoSettings) -> Self {
         Self { repo, storage, clients, settings: Arc::new(settings) }
-    }
-
-    pub fn repo(&self) -> &VideoRepo {
-        &self.repo
     }
 
     /// Receives the upload into a temporary file, checks it, stores the video

@@ -7,8 +7,7 @@ use serde::Serialize;
 
 use crate::{
     AppState, Need, Params,
-    reply::{MessageJson, reply},
-    routes::video::Nothing,
+    reply::{Empty, MessageJson, reply},
 };
 
 #[derive(Serialize, Default, utoipa::ToSchema)]
@@ -47,7 +46,7 @@ pub async fn send(State(state): State<AppState>, headers: HeaderMap, params: Par
             let content = params.get("content").ok_or_else(|| Error::invalid("content is required"))?;
             let mut chat = state.clients.chat.clone();
             chat.send(SendRequest { from_user_id, to_user_id, content: content.to_owned() }).await?;
-            Ok(Nothing {})
+            Ok(Empty {})
         }
         .await,
     )

@@ -7,8 +7,8 @@ use serde::Serialize;
 
 use crate::{
     AppState, Need, Params,
-    reply::{CommentJson, VideoJson, reply},
-    routes::video::{Nothing, VideoListBody},
+    reply::{CommentJson, Empty, VideoJson, reply},
+    routes::video::VideoListBody,
 };
 
 #[derive(Serialize, Default, utoipa::ToSchema)]
@@ -30,7 +30,7 @@ pub async fn favorite(State(state): State<AppState>, headers: HeaderMap, params:
             let like = params.action(&[1, 2])? == 1;
             let mut interaction = state.clients.interaction.clone();
             interaction.favorite(FavoriteRequest { user_id, video_id, like }).await?;
-            Ok(Nothing {})
+            Ok(Empty {})
         }
         .await,
     )

@@ -6,8 +6,7 @@ use serde::Serialize;
 
 use crate::{
     AppState, Need, Params,
-    reply::{FriendJson, UserJson, reply},
-    routes::video::Nothing,
+    reply::{Empty, FriendJson, UserJson, reply},
 };
 
 #[derive(Serialize, Default, utoipa::ToSchema)]
@@ -35,7 +34,7 @@ pub async fn follow(State(state): State<AppState>, headers: HeaderMap, params: P
             let follow = params.action(&[1, 2])? == 1;
             let mut relation = state.clients.relation.clone();
             relation.follow(FollowRequest { user_id, to_user_id, follow }).await?;
-            Ok(Nothing {})
+            Ok(Empty {})
         }
         .await,
     )

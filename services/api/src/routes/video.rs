@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use crate::{
     AppState, Need, Params,
     params::body_error,
-    reply::{VideoJson, reply},
+    reply::{Empty, VideoJson, reply},
 };
 
 #[derive(Serialize, Default, utoipa::ToSchema)]
@@ -35,9 +35,6 @@ impl VideoListBody {
         Self { video_list }
     }
 }
-
-#[derive(Serialize, Default, utoipa::ToSchema)]
-pub struct Nothing {}
 
 /// Multipart parts a publish may carry (`data`, `token`, `title` and a few spare).
 const MAX_PUBLISH_PARTS: usize = 8;
@@ -63,7 +60,7 @@ pub async fn feed(State(state): State<AppState>, headers: HeaderMap, params: Par
             let before_ms = latest_time_ms(&params)?;
             let viewer = state.viewer(&params, &headers, Need::Anyone).await?;
             let mut video = state.clients.video.clone();
-            let videos = video.feed(FeedRequest { before_ms, viewer_id: viewer, limit: 30 }).await?.into_inner().videos;
+            let videos = video.feed(FeedRequest { before_ms, viewer_id: viewer, limit: 0 }).await?.into_inner().videos;
             let next_time = videos.last().map(|v| v.published_at_ms).unwrap_or_else(now_ms);
             Ok(FeedBody { video_list: VideoJson::list(videos, &state.urls(&headers)), next_time })
         }
@@ -97,7 +94,7 @@ pub async fn publish(State(state): State<AppState>, headers: HeaderMap, request:
     if let Err(error) = &result {
         douyin_kit::metrics::upload_refused(error.kind());
     }
-    reply::<Nothing>(result.map(|_| Nothing {}))
+    reply::<Empty>(result.map(|_| Empty {}))
 }
 
 async fn publish_inner(state: AppState, headers: HeaderMap, request: Request) -> Result<i64> {

@@ -312,8 +312,3 @@ pub async fn serve(
         .await
         .map_err(|e| Error::internal(format!("grpc server: {e}")))
 }
-
-/// Maps an error from a peer call into the shared error type.
-pub fn peer_error(status: Status) -> Error {
-    Error::from(status)
-}
