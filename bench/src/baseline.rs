@@ -117,7 +117,7 @@ async fn feed(State(state): State<Arc<AppState>>, headers: HeaderMap, Query(q): 
     let viewer = match q.token.as_deref().filter(|t| !t.is_empty()) {
         None => None,
         Some(token) => match state.tokens.verify(token) {
-            Ok(user) => Some(user),
+            Ok(bearer) => Some(bearer.user_id),
             Err(_) => return refused(401, "token is invalid"),
         },
     };

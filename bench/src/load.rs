@@ -144,7 +144,7 @@ impl Target {
             client,
             users,
             videos,
-            tokens: (1..=users as i64).map(|u| mint.issue(u)).collect::<Result<_, _>>()?,
+            tokens: (1..=users).map(|u| mint.issue(u as i64, &shape::account_key(u))).collect::<Result<_, _>>()?,
         }))
     }
 

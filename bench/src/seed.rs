@@ -218,9 +218,12 @@ impl Dataset {
         insert(
             pool,
             bar,
-            "users (id, username, password_hash, name, signature, created_at_ms)",
+            "users (id, username, password_hash, name, signature, account_key, created_at_ms)",
             1..=self.users,
-            |id| format!("({id},'{u}','{hash}','{u}','seeded by douyin-bench',{base})", u = shape::username(id)),
+            |id| {
+                let (u, key) = (shape::username(id), shape::account_key(id));
+                format!("({id},'{u}','{hash}','{u}','seeded by douyin-bench','{key}',{base})")
+            },
         )
         .await?;
 

@@ -1,5 +1,5 @@
 //! What the seeder, the load generator and the baseline agree on: ids, names,
-//! times, the shared password and session tokens.
+//! times, account keys, the shared password and session tokens.
 
 use std::time::Duration;
 
@@ -14,6 +14,12 @@ pub const DEFAULT_SECRET: &str = "douyin-bench-secret-0123456789abcdef";
 
 pub fn username(id: u64) -> String {
     format!("bench{id}")
+}
+
+/// The account key of seeded user `id`, carried in the tokens the load
+/// generator mints for it.
+pub fn account_key(id: u64) -> String {
+    format!("bench-account-{id}")
 }
 
 pub fn published_at_ms(video: u64) -> i64 {

@@ -36,7 +36,7 @@ pub struct AppState {
     config: Arc<Config>,
     clients: Clients,
     tokens: Tokens,
-    known_users: Arc<auth::KnownUsers>,
+    accounts: Arc<auth::Accounts>,
     hub: Arc<ws::Hub>,
     readiness: Readiness,
     limits: Arc<ratelimit::Limits>,
@@ -65,13 +65,18 @@ impl AppState {
         Urls { base: format!("{proto}://{host}") }
     }
 
+    /// Notes the account of a token the user role just issued.
+    pub fn issued(&self, token: &str) {
+        auth::issued(&self.tokens, &self.accounts, token);
+    }
+
     /// The calling user: 0 when anonymous (only allowed with `Need::Anyone`).
     /// A token that is present but invalid is always refused. A signed-in
     /// call counts against the user's rate limit, wherever the token came.
     pub async fn viewer(&self, params: &Params, headers: &HeaderMap, need: Need) -> Result<i64> {
         match auth::token(params, headers) {
             Some(token) => {
-                let user_id = auth::verify(&self.tokens, &self.known_users, &self.clients, token).await?;
+                let user_id = auth::verify(&self.tokens, &self.accounts, &self.clients, token).await?;
                 self.limits.user_call(user_id).await?;
                 Ok(user_id)
             }
@@ -104,7 +109,7 @@ pub fn router(gateway: Gateway) -> Router {
         config: config.clone(),
         clients,
         tokens,
-        known_users: Arc::default(),
+        accounts: Arc::default(),
         hub,
         readiness,
         limits: Arc::new(ratelimit::Limits::new(&config, cache)),

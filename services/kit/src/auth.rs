@@ -1,4 +1,6 @@
-//! Session tokens (HS256 JWTs) and password hashes (argon2id).
+//! Session tokens (HS256 JWTs) and password hashes (argon2id). A token names
+//! a user id and carries that account's random key, so it speaks only for the
+//! account it was issued to: the gateway compares the key with the stored one.
 
 use std::{path::Path, sync::Arc, time::Duration};
 
@@ -16,10 +18,26 @@ const ISSUER: &str = "douyin";
 #[derive(Debug, Serialize, Deserialize)]
 struct Claims {
     sub: String,
+    /// The account key of `sub` when the token was issued.
+    key: String,
     iss: String,
     iat: u64,
     nbf: u64,
     exp: u64,
+}
+
+/// Whom a valid token speaks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Bearer {
+    pub user_id: i64,
+    /// The account key the token carries; valid only while it is the user's.
+    pub account_key: String,
+}
+
+/// A fresh account key: 128 random bits, hex.
+pub fn new_account_key() -> String {
+    let bytes: [u8; 16] = rand::random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Issues and verifies session tokens with one HS256 key.
@@ -62,31 +80,42 @@ impl Tokens {
         }
     }
 
-    pub fn issue(&self, user_id: i64) -> Result<String> {
+    /// A token for `user_id` carrying its account key.
+    pub fn issue(&self, user_id: i64, account_key: &str) -> Result<String> {
+        if account_key.is_empty() {
+            return Err(Error::internal(format!("user {user_id} has no account key")));
+        }
         let now = jsonwebtoken::get_current_timestamp();
-        let claims =
-            Claims { sub: user_id.to_string(), iss: ISSUER.into(), iat: now, nbf: now, exp: now + self.ttl.as_secs() };
+        let claims = Claims {
+            sub: user_id.to_string(),
+            key: account_key.to_owned(),
+            iss: ISSUER.into(),
+            iat: now,
+            nbf: now,
+            exp: now + self.ttl.as_secs(),
+        };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|e| Error::internal(format!("signing token: {e}")))
     }
 
-    /// The user id a valid token names. Every failure is `Unauthenticated`.
-    pub fn verify(&self, token: &str) -> Result<i64> {
+    /// The user and account key a valid token names (the caller checks the
+    /// key against the account). Every failure is `Unauthenticated`; a token
+    /// without an account key (issued before keys existed) is invalid.
+    pub fn verify(&self, token: &str) -> Result<Bearer> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).map_err(|e| {
             use jsonwebtoken::errors::ErrorKind;
             Error::Unauthenticated(match e.kind() {
                 ErrorKind::ExpiredSignature => "token has expired".into(),
                 ErrorKind::ImmatureSignature => "token is not valid yet".into(),
                 ErrorKind::InvalidSignature => "token signature is invalid".into(),
-                _ => "token is invalid".into(),
+                _ => "token is invalid; sign in again".into(),
             })
         })?;
-        data.claims
-            .sub
-            .parse::<i64>()
-            .ok()
-            .filter(|id| *id > 0)
-            .ok_or_else(|| Error::Unauthenticated("token is invalid".into()))
+        let user_id = data.claims.sub.parse::<i64>().ok().filter(|id| *id > 0);
+        match user_id {
+            Some(user_id) if !data.claims.key.is_empty() => Ok(Bearer { user_id, account_key: data.claims.key }),
+            _ => Err(Error::Unauthenticated("token is invalid; sign in again".into())),
+        }
     }
 }
 
@@ -179,8 +208,9 @@ mod tests {
     #[test]
     fn issued_tokens_verify_and_forged_ones_do_not() {
         let tokens = Tokens::new(b"0123456789abcdef0123456789abcdef", Duration::from_secs(60));
-        let token = tokens.issue(42).unwrap();
-        assert_eq!(tokens.verify(&token).unwrap(), 42);
+        let token = tokens.issue(42, "k42").unwrap();
+        assert_eq!(tokens.verify(&token).unwrap(), Bearer { user_id: 42, account_key: "k42".into() });
+        assert!(tokens.issue(42, "").is_err(), "no token without an account key");
 
         let other = Tokens::new(b"another-key-another-key-another!!", Duration::from_secs(60));
         assert!(other.verify(&token).is_err(), "wrong key");
@@ -196,12 +226,19 @@ mod tests {
 
         let now = jsonwebtoken::get_current_timestamp();
         let sign = |nbf: u64, exp: u64| {
-            let claims = Claims { sub: "42".into(), iss: ISSUER.into(), iat: nbf, nbf, exp };
+            let claims = Claims { sub: "42".into(), key: "k42".into(), iss: ISSUER.into(), iat: nbf, nbf, exp };
             jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &tokens.encoding).unwrap()
         };
         assert!(tokens.verify(&sign(now - 7200, now - 3600)).is_err(), "expired");
         assert!(tokens.verify(&sign(now + 3600, now + 7200)).is_err(), "not yet valid");
-        assert_eq!(tokens.verify(&sign(now - 10, now + 60)).unwrap(), 42);
+        assert_eq!(tokens.verify(&sign(now - 10, now + 60)).unwrap().user_id, 42);
+
+        // A token of before account keys: signed right, no key.
+        let keyless = serde_json::json!({"sub": "42", "iss": ISSUER, "iat": now, "nbf": now, "exp": now + 60});
+        let keyless = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &keyless, &tokens.encoding).unwrap();
+        assert!(tokens.verify(&keyless).is_err(), "no account key");
+        assert_ne!(new_account_key(), new_account_key());
+        assert_eq!(new_account_key().len(), 32);
     }
 
     #[tokio::test]

@@ -11,7 +11,7 @@ use douyin_kit::{
 };
 use douyin_proto::{
     common::{Ids, UserList},
-    user::{Credentials, GetUsersRequest, Session, user_service_server},
+    user::{AccountKey, AccountKeyList, Credentials, GetUsersRequest, Session, user_service_server},
 };
 use tonic::{Request, Response, Status};
 
@@ -56,5 +56,12 @@ impl user_service_server::UserService for UserGrpc {
     async fn existing_users(&self, request: Request<Ids>) -> Result<Response<Ids>, Status> {
         let ids = self.0.existing(&request.into_inner().ids).await.map_err(Error::into_status)?;
         Ok(Response::new(Ids { ids }))
+    }
+
+    async fn account_keys(&self, request: Request<Ids>) -> Result<Response<AccountKeyList>, Status> {
+        let keys = self.0.account_keys(&request.into_inner().ids).await.map_err(Error::into_status)?;
+        Ok(Response::new(AccountKeyList {
+            keys: keys.into_iter().map(|(user_id, key)| AccountKey { user_id, key }).collect(),
+        }))
     }
 }

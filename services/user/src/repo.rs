@@ -28,18 +28,20 @@ impl UserRepo {
         Self { db }
     }
 
-    /// Creates the user and its counts row together; a taken name is
-    /// `AlreadyExists`.
-    pub async fn create(&self, username: &str, password_hash: &str) -> Result<i64> {
+    /// Creates the user with its account key and its counts row together; a
+    /// taken name is `AlreadyExists`.
+    pub async fn create(&self, username: &str, password_hash: &str, account_key: &str) -> Result<i64> {
         let mut tx = self.db.begin_write().await?;
-        let inserted =
-            sqlx::query("INSERT INTO users (username, password_hash, name, created_at_ms) VALUES (?, ?, ?, ?)")
-                .bind(username)
-                .bind(password_hash)
-                .bind(username)
-                .bind(now_ms())
-                .execute(&mut *tx)
-                .await;
+        let inserted = sqlx::query(
+            "INSERT INTO users (username, password_hash, name, account_key, created_at_ms) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(username)
+        .bind(password_hash)
+        .bind(username)
+        .bind(account_key)
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await;
         let id = match inserted {
             Ok(result) => inserted_id(&mut tx, &result).await?,
             Err(e) if is_unique_violation(&e) => {
@@ -52,16 +54,22 @@ impl UserRepo {
         Ok(id)
     }
 
-    /// Id and password hash of `username`.
-    pub async fn credentials(&self, username: &str) -> Result<Option<(i64, String)>> {
-        let row = sqlx::query("SELECT id, password_hash FROM users WHERE username = ?")
+    /// Id, password hash and account key of `username`.
+    pub async fn credentials(&self, username: &str) -> Result<Option<(i64, String, String)>> {
+        let row = sqlx::query("SELECT id, password_hash, account_key FROM users WHERE username = ?")
             .bind(username)
             .fetch_optional(self.db.pool())
             .await?;
         Ok(match row {
-            Some(row) => Some((row.try_get(0)?, row.try_get(1)?)),
+            Some(row) => Some((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)),
             None => None,
         })
+    }
+
+    /// `(id, account key)` of those of `ids` that exist.
+    pub async fn account_keys(&self, ids: &[i64]) -> Result<Vec<(i64, String)>> {
+        let rows = fetch_in(self.db.pool(), "SELECT id, account_key FROM users WHERE id IN", ids).await?;
+        rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
     }
 
     /// Profiles of `ids` (any order; unknown ids absent), each with whether

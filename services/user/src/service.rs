@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use douyin_kit::{
     Error, Result,
-    auth::{Passwords, Tokens},
+    auth::{Passwords, Tokens, new_account_key},
     grpc::Clients,
     ids,
     text::check_length,
@@ -54,9 +54,10 @@ impl UserService {
     pub async fn register(&self, username: &str, password: &str) -> Result<Session> {
         check_credentials(username, password)?;
         let hash = self.passwords.hash(password).await?;
-        let user_id = self.repo.create(username, &hash).await?;
+        let account_key = new_account_key();
+        let user_id = self.repo.create(username, &hash, &account_key).await?;
         tracing::info!(user_id, "user registered");
-        Ok(Session { user_id, token: self.tokens.issue(user_id)? })
+        Ok(Session { user_id, token: self.tokens.issue(user_id, &account_key)? })
     }
 
     /// An unknown user and a wrong password get the same refusal and cost the
@@ -64,14 +65,14 @@ impl UserService {
     pub async fn login(&self, username: &str, password: &str) -> Result<Session> {
         check_credentials(username, password)?;
         let stored = self.repo.credentials(username).await?;
-        let (user_id, hash) = match stored {
-            Some((id, hash)) => (id, Some(hash)),
-            None => (0, None),
+        let (user_id, hash, account_key) = match stored {
+            Some((id, hash, key)) => (id, Some(hash), key),
+            None => (0, None, String::new()),
         };
         if !self.passwords.verify(password, hash).await? {
             return Err(Error::Unauthenticated("username or password is incorrect".into()));
         }
-        Ok(Session { user_id, token: self.tokens.issue(user_id)? })
+        Ok(Session { user_id, token: self.tokens.issue(user_id, &account_key)? })
     }
 
     /// Users in the order of `ids` (unknown ones left out), with counts and
@@ -116,6 +117,11 @@ impl UserService {
                 })
             })
             .collect())
+    }
+
+    /// `(id, account key)` of those of `ids` that exist.
+    pub async fn account_keys(&self, ids: &[i64]) -> Result<Vec<(i64, String)>> {
+        self.repo.account_keys(&ids::unique(ids)).await
     }
 
     pub async fn existing(&self, ids: &[i64]) -> Result<Vec<i64>> {

@@ -35,6 +35,7 @@ pub async fn register(State(state): State<AppState>, params: Params) -> Response
             params.parsed()?;
             let mut user = state.clients.user.clone();
             let session = user.register(credentials(&params)?).await?.into_inner();
+            state.issued(&session.token);
             Ok(SessionBody { user_id: session.user_id, token: session.token })
         }
         .await,
@@ -56,6 +57,7 @@ pub async fn login(State(state): State<AppState>, client: Option<Extension<Clien
                 attempt.give_back().await;
             }
             let session = result?;
+            state.issued(&session.token);
             Ok(SessionBody { user_id: session.user_id, token: session.token })
         }
         .await,

@@ -3,8 +3,10 @@
 //! are in `limits.rs`).
 //! Each test prints `hardening-figure: <name> <value>` lines that
 //! `.ci/hardening.sh` sums into its closing line. Service-to-service
-//! authentication is in `hardening/services.rs`.
+//! authentication is in `hardening/services.rs`, tokens bound to accounts in
+//! `hardening/accounts.rs`.
 
+mod accounts;
 mod services;
 
 use crate::common;

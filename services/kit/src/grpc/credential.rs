@@ -310,7 +310,7 @@ mod tests {
         assert!(key.check(&stranger, Role::Chat).is_err(), "unknown issuer");
         let forever = sign(serde_json::json!({"iss": "douyin-api", "aud": "chat"}));
         assert!(key.check(&forever, Role::Chat).is_err(), "no expiry");
-        let user_token = crate::auth::Tokens::new(SECRET, Duration::from_secs(60)).issue(1).unwrap();
+        let user_token = crate::auth::Tokens::new(SECRET, Duration::from_secs(60)).issue(1, "k1").unwrap();
         assert!(key.check(&user_token, Role::Chat).is_err(), "a session token is no service credential");
         assert!(ServiceKey::new(b"short").is_err());
     }

@@ -163,6 +163,7 @@ fn is_idempotent_read(path: &str) -> bool {
     const READS: &[&str] = &[
         "GetUsers",
         "ExistingUsers",
+        "AccountKeys",
         "Feed",
         "PublishList",
         "GetVideos",
