@@ -1,19 +1,27 @@
 #!/usr/bin/env bash
-# Offline checks of the chart's monitoring: the PrometheusRule rendered with
-# helm/douyin/ci/monitoring-values.yaml passes `promtool check rules` and the rule
-# tests in tests/prometheus/; every alert has summary, description and a runbook_url
-# whose section exists in docs/runbooks.md; the dashboards are valid Grafana JSON
-# (uid, title, a datasource variable every panel uses) and every expression of a
-# panel or rule is valid PromQL naming only metrics the processes export
-# (services/kit/src/metrics/), recorded by the rules, or from Prometheus and
-# kube-state-metrics.
+# The chart's monitoring, offline and against a real Prometheus.
 #
-#   bash .ci/monitoring-check.sh
-#   bash .ci/monitoring-check.sh --scrape   # also: a real Prometheus scrapes a running
-#                                           # process under load ($DOUYIN_BIN)
+# Offline: the PrometheusRule rendered with helm/douyin/ci/monitoring-values.yaml
+# passes `promtool check rules` and the rule tests in tests/prometheus/; every alert
+# has summary, description and a runbook_url whose section exists in
+# docs/runbooks.md; the dashboards are valid Grafana JSON (uid, title, a datasource
+# variable every panel uses) and every expression of a panel or rule is valid PromQL
+# naming only metrics the processes register (services/kit/src/metrics/), recorded
+# by the rules, or from Prometheus and kube-state-metrics.
+#
+# Then (unless --offline): Debian's Prometheus scrapes a running mesh (seven
+# processes of `douyin-bench mesh` on MariaDB, Redis and S3, scrape config derived
+# from the rendered PodMonitor) under a short `douyin-bench load`, and every
+# dashboard panel and rule expression returns data through its HTTP API; a panel
+# naming a metric no process exports fails. Own ports, data dir and schema; stops
+# what it started.
+#
+#   bash .ci/monitoring-check.sh             # both
+#   bash .ci/monitoring-check.sh --offline   # the offline checks only
 #
 # Needs helm and the Python venv .ci/k8s-check.sh installs; installs Debian's
-# prometheus package (promtool) when promtool is missing.
+# prometheus package (promtool, prometheus) when missing; builds douyin and
+# douyin-bench (dev profile, $CARGO_TARGET_DIR) for the scrape.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -24,8 +32,14 @@ if ! command -v helm >/dev/null || [[ ! -x "$PY" ]]; then
   echo "helm or $PY missing: run bash .ci/k8s-check.sh first" >&2
   exit 1
 fi
-if ! command -v promtool >/dev/null; then
-  echo "installing Debian's prometheus package (promtool)"
+mode=full
+case "${1:-}" in
+  --offline) mode=offline ;;
+  "") ;;
+  *) echo "usage: $0 [--offline]" >&2; exit 2 ;;
+esac
+if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then
+  echo "installing Debian's prometheus package (promtool, prometheus)"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
 fi
 started=$(date +%s)
@@ -58,8 +72,20 @@ for t in tests/prometheus/*.yaml; do
   tests=$((tests + $("$PY" -c 'import sys, yaml; print(len(yaml.safe_load(open(sys.argv[1]))["tests"]))' "$t")))
 done
 cat "$WORK/figure"
-if [[ "${1:-}" == --scrape ]]; then
-  [[ -x "${DOUYIN_BIN:-}" ]] || { echo "--scrape needs DOUYIN_BIN (cargo build -p douyin)" >&2; exit 1; }
-  "$PY" .ci/monitoring_scrape.py "$WORK" "$DOUYIN_BIN"
+alerts=$("$PY" -c 'import sys, yaml; print(sum(1 for g in yaml.safe_load(open(sys.argv[1]))["groups"] for r in g["rules"] if "alert" in r))' "$WORK/rules.yaml")
+if [[ $mode == full ]]; then
+  export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/douyin-target}"
+  export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+  source .ci/services.sh
+  eval "$(bash .ci/s3.sh)"
+  export DOUYIN_S3_ENDPOINT="$DOUYIN_TEST_S3_ENDPOINT" DOUYIN_S3_ACCESS_KEY="$DOUYIN_TEST_S3_ACCESS_KEY" \
+    DOUYIN_S3_SECRET_KEY="$DOUYIN_TEST_S3_SECRET_KEY"
+  export DOUYIN_TEST_DATABASE_URL=mysql://root@127.0.0.1:3306 DOUYIN_TEST_REDIS_URL=redis://127.0.0.1:6379
+  # As .ci/run and .ci/bench-smoke.sh build them, so nothing is built twice.
+  cargo build -q -p douyin
+  cargo build -q -p douyin-bench
+  "$PY" .ci/monitoring_scrape.py "$WORK" "$CARGO_TARGET_DIR/debug"
+  echo "monitoring: $(cat "$WORK/figure.scrape"); $(cat "$WORK/figure.short"); $tests rule test groups, $alerts alerts tested ($(($(date +%s) - started))s)"
+else
+  echo "monitoring (offline): $(cat "$WORK/figure.short"), $tests rule test groups, $alerts alerts tested ($(($(date +%s) - started))s)"
 fi
-echo "monitoring: $(cat "$WORK/figure.short"), $tests rule test groups passed ($(($(date +%s) - started))s)"

@@ -1,9 +1,10 @@
-//! `douyin-bench`: seed data, load a server, run the direct-SQL baseline, or
-//! run the whole suite and write a report. See bench/README.md.
+//! `douyin-bench`: seed data, load a server, run a mesh for other tools, run
+//! the direct-SQL baseline, or run the whole suite and write a report. See bench/README.md.
 
 mod baseline;
 mod costs;
 mod load;
+mod mesh;
 mod procs;
 mod report;
 mod rollout;
@@ -28,6 +29,8 @@ enum Command {
     Load(load::LoadArgs),
     /// The app's mix against a gateway Service name during a rollout; figures per phase.
     Rollout(rollout::RolloutArgs),
+    /// The mesh (seven processes) on seeded data, running until SIGTERM or stdin closes.
+    Mesh(mesh::MeshArgs),
     /// Serve GET /douyin/feed/ straight from SQL (the baseline).
     Baseline(baseline::BaselineArgs),
     /// The standard suite: every target, baseline ratios, costs, scale curve, report.
@@ -40,6 +43,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Seed(args) => seed::run(&args).await,
         Command::Load(args) => load::main(&args).await,
         Command::Rollout(args) => rollout::main(&args).await,
+        Command::Mesh(args) => mesh::main(&args).await,
         Command::Baseline(args) => baseline::main(&args).await,
         Command::Suite(args) => suite::main(args).await,
     }

@@ -20,10 +20,21 @@ pub fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+/// The listeners of one `douyin serve <role>` process.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Listeners {
+    pub role: String,
+    pub http: u16,
+    pub grpc: u16,
+    pub admin: u16,
+}
+
 /// Running server processes; killed when dropped.
 pub struct Servers {
     children: Vec<(String, Child)>,
     pub url: String,
+    /// The douyin processes' listeners (none for the baseline and Redis).
+    pub listeners: Vec<Listeners>,
 }
 
 impl Servers {
@@ -31,7 +42,11 @@ impl Servers {
     pub async fn all(bin: &Path, env: &[(String, String)], logs: &Path) -> anyhow::Result<Self> {
         let (http, grpc, admin) = (free_port()?, free_port()?, free_port()?);
         let child = spawn_douyin(bin, "all", env, http, grpc, admin, logs)?;
-        let servers = Self { children: vec![("all".into(), child)], url: format!("http://127.0.0.1:{http}") };
+        let servers = Self {
+            children: vec![("all".into(), child)],
+            url: format!("http://127.0.0.1:{http}"),
+            listeners: vec![Listeners { role: "all".into(), http, grpc, admin }],
+        };
         wait_ready(&format!("http://127.0.0.1:{admin}/readyz"), "serve all").await?;
         Ok(servers)
     }
@@ -49,9 +64,11 @@ impl Servers {
         for (role, (_, grpc, _)) in PEER_ROLES.iter().zip(&ports) {
             env.push((format!("DOUYIN_{}_ENDPOINT", role.to_uppercase()), format!("http://127.0.0.1:{grpc}")));
         }
-        let mut servers = Self { children: Vec::new(), url: format!("http://127.0.0.1:{}", ports[6].0) };
-        for (role, (http, grpc, admin)) in MESH_ROLES.iter().zip(&ports) {
-            servers.children.push((role.to_string(), spawn_douyin(bin, role, &env, *http, *grpc, *admin, logs)?));
+        let mut servers =
+            Self { children: Vec::new(), url: format!("http://127.0.0.1:{}", ports[6].0), listeners: Vec::new() };
+        for (role, &(http, grpc, admin)) in MESH_ROLES.iter().zip(&ports) {
+            servers.children.push((role.to_string(), spawn_douyin(bin, role, &env, http, grpc, admin, logs)?));
+            servers.listeners.push(Listeners { role: role.to_string(), http, grpc, admin });
         }
         for (role, (_, _, admin)) in MESH_ROLES.iter().zip(&ports) {
             wait_ready(&format!("http://127.0.0.1:{admin}/readyz"), role).await?;
@@ -71,7 +88,11 @@ impl Servers {
             .kill_on_drop(true)
             .spawn()
             .context("starting the baseline")?;
-        let servers = Self { children: vec![("baseline".into(), child)], url: format!("http://127.0.0.1:{port}") };
+        let servers = Self {
+            children: vec![("baseline".into(), child)],
+            url: format!("http://127.0.0.1:{port}"),
+            listeners: Vec::new(),
+        };
         wait_ready(&format!("http://127.0.0.1:{port}/healthz"), "baseline").await?;
         Ok(servers)
     }
@@ -86,7 +107,7 @@ impl Servers {
             .spawn()
             .context("starting redis-server (install it, or pass --redis-url)")?;
         let url = format!("redis://127.0.0.1:{port}");
-        let servers = Self { children: vec![("redis".into(), child)], url: url.clone() };
+        let servers = Self { children: vec![("redis".into(), child)], url: url.clone(), listeners: Vec::new() };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let ping = async {

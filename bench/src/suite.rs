@@ -89,10 +89,11 @@ struct Suite {
 const BENCH_USER: &str = "douyin_bench";
 
 /// A seeded database the servers are pointed at.
-struct Data {
-    url: String,
-    data_dir: PathBuf,
-    redis: bool,
+pub struct Data {
+    pub url: String,
+    pub data_dir: PathBuf,
+    /// The system runs with Redis (MariaDB targets).
+    pub redis: bool,
 }
 
 pub async fn main(mut args: SuiteArgs) -> anyhow::Result<()> {
@@ -240,29 +241,7 @@ impl Suite {
     }
 
     fn env(&self, data: &Data, run: &str, redis_url: &str) -> Vec<(String, String)> {
-        let mut env: Vec<(String, String)> = [
-            ("DOUYIN_DATABASE_URL", data.url.as_str()),
-            ("DOUYIN_JWT_SECRET", DEFAULT_SECRET),
-            ("DOUYIN_DEMO_CONTENT", "false"),
-            ("DOUYIN_MIGRATE", "false"),
-            ("DOUYIN_RATE_LIMIT_IP_PER_SEC", "0"),
-            ("DOUYIN_RATE_LIMIT_USER_PER_SEC", "0"),
-            ("DOUYIN_RATE_LIMIT_REGISTER_PER_MIN", "0"),
-            ("DOUYIN_RATE_LIMIT_PUBLISH_PER_MIN", "0"),
-            ("DOUYIN_HEALTH_INTERVAL_SECS", "3600"),
-            ("DOUYIN_SHUTDOWN_GRACE_SECS", "2"),
-            ("DOUYIN_LOG_FORMAT", "json"),
-            ("RUST_LOG", "warn"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
-        env.push(("DOUYIN_DATA_DIR".into(), data.data_dir.display().to_string()));
-        if data.redis {
-            env.push(("DOUYIN_REDIS_URL".into(), redis_url.to_owned()));
-            env.push(("DOUYIN_REDIS_PREFIX".into(), format!("bench-{run}-{}", std::process::id())));
-        }
-        env
+        system_env(data, run, redis_url)
     }
 
     async fn counters(&self, data: &Data, redis_url: &str) -> anyhow::Result<Option<Counters>> {
@@ -380,6 +359,35 @@ const MISMATCHES: [&str; 7] = [
     "SELECT COUNT(*) FROM user_stats s LEFT JOIN (SELECT author_id, COUNT(*) c FROM videos GROUP BY author_id) x ON x.author_id = s.user_id WHERE s.work_count <> COALESCE(x.c, 0)",
     "SELECT COUNT(*) FROM user_stats s LEFT JOIN (SELECT v.author_id, COUNT(*) c FROM favorites f JOIN videos v ON v.id = f.video_id GROUP BY v.author_id) x ON x.author_id = s.user_id WHERE s.total_favorited <> COALESCE(x.c, 0)",
 ];
+
+/// The environment of the system under test on `data`: every rate limit off,
+/// demo content off, health probes hourly, the bench's JWT secret; Redis keys
+/// under a prefix of its own (`run`).
+pub fn system_env(data: &Data, run: &str, redis_url: &str) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = [
+        ("DOUYIN_DATABASE_URL", data.url.as_str()),
+        ("DOUYIN_JWT_SECRET", DEFAULT_SECRET),
+        ("DOUYIN_DEMO_CONTENT", "false"),
+        ("DOUYIN_MIGRATE", "false"),
+        ("DOUYIN_RATE_LIMIT_IP_PER_SEC", "0"),
+        ("DOUYIN_RATE_LIMIT_USER_PER_SEC", "0"),
+        ("DOUYIN_RATE_LIMIT_REGISTER_PER_MIN", "0"),
+        ("DOUYIN_RATE_LIMIT_PUBLISH_PER_MIN", "0"),
+        ("DOUYIN_HEALTH_INTERVAL_SECS", "3600"),
+        ("DOUYIN_SHUTDOWN_GRACE_SECS", "2"),
+        ("DOUYIN_LOG_FORMAT", "json"),
+        ("RUST_LOG", "warn"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    env.push(("DOUYIN_DATA_DIR".into(), data.data_dir.display().to_string()));
+    if data.redis {
+        env.push(("DOUYIN_REDIS_URL".into(), redis_url.to_owned()));
+        env.push(("DOUYIN_REDIS_PREFIX".into(), format!("bench-{run}-{}", std::process::id())));
+    }
+    env
+}
 
 /// Compares every stats row with the rows, then the newest feed page's counts
 /// (as the API returns them, through its cache) with the database.

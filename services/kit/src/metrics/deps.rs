@@ -156,8 +156,10 @@ pub fn redis_call(operation: &str, ok: bool, elapsed: Duration) {
     let labels = OperationLabels { db_system_name: "redis", db_operation_name: operation.to_owned() };
     let deps = &METRICS.deps;
     deps.redis_duration.get_or_create(&labels).observe(elapsed.as_secs_f64());
+    // The errors series exists (at 0) from an operation's first call on.
+    let errors = deps.redis_errors.get_or_create(&labels);
     if !ok {
-        deps.redis_errors.get_or_create(&labels).inc();
+        errors.inc();
     }
 }
 
@@ -166,8 +168,9 @@ pub fn s3_call(operation: &'static str, ok: bool, elapsed: Duration) {
     let labels = S3Labels { rpc_method: operation };
     let deps = &METRICS.deps;
     deps.s3_duration.get_or_create(&labels).observe(elapsed.as_secs_f64());
+    let errors = deps.s3_errors.get_or_create(&labels);
     if !ok {
-        deps.s3_errors.get_or_create(&labels).inc();
+        errors.inc();
     }
 }
 
@@ -247,5 +250,12 @@ mod tests {
         assert!(sample(&text, &format!("douyin_db_client_operation_errors_total{redis}")) >= 1.0, "{text}");
         assert!(sample(&text, &format!("douyin_db_client_operation_duration_seconds_count{redis}")) >= 1.0);
         assert!(sample(&text, r#"douyin_s3_client_operation_errors_total{rpc_method="PutObject"}"#) >= 1.0);
+        // An operation that never failed reports 0 errors, not nothing.
+        assert!(
+            text.contains(
+                r#"douyin_db_client_operation_errors_total{db_system_name="redis",db_operation_name="MGET"} 0"#
+            ),
+            "{text}"
+        );
     }
 }
