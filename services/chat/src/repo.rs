@@ -52,6 +52,7 @@ impl ChatRepo {
         for _ in 0..10 {
             let attempt = retry_tx(|| async {
                 let mut tx = self.db.begin_write().await?;
+                self.db.require_account(&mut tx, from).await?;
                 let locking = match self.db.dialect() {
                     Dialect::MySql => " FOR UPDATE",
                     Dialect::Sqlite => "",

@@ -31,6 +31,7 @@ impl InteractionRepo {
     pub async fn set_favorite(&self, user_id: i64, video_id: i64, author_id: i64, like: bool) -> Result<bool> {
         retry_tx(|| async {
             let mut tx = self.db.begin_write().await?;
+            self.db.require_account(&mut tx, user_id).await?;
             let changed = self.db.set_pair(&mut tx, Pair::Favorite, user_id, video_id, like).await?;
             if changed {
                 let delta = if like { 1 } else { -1 };
@@ -77,6 +78,7 @@ impl InteractionRepo {
         retry_tx(|| async {
             let created_at_ms = now_ms();
             let mut tx = self.db.begin_write().await?;
+            self.db.require_account(&mut tx, user_id).await?;
             let result =
                 sqlx::query("INSERT INTO comments (video_id, user_id, content, created_at_ms) VALUES (?, ?, ?, ?)")
                     .bind(video_id)
@@ -105,6 +107,7 @@ impl InteractionRepo {
     pub async fn delete_comment(&self, comment: &CommentRow) -> Result<bool> {
         retry_tx(|| async {
             let mut tx = self.db.begin_write().await?;
+            self.db.require_account(&mut tx, comment.user_id).await?;
             let deleted = sqlx::query("DELETE FROM comments WHERE id = ?")
                 .bind(comment.id)
                 .execute(&mut *tx)

@@ -129,6 +129,21 @@ impl Db {
         })
     }
 
+    /// Refuses a write by `user_id` when its account does not exist, inside
+    /// the write's transaction `conn`: on MySQL the user's row stays
+    /// share-locked until the write commits, so it cannot be deleted under it
+    /// (SQLite's write lock already excludes that).
+    pub async fn require_account(&self, conn: &mut sqlx::AnyConnection, user_id: i64) -> Result<()> {
+        let sql = match self.dialect {
+            Dialect::Sqlite => "SELECT id FROM users WHERE id = ?",
+            Dialect::MySql => "SELECT id FROM users WHERE id = ? LOCK IN SHARE MODE",
+        };
+        match sqlx::query(sql).bind(user_id).fetch_optional(conn).await? {
+            Some(_) => Ok(()),
+            None => Err(crate::Error::Unauthenticated("the account of this token no longer exists".into())),
+        }
+    }
+
     /// `INSERT IGNORE` in the pool's dialect.
     pub fn insert_ignore(&self) -> &'static str {
         match self.dialect {

@@ -22,6 +22,7 @@ impl RelationRepo {
     pub async fn set_follow(&self, follower_id: i64, followee_id: i64, follow: bool) -> Result<bool> {
         retry_tx(|| async {
             let mut tx = self.db.begin_write().await?;
+            self.db.require_account(&mut tx, follower_id).await?;
             let changed = self.db.set_pair(&mut tx, Pair::Follow, follower_id, followee_id, follow).await?;
             if changed {
                 let delta = if follow { 1 } else { -1 };

@@ -50,6 +50,7 @@ impl VideoRepo {
         let mut published_at_ms = now_ms();
         for _ in 0..1000 {
             let mut tx = self.db.begin_write().await?;
+            self.db.require_account(&mut tx, author_id).await?;
             let inserted = sqlx::query(
                 "INSERT INTO videos (author_id, title, play_key, cover_key, published_at_ms) VALUES (?, ?, ?, ?, ?)",
             )
