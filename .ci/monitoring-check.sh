@@ -19,19 +19,14 @@
 #   bash .ci/monitoring-check.sh             # both
 #   bash .ci/monitoring-check.sh --offline   # the offline checks only
 #
-# Needs helm and the Python venv .ci/k8s-check.sh installs; installs Debian's
-# prometheus package (promtool, prometheus) when missing; builds douyin and
-# douyin-bench (dev profile, $CARGO_TARGET_DIR) for the scrape.
+# Installs helm and the Python venv (.ci/tools.sh) and Debian's prometheus package
+# (promtool, prometheus) when missing; builds the binaries (dev profile,
+# $CARGO_TARGET_DIR) for the scrape.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-TOOLS="${DOUYIN_TOOLS_DIR:-$HOME/.cache/douyin-tools}"
-export PATH="$TOOLS/bin:$TOOLS/venv/bin:$PATH"
-PY="$TOOLS/venv/bin/python"
-if ! command -v helm >/dev/null || [[ ! -x "$PY" ]]; then
-  echo "helm or $PY missing: run bash .ci/k8s-check.sh first" >&2
-  exit 1
-fi
+source .ci/tools.sh
+install_tools
 mode=full
 case "${1:-}" in
   --offline) mode=offline ;;
@@ -81,9 +76,8 @@ if [[ $mode == full ]]; then
   export DOUYIN_S3_ENDPOINT="$DOUYIN_TEST_S3_ENDPOINT" DOUYIN_S3_ACCESS_KEY="$DOUYIN_TEST_S3_ACCESS_KEY" \
     DOUYIN_S3_SECRET_KEY="$DOUYIN_TEST_S3_SECRET_KEY"
   export DOUYIN_TEST_DATABASE_URL=mysql://root@127.0.0.1:3306 DOUYIN_TEST_REDIS_URL=redis://127.0.0.1:6379
-  # As .ci/run and .ci/bench-smoke.sh build them, so nothing is built twice.
-  cargo build -q -p douyin
-  cargo build -q -p douyin-bench
+  # As .ci/run builds them (the test build's features), so nothing is built twice.
+  cargo build -q --workspace --bins --tests
   "$PY" .ci/monitoring_scrape.py "$WORK" "$CARGO_TARGET_DIR/debug"
   echo "monitoring: $(cat "$WORK/figure.scrape"); $(cat "$WORK/figure.short"); $tests rule test groups, $alerts alerts tested ($(($(date +%s) - started))s)"
 else

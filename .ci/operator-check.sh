@@ -24,15 +24,11 @@
 #    kubernetes-validate --strict with the expected RBAC kinds and image; bad
 #    values are refused by values.schema.json.
 #
-# Builds with $CARGO_TARGET_DIR when set. Python tools live in the venv shared with
-# .ci/k8s-check.sh: ${DOUYIN_TOOLS_DIR:-~/.cache/douyin-tools}/venv (created if missing).
+# Builds with $CARGO_TARGET_DIR when set. helm and the Python tools come from
+# .ci/tools.sh (installed into ${DOUYIN_TOOLS_DIR:-~/.cache/douyin-tools} if missing).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-
-KUBE_VERSION=1.34
-TOOLS="${DOUYIN_TOOLS_DIR:-$HOME/.cache/douyin-tools}"
-VENV="$TOOLS/venv"
 
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
@@ -56,26 +52,8 @@ check() {
 }
 
 # ---- tools ---------------------------------------------------------------------------
-ensure_venv() {
-  if ! command -v python3 >/dev/null; then
-    apt-get update -qq && apt-get install -y -qq python3 python3-venv >/dev/null
-  fi
-  if [[ ! -x "$VENV/bin/python" ]]; then
-    mkdir -p "$TOOLS"
-    python3 -m venv "$VENV"
-  fi
-  # Same pins as .ci/k8s-check.sh, so both scripts agree on one venv.
-  local missing=()
-  "$VENV/bin/python" -c 'import yaml' 2>/dev/null || missing+=(PyYAML==6.0.3)
-  [[ -x "$VENV/bin/kubernetes-validate" ]] || missing+=(kubernetes-validate==1.37.0)
-  [[ -x "$VENV/bin/check-jsonschema" ]] || missing+=(check-jsonschema==0.39.0)
-  if ((${#missing[@]})); then
-    echo "installing ${missing[*]} into $VENV"
-    "$VENV/bin/pip" install -q --disable-pip-version-check "${missing[@]}"
-  fi
-}
-ensure_venv
-PY="$VENV/bin/python"
+source .ci/tools.sh
+install_tools
 
 # ---- 1. the committed CRD is current ---------------------------------------------------
 # Every cargo step names --workspace (and tests), so cargo resolves the features
@@ -206,10 +184,6 @@ check "douyin-operator render: valid objects, pods labelled as the chart selects
 
 # ---- 6. RBAC against the calls made in the mocked-API tests -------------------------------
 HELM="${HELM:-$TOOLS/bin/helm}"
-if [[ ! -x "$HELM" ]]; then
-  echo "no helm at $HELM: run 'bash .ci/k8s-check.sh' once (it installs helm and kubectl there)" >&2
-  exit 1
-fi
 export HELM_CACHE_HOME="$WORK/helm/cache" HELM_CONFIG_HOME="$WORK/helm/config" HELM_DATA_HOME="$WORK/helm/data"
 rbac_matches_calls() {
   rm -f "$WORK/calls.jsonl"

@@ -222,6 +222,8 @@ pub async fn main(args: &RolloutArgs) -> anyhow::Result<()> {
         phases: Mutex::default(),
         deadline: Duration::from_millis(args.deadline_ms),
     });
+    // Workers start with the addresses the name has now.
+    shared.upstreams.refresh().await;
     let watcher = {
         let (shared, file) = (shared.clone(), args.phase_file.clone());
         tokio::spawn(async move {

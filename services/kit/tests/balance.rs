@@ -214,6 +214,41 @@ async fn an_unreachable_replica_is_skipped_and_a_broken_write_is_not_sent_again(
 }
 
 #[tokio::test]
+async fn when_every_replica_refuses_the_name_is_resolved_again_at_once() {
+    // Both pods of a role died; their replacements are in DNS long before the
+    // next periodic refresh (ten minutes here) would find them.
+    let resolver = Arc::new(Listed::default());
+    *resolver.0.lock().unwrap() = vec![refusing().await, refusing().await];
+    let channel = grpc::remote_channel_with(
+        "http://user.douyin:50051",
+        Duration::from_secs(1),
+        resolver.clone(),
+        Duration::from_secs(600),
+    )
+    .unwrap();
+    let check = || {
+        let mut client = HealthClient::new(channel.clone());
+        async move { client.check(HealthCheckRequest { service: String::new() }).await }
+    };
+    let status = check().await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    let replacement = peer("127.0.0.1:0".parse().unwrap()).await;
+    *resolver.0.lock().unwrap() = vec![replacement];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match check().await {
+            Ok(reply) => {
+                assert_eq!(reply.metadata().get("x-peer").unwrap().to_str().unwrap(), replacement.to_string());
+                break;
+            }
+            Err(status) => assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}"),
+        }
+        assert!(Instant::now() < deadline, "the replacement got no call: the name was not resolved again");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
 #[ignore = "needs DOUYIN_TEST_HOSTS_FILE bind-mounted over /etc/hosts (run by .ci/resolve.sh)"]
 async fn the_system_resolver_is_followed_through_a_hosts_file() {
     let hosts = std::env::var("DOUYIN_TEST_HOSTS_FILE")

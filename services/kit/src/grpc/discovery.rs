@@ -8,7 +8,9 @@
 //! whose connection could not be made (nothing was sent), and an idempotent
 //! read whose connection broke. A write whose connection broke may have
 //! happened and is never sent again. When no replica is left the call fails as
-//! `Unavailable`, which the gateway answers as a plain 503.
+//! `Unavailable`, which the gateway answers as a plain 503, and the name is
+//! resolved again at once (at most every [`RETRY`]) instead of at the next
+//! refresh, so replacements of replicas that all died get calls within a second.
 
 use std::{
     collections::HashMap,
@@ -24,6 +26,7 @@ use std::{
 use async_trait::async_trait;
 use futures::future::BoxFuture;
 use http_body_util::BodyExt;
+use tokio::sync::Notify;
 use tonic::{
     Status,
     body::Body,
@@ -39,7 +42,8 @@ use crate::{Error, Result};
 /// lame-duck period (preStop sleep plus `DOUYIN_SHUTDOWN_DELAY_SECS`).
 pub const REFRESH: Duration = Duration::from_secs(5);
 
-/// How often a name that does not resolve yet is tried again.
+/// How often a name that does not resolve yet, or whose every address
+/// refused, is tried again.
 const RETRY: Duration = Duration::from_secs(1);
 
 /// How long a call waits for a name that has never resolved.
@@ -84,13 +88,14 @@ pub fn remote_channel_with(
     let template = Endpoint::from_shared(url.to_owned()).map_err(|e| bad(&e))?;
     let endpoints = Endpoints { template: tune(template, connect_timeout), connect_timeout };
     let replicas = Replicas { set: Arc::new(ReplicaSet::default()) };
+    let stale = replicas.set.stale.clone();
     if host.parse::<std::net::IpAddr>().is_ok() || host == "localhost" {
         let only = endpoints.template.connect_lazy();
         *replicas.set.members.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(vec![(None, only)]);
         return Ok(replicas);
     }
     let scheme = uri.scheme_str().unwrap_or("http").to_owned();
-    tokio::spawn(follow(Arc::downgrade(&replicas.set), resolver, host, port, scheme, endpoints, refresh));
+    tokio::spawn(follow(Arc::downgrade(&replicas.set), stale, resolver, host, port, scheme, endpoints, refresh));
     Ok(replicas)
 }
 
@@ -116,8 +121,10 @@ impl Endpoints {
 }
 
 /// Resolves `host` until the last client of `set` is dropped.
+#[allow(clippy::too_many_arguments)] // the loop's whole state, moved into its task
 async fn follow(
     set: Weak<ReplicaSet>,
+    stale: Arc<Notify>,
     resolver: Arc<dyn Resolver>,
     host: String,
     port: u16,
@@ -137,7 +144,17 @@ async fn follow(
             }
         };
         drop(set);
-        tokio::time::sleep(if known == 0 { RETRY.min(refresh) } else { refresh }).await;
+        let wait = if known == 0 { RETRY.min(refresh) } else { refresh };
+        // Early when a call found no replica reachable, but never within RETRY
+        // of the last resolution (a permit given meanwhile is kept).
+        let early = async {
+            tokio::time::sleep(RETRY.min(wait)).await;
+            stale.notified().await;
+        };
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = early => {}
+        }
     }
 }
 
@@ -147,6 +164,8 @@ type Members = Arc<Vec<(Option<SocketAddr>, Channel)>>;
 struct ReplicaSet {
     members: RwLock<Members>,
     next: AtomicUsize,
+    /// Wakes the resolution loop when no member could be reached.
+    stale: Arc<Notify>,
 }
 
 impl ReplicaSet {
@@ -208,7 +227,7 @@ impl Service<http::Request<Body>> for Replicas {
                 members = set.snapshot();
             }
             let start = set.next.fetch_add(1, Ordering::Relaxed);
-            call_replicas(members, start, req).await
+            call_replicas(members, start, req, &set.stale).await
         })
     }
 }
@@ -217,15 +236,21 @@ async fn call_replicas(
     members: Members,
     start: usize,
     req: http::Request<Body>,
+    stale: &Notify,
 ) -> Result<http::Response<Body>, BoxError> {
     let pick = |i: usize| members[(start + i) % members.len()].clone();
     let path = req.uri().path().to_owned();
-    match members.len() {
-        0 => return Err(unavailable()),
-        // Uploads stream their body: it is never held to be sent twice.
-        1 => return Ok(pick(0).1.oneshot(req).await?),
-        _ if path.ends_with("/Publish") => return Ok(pick(0).1.oneshot(req).await?),
-        _ => {}
+    // Uploads stream their body: it is never held to be sent twice.
+    if members.len() == 1 || (!members.is_empty() && path.ends_with("/Publish")) {
+        let result = pick(0).1.oneshot(req).await;
+        if result.as_ref().is_err_and(|e| never_sent(e)) {
+            stale.notify_one();
+        }
+        return Ok(result?);
+    }
+    if members.is_empty() {
+        stale.notify_one();
+        return Err(unavailable());
     }
     let read = is_idempotent_read(&path);
     let (parts, body) = req.into_parts();
@@ -249,6 +274,7 @@ async fn call_replicas(
     if let Some(error) = last {
         tracing::warn!(%error, %path, "no replica could be reached");
     }
+    stale.notify_one();
     Err(unavailable())
 }
 
