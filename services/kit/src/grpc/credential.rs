@@ -32,6 +32,10 @@ const LEEWAY_SECS: u64 = 10;
 pub const MIN_SECRET_LEN: usize = 32;
 
 const HEALTH: &str = "/grpc.health.v1.Health/";
+/// Marks a refusal for want of a valid credential, so the caller reports a
+/// misconfigured deployment instead of passing UNAUTHENTICATED on as if its
+/// user's token were bad.
+const REFUSED: &str = "douyin-credential-refused";
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Claims {
@@ -160,9 +164,9 @@ pub struct WithCredential<S> {
     pub credential: Credential,
 }
 
-impl<S, B> Service<http::Request<B>> for WithCredential<S>
+impl<S, B, R> Service<http::Request<B>> for WithCredential<S>
 where
-    S: Service<http::Request<B>>,
+    S: Service<http::Request<B>, Response = http::Response<R>>,
     S::Error: Into<super::BoxError>,
     S::Future: Send + 'static,
 {
@@ -179,7 +183,19 @@ where
             Ok(value) => {
                 req.headers_mut().insert(AUTHORIZATION, value);
                 let call = self.inner.call(req);
-                Box::pin(async move { call.await.map_err(Into::into) })
+                let audience = self.credential.audience;
+                Box::pin(async move {
+                    let response = call.await.map_err(Into::into)?;
+                    if response.headers().contains_key(REFUSED) {
+                        tracing::error!(
+                            %audience,
+                            "the {audience} role refused this process's service credential: \
+                             DOUYIN_SERVICE_SECRET differs between the processes"
+                        );
+                        return Err(Box::new(tonic::Status::unavailable("service temporarily unavailable")) as _);
+                    }
+                    Ok(response)
+                })
             }
             Err(error) => {
                 tracing::error!(%error, "no service credential");
@@ -262,7 +278,8 @@ where
             None => Box::pin(self.inner.call(req)),
             Some(reason) => {
                 tracing::warn!(path = %req.uri().path(), %reason, "gRPC call refused");
-                let response = tonic::Status::unauthenticated(reason).into_http::<R>();
+                let mut response = tonic::Status::unauthenticated(reason).into_http::<R>();
+                response.headers_mut().insert(REFUSED, HeaderValue::from_static("1"));
                 Box::pin(async move { Ok(response) })
             }
         }

@@ -214,3 +214,47 @@ async fn split_roles_refuse_to_start_without_a_service_secret() {
         assert!(stderr.contains("DOUYIN_SERVICE_SECRET"), "{secret:?}: {stderr}");
     }
 }
+
+#[tokio::test]
+async fn a_process_with_another_service_secret_gets_no_answer_but_no_user_is_blamed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, schema) = common::test_config(dir.path()).await;
+    let (roles_trigger, stop) = shutdown::channel();
+    let roles = douyin::start(config.clone(), &Role::GRPC, stop).await.expect("roles start");
+    let endpoint = format!("http://{}", roles.grpc_addr.unwrap());
+    let roles_task = tokio::spawn(roles.wait());
+
+    let mut gateway = config.clone();
+    gateway.database_url = Some("sqlite::memory:".into());
+    gateway.service_secret = Some("another-deployments-service-secret-0123456789".into());
+    for role in Role::GRPC {
+        let slot = match role {
+            Role::User => &mut gateway.user_endpoint,
+            Role::Video => &mut gateway.video_endpoint,
+            Role::Interaction => &mut gateway.interaction_endpoint,
+            Role::Relation => &mut gateway.relation_endpoint,
+            Role::Chat => &mut gateway.chat_endpoint,
+            Role::Counter => &mut gateway.counter_endpoint,
+            Role::Api => continue,
+        };
+        *slot = Some(endpoint.clone());
+    }
+    let (gateway_trigger, stop) = shutdown::channel();
+    let gateway = douyin::start(gateway, &[Role::Api], stop).await.expect("gateway starts");
+    let base = format!("http://{}", gateway.http_addr.unwrap());
+    let gateway_task = tokio::spawn(gateway.wait());
+
+    let http = reqwest::Client::new();
+    let register = format!("{base}/douyin/user/register/?username=alice&password=secret123");
+    let reply = common::json(http.post(&register).send().await.unwrap()).await;
+    assert_eq!(reply["status_code"], 503, "{reply}");
+    assert_eq!(reply["status_msg"], "service temporarily unavailable", "{reply}");
+
+    for (trigger, task) in [(gateway_trigger, gateway_task), (roles_trigger, roles_task)] {
+        trigger.trigger();
+        let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+    }
+    if let Some((server, name)) = &schema {
+        common::drop_schema(server, name).await;
+    }
+}
