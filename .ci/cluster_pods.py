@@ -102,10 +102,12 @@ class Dns:
                     if pod.ready and not pod.terminating and selector.items() <= pod.spec.labels.items():
                         lines.append(f"{pod.ip} {svc_name}")
             text = "\n".join(lines) + "\n"
-            # In place: the bind mount follows the file, not its name.
+            # In place (the bind mount follows the file, not its name), and
+            # never empty on the way: the new text over the old, then the rest
+            # cut, so a lookup in between sees old or new lines, not nothing.
             with open(self.hosts_file, "r+") as f:
-                f.truncate(0)
                 f.write(text)
+                f.truncate()
 
 
 class Pod:

@@ -118,8 +118,10 @@ impl Upstreams {
                 found.dedup();
                 *self.addrs.write().unwrap_or_else(|e| e.into_inner()) = found;
             }
-            // No ready gateway: nothing to send to.
-            Err(_) => self.addrs.write().unwrap_or_else(|e| e.into_inner()).clear(),
+            // Kept, as an ingress keeps its endpoints until an update removes
+            // them: a lookup that fails says nothing new (addresses that are
+            // gone refuse connections and the request moves on).
+            Err(_) => {}
         }
     }
 

@@ -42,7 +42,7 @@ pub fn refuse<T: Serialize + Default>(error: Error) -> Response {
         Error::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
         _ => StatusCode::OK,
     };
-    if let Error::Internal(detail) | Error::Unavailable(detail) = &error {
+    if let Error::Internal(detail) | Error::Unavailable(detail) | Error::Busy(detail) = &error {
         tracing::warn!(error = %detail, "request refused");
     }
     let body = Envelope { status_code: error.status_code(), status_msg: error.public_message(), body: T::default() };

@@ -273,7 +273,7 @@ pub async fn start(config: Config, roles: &[Role], shutdown: Shutdown) -> anyhow
             Prepare { db: db.clone(), migrate: config.migrate, storage: seed_storage, done: prepared.clone() };
         match prepare.run_once().await {
             Ok(()) => {}
-            Err(error @ douyin_kit::Error::Unavailable(_)) => {
+            Err(error @ (douyin_kit::Error::Unavailable(_) | douyin_kit::Error::Busy(_))) => {
                 tracing::warn!(%error, "database not reachable yet; preparing it in the background");
                 tokio::spawn(prepare.retry(shutdown.clone()));
             }

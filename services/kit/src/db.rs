@@ -284,7 +284,7 @@ pub fn now_ms() -> i64 {
 /// True for errors after which the same transaction may simply be run again
 /// (MySQL deadlock or lock-wait timeout, SQLite busy).
 pub fn is_retryable(error: &crate::Error) -> bool {
-    matches!(error, crate::Error::Unavailable(detail) if detail.starts_with(crate::error::RETRYABLE))
+    matches!(error, crate::Error::Busy(_))
 }
 
 /// Runs `attempt` again (a few times, with a short pause) while it fails with a

@@ -27,15 +27,17 @@ pub enum Error {
     /// A peer or backend did not answer in time; the detail is for logs.
     #[error("service temporarily unavailable: {0}")]
     Unavailable(String),
+    /// The database refused the transaction for contention (deadlock, lock
+    /// wait timeout, SQLite busy): running it again may succeed. Reported as
+    /// `Unavailable` once retries are spent; the detail is for logs.
+    #[error("service temporarily unavailable: database busy: {0}")]
+    Busy(String),
     /// A bug or a broken backend; the detail is for logs.
     #[error("internal error: {0}")]
     Internal(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-/// Marks database errors after which the transaction may be run again.
-pub(crate) const RETRYABLE: &str = "database: retryable";
 
 impl Error {
     pub fn invalid(msg: impl Into<String>) -> Self {
@@ -61,7 +63,7 @@ impl Error {
             Self::TooLarge(_) => 413,
             Self::RateLimited(_) => 429,
             Self::Internal(_) => 500,
-            Self::Unavailable(_) => 503,
+            Self::Unavailable(_) | Self::Busy(_) => 503,
         }
     }
 
@@ -88,7 +90,7 @@ impl Error {
             Self::AlreadyExists(_) => "already_exists",
             Self::TooLarge(_) => "too_large",
             Self::RateLimited(_) => "rate_limited",
-            Self::Unavailable(_) => "unavailable",
+            Self::Unavailable(_) | Self::Busy(_) => "unavailable",
             Self::Internal(_) => "internal",
         }
     }
@@ -96,7 +98,7 @@ impl Error {
     /// The message a client may see: never a detail of the internal kinds.
     pub fn public_message(&self) -> String {
         match self {
-            Self::Unavailable(_) => "service temporarily unavailable".into(),
+            Self::Unavailable(_) | Self::Busy(_) => "service temporarily unavailable".into(),
             Self::Internal(_) => "internal error".into(),
             other => other.to_string(),
         }
@@ -111,7 +113,7 @@ impl Error {
             Self::AlreadyExists(_) => Code::AlreadyExists,
             Self::TooLarge(_) => Code::OutOfRange,
             Self::RateLimited(_) => Code::ResourceExhausted,
-            Self::Unavailable(_) => Code::Unavailable,
+            Self::Unavailable(_) | Self::Busy(_) => Code::Unavailable,
             Self::Internal(_) => Code::Internal,
         }
     }
@@ -120,7 +122,7 @@ impl Error {
 impl From<Error> for Status {
     fn from(error: Error) -> Self {
         match &error {
-            Error::Internal(detail) | Error::Unavailable(detail) => {
+            Error::Internal(detail) | Error::Unavailable(detail) | Error::Busy(detail) => {
                 tracing::error!(error = %detail, kind = ?error.code(), "request failed");
             }
             _ => {}
@@ -155,7 +157,7 @@ impl From<sqlx::Error> for Error {
             let busy = matches!(code.as_str(), "40001" | "5" | "6" | "517" | "261" | "262");
             let msg = db.message();
             if busy || msg.contains("Deadlock") || msg.contains("Lock wait timeout") {
-                return Self::Unavailable(format!("{RETRYABLE}: code {code}"));
+                return Self::Busy(format!("code {code}"));
             }
             // The server's message may quote stored values (a duplicate key names
             // the value); logs keep only its kind, code and constraint.
