@@ -111,17 +111,14 @@ struct Upstreams {
 
 impl Upstreams {
     async fn refresh(&self) {
-        match tokio::net::lookup_host((self.host.as_str(), self.port)).await {
-            Ok(found) => {
-                let mut found: Vec<SocketAddr> = found.filter(|a| a.ip().is_loopback()).collect();
-                found.sort();
-                found.dedup();
-                *self.addrs.write().unwrap_or_else(|e| e.into_inner()) = found;
-            }
-            // Kept, as an ingress keeps its endpoints until an update removes
-            // them: a lookup that fails says nothing new (addresses that are
-            // gone refuse connections and the request moves on).
-            Err(_) => {}
+        // A failed lookup keeps the addresses, as an ingress keeps its endpoints
+        // until an update removes them (those that are gone refuse connections
+        // and the request moves on).
+        if let Ok(found) = tokio::net::lookup_host((self.host.as_str(), self.port)).await {
+            let mut found: Vec<SocketAddr> = found.filter(|a| a.ip().is_loopback()).collect();
+            found.sort();
+            found.dedup();
+            *self.addrs.write().unwrap_or_else(|e| e.into_inner()) = found;
         }
     }
 

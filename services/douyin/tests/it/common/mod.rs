@@ -46,9 +46,24 @@ pub fn service_credential(role: Role) -> tonic::metadata::MetadataValue<tonic::m
     format!("Bearer {}", key.mint("douyin-api", role).unwrap()).parse().unwrap()
 }
 
-/// A port free at the time of asking.
+/// A port free at the time of asking, given to no other test of this process,
+/// and below the kernel's ephemeral range (32768 and up), where the local ports
+/// of outgoing connections (to MariaDB, Redis, a peer) come from: a port that
+/// `bind(0)` returned can be taken by such a connection before the process
+/// that was meant to listen on it starts.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    use std::hash::BuildHasher;
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    for attempt in 0u32.. {
+        let port = 20_000 + (std::collections::hash_map::RandomState::new().hash_one(attempt) % 12_000) as u16;
+        if !given.contains(&port) && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.insert(port);
+            return port;
+        }
+    }
+    unreachable!("the loop above ends by returning")
 }
 
 /// A configuration with every listener on port 0 and fresh backends.
