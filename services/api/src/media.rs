@@ -83,16 +83,23 @@ async fn respond(store: &dyn ObjectStore, method: &Method, headers: &HeaderMap, 
     }
 }
 
+/// Types media is served as: what uploads are stored as (videos and their
+/// covers) and the images the gateway ships.
+const MEDIA_TYPES: [&str; 6] = ["video/mp4", "video/quicktime", "video/webm", "image/jpeg", "image/png", "image/webp"];
+
+/// The one fixed type an object is served as: the stored type or, without one,
+/// the key's extension, when it is a media type; anything else is an opaque
+/// download (`application/octet-stream`, with `nosniff`), never HTML or script.
+fn media_type(stored: Option<&str>, key: &str) -> &'static str {
+    let guessed = mime_guess::from_path(key).first().map(|m| m.essence_str().to_owned());
+    let wanted = stored.map(|t| t.split(';').next().unwrap_or_default().trim().to_ascii_lowercase());
+    let known = |t: Option<String>| t.and_then(|t| MEDIA_TYPES.into_iter().find(|m| *m == t));
+    known(wanted).or_else(|| known(guessed)).unwrap_or("application/octet-stream")
+}
+
 /// Type, validators and caching headers every successful answer carries.
 fn validators(head: &mut HeaderMap, info: &ObjectInfo, key: &str) {
-    let content_type = info
-        .content_type
-        .clone()
-        .filter(|t| !t.is_empty() && t != "application/octet-stream" && t != "binary/octet-stream")
-        .unwrap_or_else(|| mime_guess::from_path(key).first_or_octet_stream().to_string());
-    if let Ok(value) = HeaderValue::from_str(&content_type) {
-        head.insert(header::CONTENT_TYPE, value);
-    }
+    head.insert(header::CONTENT_TYPE, HeaderValue::from_static(media_type(info.content_type.as_deref(), key)));
     head.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     head.insert(header::CACHE_CONTROL, HeaderValue::from_static(CACHE_CONTROL));
     if let Some(value) = info.etag.as_deref().and_then(|t| HeaderValue::from_str(t).ok()) {
@@ -117,4 +124,22 @@ fn unavailable(error: Error) -> Response {
 pub fn nosniff(mut response: Response) -> Response {
     response.headers_mut().insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::media_type;
+
+    #[test]
+    fn media_is_served_only_as_a_media_type() {
+        assert_eq!(media_type(Some("video/mp4"), "videos/1.mp4"), "video/mp4");
+        assert_eq!(media_type(Some("Video/WebM; codecs=vp9"), "videos/1.webm"), "video/webm");
+        // Without a stored type (local files, S3's octet-stream), by extension.
+        assert_eq!(media_type(None, "covers/1.jpg"), "image/jpeg");
+        assert_eq!(media_type(Some("binary/octet-stream"), "videos/1.mov"), "video/quicktime");
+        // Never a type a browser would render or run.
+        assert_eq!(media_type(Some("text/html"), "videos/x.html"), "application/octet-stream");
+        assert_eq!(media_type(None, "a.svg"), "application/octet-stream");
+        assert_eq!(media_type(Some("application/javascript"), "videos/1.mp4"), "video/mp4");
+    }
 }

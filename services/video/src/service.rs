@@ -182,6 +182,13 @@ impl VideoService {
         }
         let container = sniff::sniff(&head)
             .ok_or_else(|| Error::invalid("data is not a video (MP4, QuickTime or WebM expected)"))?;
+        let path = video_path.clone();
+        tokio::task::spawn_blocking(move || {
+            let file = std::fs::File::open(&path).map_err(|e| Error::internal(format!("tmp read: {e}")))?;
+            sniff::check_layout(&mut std::io::BufReader::new(file), size, container).map_err(Error::invalid)
+        })
+        .await
+        .map_err(|e| Error::internal(format!("layout check: {e}")))??;
         self.store(author_id, &title, container, &video_path, tmp.path()).await
     }
 

@@ -59,6 +59,15 @@ pub fn client_ip(request: &Request, trusted: &[Network]) -> Option<IpAddr> {
     forwarded_client(peer, request.headers().get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()), trusted)
 }
 
+/// Whether the connection comes from a trusted proxy, the only peer whose
+/// forwarded headers (`X-Forwarded-For`, `-Host`, `-Proto`) are believed.
+pub fn from_trusted_proxy(request: &Request, trusted: &[Network]) -> bool {
+    request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .is_some_and(|ConnectInfo(addr)| trusted.iter().any(|n| n.contains(addr.ip())))
+}
+
 fn forwarded_client<'a>(peer: IpAddr, forwarded: impl Iterator<Item = &'a str>, trusted: &[Network]) -> Option<IpAddr> {
     let is_trusted = |ip: IpAddr| trusted.iter().any(|n| n.contains(ip));
     if !is_trusted(peer) {

@@ -174,6 +174,9 @@ fn kind(path: &str) -> Kind {
     }
 }
 
+/// Headers that name the public origin of a request behind a proxy.
+const FORWARDED_ORIGIN: [&str; 3] = ["x-forwarded-host", "x-forwarded-proto", "forwarded"];
+
 /// The client's address, for the routes (sign-in counts failures by it).
 #[derive(Clone, Copy, Debug)]
 pub struct ClientAddr(pub Option<IpAddr>);
@@ -185,6 +188,14 @@ pub async fn enforce(State(state): State<AppState>, mut request: Request, next: 
     let kind = kind(request.uri().path());
     let ip = client::client_ip(&request, &limits.trusted_proxies);
     request.extensions_mut().insert(ClientAddr(ip));
+    if !client::from_trusted_proxy(&request, &limits.trusted_proxies) {
+        // Links in replies (play_url, cover_url, avatar) are built from these
+        // when DOUYIN_PUBLIC_URL is unset: only a proxy may name the public
+        // host, or anyone could point them elsewhere for a shared cache to keep.
+        for name in FORWARDED_ORIGIN {
+            request.headers_mut().remove(name);
+        }
+    }
     if kind != Kind::Uncounted {
         let address = ip.map_or_else(|| "unknown".to_owned(), client::address_key);
         if let Some(wait) = limits.take(limits.ip, &address, 1).await {

@@ -7,6 +7,7 @@
 //! `hardening/accounts.rs`.
 
 mod accounts;
+mod forwarded;
 mod services;
 
 use crate::common;

@@ -346,10 +346,19 @@ async fn covers_are_first_frames_when_ffmpeg_runs() {
         assert!(cover_url.ends_with("/static/cover.jpg"), "{cover_url}");
     }
 
-    // Sniffed as MP4 but not decodable: accepted, with the default cover.
+    // Laid out as an MP4 (ftyp, moov, mdat) but not decodable: accepted, with
+    // the default cover.
     let mut broken = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom".to_vec();
+    broken.extend_from_slice(b"\x00\x00\x00\x10moov\x00\x00\x00\x08free");
+    broken.extend_from_slice(&(4096u32 + 8).to_be_bytes());
+    broken.extend_from_slice(b"mdat");
     broken.extend(std::iter::repeat_n(0x5Au8, 4096));
     assert_ok(&app.publish(&token, "undecodable", broken).await);
+    // Bytes that only start like one are refused: a ZIP behind an ftyp box.
+    let mut zip = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom".to_vec();
+    zip.extend_from_slice(b"PK\x03\x04\x14\x00\x00\x00\x08\x00");
+    zip.extend(std::iter::repeat_n(0x5Au8, 4096));
+    assert_refused(&app.publish(&token, "zip", zip).await, "well-formed");
     let video = publish_list(&app, alice, None).await.remove(0);
     assert_eq!(video["title"], "undecodable");
     assert_eq!(video["cover_url"], format!("{}/static/cover.jpg", app.base));
