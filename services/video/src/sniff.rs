@@ -60,7 +60,7 @@ pub fn sniff(head: &[u8]) -> Option<Container> {
 /// says, so bytes that merely start like a video (a `free` box then HTML,
 /// `ftyp` then a ZIP, the EBML magic then a script) are refused. ISO base media
 /// (MP4, QuickTime): top-level boxes with printable four-character types tile
-/// the file exactly, and one is the movie box (`moov`). WebM: an EBML header
+/// the file (zero padding may follow the last), and one is the movie box (`moov`). WebM: an EBML header
 /// whose DocType is `webm` or `matroska`, then a Segment that fits the file.
 /// The error says what is wrong.
 pub fn check_layout<R: Read + Seek>(file: &mut R, len: u64, container: Container) -> Result<(), String> {
@@ -86,6 +86,10 @@ fn iso_boxes<R: Read + Seek>(file: &mut R, len: u64) -> Result<(), String> {
         file.read_exact(&mut head).map_err(io)?;
         let kind = &head[4..8];
         if !kind.iter().all(|b| (0x20..=0x7e).contains(b)) {
+            // Zero padding after the last box is harmless; anything else is not.
+            if zeros_to_end(file, at, len).map_err(io)? {
+                break;
+            }
             return Err(format!("no box type at offset {at}"));
         }
         let (size, header) = match u32::from_be_bytes([head[0], head[1], head[2], head[3]]) {
@@ -105,6 +109,20 @@ fn iso_boxes<R: Read + Seek>(file: &mut R, len: u64) -> Result<(), String> {
         boxes += 1;
     }
     if movie { Ok(()) } else { Err("no movie box (moov)".into()) }
+}
+
+/// Whether every byte from `at` to `len` is zero.
+fn zeros_to_end<R: Read + Seek>(file: &mut R, at: u64, len: u64) -> std::io::Result<bool> {
+    file.seek(SeekFrom::Start(at))?;
+    let mut rest = file.take(len - at);
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match rest.read(&mut buf)? {
+            0 => return Ok(true),
+            n if buf[..n].iter().any(|b| *b != 0) => return Ok(false),
+            _ => {}
+        }
+    }
 }
 
 /// Bytes of a WebM file read to find its header and the Segment after it.
@@ -209,6 +227,9 @@ mod tests {
         assert_eq!(layout(&open_ended, Container::Mp4), Ok(()));
         let demo = include_bytes!("../demo/demo1.mp4");
         assert_eq!(layout(demo, sniff(demo).unwrap()), Ok(()));
+        let mut padded = demo.to_vec();
+        padded.extend(std::iter::repeat_n(0u8, 70_000));
+        assert_eq!(layout(&padded, sniff(demo).unwrap()), Ok(()), "zero padding after the last box");
     }
 
     #[test]
