@@ -10,6 +10,7 @@ use douyin_kit::{
     text::check_length,
 };
 use douyin_proto::common::{Ids, Message};
+use tokio::sync::mpsc;
 
 use crate::repo::ChatRepo;
 
@@ -17,12 +18,44 @@ use crate::repo::ChatRepo;
 pub struct ChatService {
     repo: ChatRepo,
     clients: Clients,
-    pubsub: Arc<dyn PubSub>,
+    pusher: Pusher,
+}
+
+/// Messages waiting for their live push, at most.
+const PUSH_QUEUE: usize = 1024;
+
+/// Publishes stored messages for live push, in order, on one task of its own,
+/// so a slow or absent Redis never delays or fails a send: a stored message
+/// has been sent, and clients that miss its push get it when they poll.
+#[derive(Clone)]
+struct Pusher {
+    tx: mpsc::Sender<String>,
+}
+
+impl Pusher {
+    /// Needs a Tokio runtime; the task ends with the last clone.
+    fn start(pubsub: Arc<dyn PubSub>) -> Self {
+        let (tx, mut rx) = mpsc::channel::<String>(PUSH_QUEUE);
+        tokio::spawn(async move {
+            while let Some(payload) = rx.recv().await {
+                if let Err(error) = pubsub.publish(CHAT_MESSAGES, payload).await {
+                    tracing::warn!(%error, "could not publish a message for live push");
+                }
+            }
+        });
+        Self { tx }
+    }
+
+    fn push(&self, payload: String) {
+        if self.tx.try_send(payload).is_err() {
+            tracing::warn!("live-push queue full; the stored message reaches its reader by polling");
+        }
+    }
 }
 
 impl ChatService {
     pub fn new(repo: ChatRepo, clients: Clients, pubsub: Arc<dyn PubSub>) -> Self {
-        Self { repo, clients, pubsub }
+        Self { repo, clients, pusher: Pusher::start(pubsub) }
     }
 
     pub async fn send(&self, from: i64, to: i64, content: &str) -> Result<Message> {
@@ -41,12 +74,7 @@ impl ChatService {
         }
         let message = self.repo.insert(from, to, content).await?;
         match serde_json::to_string(&PushedMessage::from(&message)) {
-            Ok(payload) => {
-                if let Err(error) = self.pubsub.publish(CHAT_MESSAGES, payload).await {
-                    // The message is stored; pollers still get it.
-                    tracing::warn!(%error, "could not publish a message for live push");
-                }
-            }
+            Ok(payload) => self.pusher.push(payload),
             Err(error) => tracing::error!(%error, "could not encode a message for live push"),
         }
         Ok(message)

@@ -460,6 +460,13 @@ impl RedisServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+
+    /// SIGSTOP or SIGCONT: a Redis that hangs (connections accepted, nothing
+    /// answered), then recovers.
+    fn signal(&self, signal: &str) {
+        let status = std::process::Command::new("kill").args([signal, &self.child.id().to_string()]).status().unwrap();
+        assert!(status.success(), "kill {signal}");
+    }
 }
 
 impl Drop for RedisServer {
@@ -477,6 +484,52 @@ async fn favorite_count(app: &TestApp, video_id: i64) -> Option<i64> {
 /// A request during an outage: answered, not a server error, no leak.
 fn clean(status: StatusCode, body: &str) -> bool {
     status == StatusCode::OK && serde_json::from_str::<Value>(body).is_ok() && leak(body).is_none()
+}
+
+#[tokio::test]
+#[ignore = "needs redis-server on PATH (a Redis it starts and stops)"]
+async fn a_stored_message_is_a_sent_message_while_redis_is_down() {
+    let port = common::free_port();
+    let redis = RedisServer::start(port);
+    RedisServer::ready(port).await;
+    let app = TestApp::spawn_with(|c| c.redis_url = Some(format!("redis://127.0.0.1:{port}"))).await;
+    let (_, alice) = app.register("push_alice").await;
+    let (bob, bob_token) = app.register("push_bob").await;
+    let send = |content: &str| {
+        app.http.post(app.url("/douyin/message/action/")).query(&[
+            ("token", alice.as_str()),
+            ("to_user_id", &bob.to_string()),
+            ("action_type", "1"),
+            ("content", content),
+        ])
+    };
+    let reply: Value = send("before").send().await.unwrap().json().await.unwrap();
+    assert_eq!(reply["status_code"], 0, "{reply}");
+
+    // Live push goes through Redis; the message row does not. Once it is
+    // stored the send has succeeded, whatever happens to the push: with Redis
+    // hanging and with it gone.
+    redis.signal("-STOP");
+    let (status, body) = probe(send("hanging")).await;
+    let reply: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!((status, reply["status_code"].as_i64()), (StatusCode::OK, Some(0)), "send, Redis hanging: {body}");
+    redis.signal("-CONT");
+    redis.stop();
+    let (status, body) = probe(send("during")).await;
+    let reply: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!((status, reply["status_code"].as_i64()), (StatusCode::OK, Some(0)), "send, Redis gone: {body}");
+    let history = app
+        .get("/douyin/message/chat/", &[("token", bob_token.as_str()), ("to_user_id", &reply_peer(&app, &alice).await)])
+        .await;
+    let contents: Vec<&str> =
+        history["message_list"].as_array().unwrap().iter().filter_map(|m| m["content"].as_str()).collect();
+    assert_eq!(contents, ["before", "hanging", "during"], "{history}");
+    app.stop().await;
+}
+
+/// The user id behind `token`.
+async fn reply_peer(app: &TestApp, token: &str) -> String {
+    app.get("/douyin/user/", &[("token", token)]).await["user"]["id"].as_i64().unwrap().to_string()
 }
 
 #[tokio::test]
