@@ -91,10 +91,11 @@ const MEDIA_TYPES: [&str; 6] = ["video/mp4", "video/quicktime", "video/webm", "i
 /// the key's extension, when it is a media type; anything else is an opaque
 /// download (`application/octet-stream`, with `nosniff`), never HTML or script.
 fn media_type(stored: Option<&str>, key: &str) -> &'static str {
-    let guessed = mime_guess::from_path(key).first().map(|m| m.essence_str().to_owned());
-    let wanted = stored.map(|t| t.split(';').next().unwrap_or_default().trim().to_ascii_lowercase());
     let known = |t: Option<String>| t.and_then(|t| MEDIA_TYPES.into_iter().find(|m| *m == t));
-    known(wanted).or_else(|| known(guessed)).unwrap_or("application/octet-stream")
+    let stored = stored.map(|t| t.split(';').next().unwrap_or_default().trim().to_ascii_lowercase());
+    known(stored)
+        .or_else(|| known(mime_guess::from_path(key).first().map(|m| m.essence_str().to_owned())))
+        .unwrap_or("application/octet-stream")
 }
 
 /// Type, validators and caching headers every successful answer carries.

@@ -439,21 +439,19 @@ struct RedisServer {
 }
 
 impl RedisServer {
-    fn start(port: u16) -> Self {
+    /// A redis-server on `port`, once it accepts connections.
+    async fn start(port: u16) -> Self {
         let child = std::process::Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .stdout(std::process::Stdio::null())
             .spawn()
             .expect("redis-server");
-        RedisServer { child }
-    }
-
-    async fn ready(port: u16) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
             assert!(tokio::time::Instant::now() < deadline, "redis-server did not start");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        RedisServer { child }
     }
 
     fn stop(mut self) {
@@ -490,10 +488,9 @@ fn clean(status: StatusCode, body: &str) -> bool {
 #[ignore = "needs redis-server on PATH (a Redis it starts and stops)"]
 async fn a_stored_message_is_a_sent_message_while_redis_is_down() {
     let port = common::free_port();
-    let redis = RedisServer::start(port);
-    RedisServer::ready(port).await;
+    let redis = RedisServer::start(port).await;
     let app = TestApp::spawn_with(|c| c.redis_url = Some(format!("redis://127.0.0.1:{port}"))).await;
-    let (_, alice) = app.register("push_alice").await;
+    let (alice_id, alice) = app.register("push_alice").await;
     let (bob, bob_token) = app.register("push_bob").await;
     let send = |content: &str| {
         app.http.post(app.url("/douyin/message/action/")).query(&[
@@ -518,26 +515,19 @@ async fn a_stored_message_is_a_sent_message_while_redis_is_down() {
     let (status, body) = probe(send("during")).await;
     let reply: Value = serde_json::from_str(&body).unwrap();
     assert_eq!((status, reply["status_code"].as_i64()), (StatusCode::OK, Some(0)), "send, Redis gone: {body}");
-    let history = app
-        .get("/douyin/message/chat/", &[("token", bob_token.as_str()), ("to_user_id", &reply_peer(&app, &alice).await)])
-        .await;
+    let history =
+        app.get("/douyin/message/chat/", &[("token", bob_token.as_str()), ("to_user_id", &alice_id.to_string())]).await;
     let contents: Vec<&str> =
         history["message_list"].as_array().unwrap().iter().filter_map(|m| m["content"].as_str()).collect();
     assert_eq!(contents, ["before", "hanging", "during"], "{history}");
     app.stop().await;
 }
 
-/// The user id behind `token`.
-async fn reply_peer(app: &TestApp, token: &str) -> String {
-    app.get("/douyin/user/", &[("token", token)]).await["user"]["id"].as_i64().unwrap().to_string()
-}
-
 #[tokio::test]
 #[ignore = "needs redis-server on PATH (a Redis it starts and stops)"]
 async fn redis_stopped_mid_run_then_counts_are_exact() {
     let port = common::free_port();
-    let redis = RedisServer::start(port);
-    RedisServer::ready(port).await;
+    let redis = RedisServer::start(port).await;
     let app = TestApp::spawn_with(|c| {
         c.redis_url = Some(format!("redis://127.0.0.1:{port}"));
         c.rate_limit_ip_per_sec = 10_000;
@@ -584,8 +574,7 @@ async fn redis_stopped_mid_run_then_counts_are_exact() {
     let (status, body) = probe(app.http.get(app.url("/douyin/user/")).query(&[("token", &author)])).await;
     assert!(clean(status, &body), "user info during the outage: {status} {body}");
 
-    let redis = RedisServer::start(port);
-    RedisServer::ready(port).await;
+    let redis = RedisServer::start(port).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         if favorite_count(&app, video_id).await == Some(liked) {

@@ -7,9 +7,7 @@
 
 use crate::common;
 
-use std::time::Duration;
-
-use crate::common::{TestApp, sample_mp4};
+use crate::common::{TestApp, client_from, sample_mp4};
 use douyin_kit::Config;
 use futures::StreamExt;
 use reqwest::StatusCode;
@@ -17,15 +15,6 @@ use serde_json::{Value, json};
 
 fn figure(name: &str, value: impl std::fmt::Display) {
     println!("hardening-figure: {name} {value}");
-}
-
-/// A client whose connections come from `ip` (any 127/8 address is loopback).
-fn client_from(ip: &str) -> reqwest::Client {
-    reqwest::Client::builder()
-        .local_address(ip.parse::<std::net::IpAddr>().ok())
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap()
 }
 
 /// The production defaults of every limit (the harness turns them off).

@@ -88,14 +88,13 @@ pub fn remote_channel_with(
     let template = Endpoint::from_shared(url.to_owned()).map_err(|e| bad(&e))?;
     let endpoints = Endpoints { template: tune(template, connect_timeout), connect_timeout };
     let replicas = Replicas { set: Arc::new(ReplicaSet::default()) };
-    let stale = replicas.set.stale.clone();
     if host.parse::<std::net::IpAddr>().is_ok() || host == "localhost" {
         let only = endpoints.template.connect_lazy();
         *replicas.set.members.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(vec![(None, only)]);
         return Ok(replicas);
     }
     let scheme = uri.scheme_str().unwrap_or("http").to_owned();
-    tokio::spawn(follow(Arc::downgrade(&replicas.set), stale, resolver, host, port, scheme, endpoints, refresh));
+    tokio::spawn(follow(Arc::downgrade(&replicas.set), resolver, host, port, scheme, endpoints, refresh));
     Ok(replicas)
 }
 
@@ -121,10 +120,8 @@ impl Endpoints {
 }
 
 /// Resolves `host` until the last client of `set` is dropped.
-#[allow(clippy::too_many_arguments)] // the loop's whole state, moved into its task
 async fn follow(
     set: Weak<ReplicaSet>,
-    stale: Arc<Notify>,
     resolver: Arc<dyn Resolver>,
     host: String,
     port: u16,
@@ -132,6 +129,8 @@ async fn follow(
     endpoints: Endpoints,
     refresh: Duration,
 ) {
+    // Kept apart from the set, which is only held while it is updated.
+    let Some(stale) = set.upgrade().map(|set| set.stale.clone()) else { return };
     loop {
         let resolved = resolver.resolve(&host, port).await;
         let Some(set) = set.upgrade() else { return };

@@ -46,6 +46,16 @@ pub fn service_credential(role: Role) -> tonic::metadata::MetadataValue<tonic::m
     format!("Bearer {}", key.mint("douyin-api", role).unwrap()).parse().unwrap()
 }
 
+/// A client whose connections come from `ip` (any 127.0.0.0/8 address here),
+/// as clients behind different addresses or a proxy do.
+pub fn client_from(ip: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(ip.parse::<std::net::IpAddr>().ok())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
 /// A port free at the time of asking, given to no other test of this process,
 /// and below the kernel's ephemeral range (32768 and up), where the local ports
 /// of outgoing connections (to MariaDB, Redis, a peer) come from: a port that

@@ -3,19 +3,9 @@
 //! (play_url, cover_url, avatar) at another host, which a shared cache keeps
 //! for everyone.
 
-use std::time::Duration;
-
 use serde_json::Value;
 
-use crate::common::TestApp;
-
-fn client_from(ip: &str) -> reqwest::Client {
-    reqwest::Client::builder()
-        .local_address(ip.parse::<std::net::IpAddr>().ok())
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap()
-}
+use crate::common::{TestApp, client_from};
 
 /// The avatar link of `user_id` in a reply to a request that claims to come
 /// through `https://evil.example`.
