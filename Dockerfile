@@ -8,6 +8,8 @@
 # Targets:
 #   dev                            toolchain + cargo-watch, rebuilds in the pod (tilt --live)
 #   runtime (default, last stage)  Debian slim + ffmpeg, so uploads get first-frame covers
+#                                  (every runtime also ships `douyin-bench`, which the
+#                                  chart's optional load generator runs)
 #   runtime-distroless             distroless/cc, no shell and no ffmpeg: smaller, and
 #                                  covers fall back to the default image
 #   operator-runtime               the `douyin-operator` binary on distroless/cc
@@ -45,20 +47,21 @@ ENV CARGO_TERM_COLOR=never CARGO_INCREMENTAL=0
 COPY --from=planner /src/recipe.json recipe.json
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/usr/local/cargo/git,sharing=locked \
-    cargo chef cook --release --locked -p douyin --recipe-path recipe.json
+    cargo chef cook --release --locked -p douyin -p douyin-bench --recipe-path recipe.json
 COPY Cargo.toml Cargo.lock ./
 COPY proto proto
 COPY services services
 COPY operator/Cargo.toml operator/
-COPY bench/Cargo.toml bench/
+COPY bench bench
 # The commit douyin_build_info names (the build context has no .git):
 # docker build --build-arg DOUYIN_BUILD_COMMIT=$(git rev-parse --short=12 HEAD) .
 ARG DOUYIN_BUILD_COMMIT=unknown
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/usr/local/cargo/git,sharing=locked \
-    DOUYIN_BUILD_COMMIT="${DOUYIN_BUILD_COMMIT}" cargo build --release --locked -p douyin \
+    DOUYIN_BUILD_COMMIT="${DOUYIN_BUILD_COMMIT}" cargo build --release --locked -p douyin -p douyin-bench \
     && install -D -m 0755 target/release/douyin /out/usr/local/bin/douyin \
-    && strip /out/usr/local/bin/douyin \
+    && install -D -m 0755 target/release/douyin-bench /out/usr/local/bin/douyin-bench \
+    && strip /out/usr/local/bin/douyin /out/usr/local/bin/douyin-bench \
     && install -d -m 0750 /out/data
 
 # ---- the operator's build: its own dependencies, then operator/ --------------------
@@ -118,6 +121,7 @@ ENTRYPOINT ["/usr/local/bin/douyin-operator"]
 # ---- runtime without ffmpeg ---------------------------------------------------------
 FROM gcr.io/distroless/cc-debian12:nonroot AS runtime-distroless
 COPY --from=builder /out/usr/local/bin/douyin /usr/local/bin/douyin
+COPY --from=builder /out/usr/local/bin/douyin-bench /usr/local/bin/douyin-bench
 COPY --from=builder --chown=65532:65532 /out/data /data
 ENV DOUYIN_DATA_DIR=/data \
     DOUYIN_LOG_FORMAT=json
@@ -136,6 +140,7 @@ RUN apt-get update \
     && useradd --system --uid 65532 --gid 65532 --home-dir /data --no-create-home \
        --shell /usr/sbin/nologin nonroot
 COPY --from=builder /out/usr/local/bin/douyin /usr/local/bin/douyin
+COPY --from=builder /out/usr/local/bin/douyin-bench /usr/local/bin/douyin-bench
 COPY --from=builder --chown=65532:65532 /out/data /data
 ENV DOUYIN_DATA_DIR=/data \
     DOUYIN_LOG_FORMAT=json \

@@ -67,8 +67,9 @@ PY
 # period, rolling strategy, PDBs); the load generator stands for the ingress
 # controller, which connects from loopback here and names the client in
 # X-Forwarded-For.
+# The chart's own load generator runs too, as the pod it renders.
 helm template douyin helm/douyin --namespace douyin \
-  --set 'config.trustedProxies={127.0.0.0/8}' >"$WORK/rendered.yaml"
+  --set 'config.trustedProxies={127.0.0.0/8}' --set loadGenerator.enabled=true >"$WORK/rendered.yaml"
 
 "$BENCH" seed --database-url "$DATABASE_URL" --data-dir "$WORK/seed" --douyin-bin "$DOUYIN_BIN" \
   --users "$USERS" --videos "$VIDEOS" --quiet >"$WORK/seed.log" 2>&1 || { cat "$WORK/seed.log"; exit 1; }

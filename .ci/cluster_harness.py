@@ -23,6 +23,7 @@ from cluster_pods import Dns, Pod, Spec, log, pod_env
 
 ARGS = None
 PODS = []
+CLIENTS = []
 
 
 def render():
@@ -35,7 +36,11 @@ def render():
 
 class Cluster:
     def __init__(self, kinds, secrets):
-        self.specs = [Spec(d) for d in kinds["Deployment"]]
+        # Deployments that serve (a port and probes) and those that only call
+        # others (the chart's load generator).
+        serving = [d for d in kinds["Deployment"] if d["spec"]["template"]["spec"]["containers"][0].get("ports")]
+        self.clients = [d for d in kinds["Deployment"] if d not in serving]
+        self.specs = [Spec(d) for d in serving]
         # What the chart's defaults promise and this test relies on: two pods of
         # everything, and a budget that keeps a node drain from taking both.
         budgets = [d["spec"]["selector"]["matchLabels"] for d in kinds.get("PodDisruptionBudget", [])]
@@ -89,6 +94,33 @@ class Cluster:
             self.pods[spec.name].remove(old)
             stops.append((old, old.terminate()))
         return stops
+
+
+def start_client(cluster, deployment):
+    """A Deployment that listens on nothing: its container's command as rendered,
+    the bench binary standing for `douyin-bench` of the image."""
+    c = deployment["spec"]["template"]["spec"]["containers"][0]
+    programs = {"douyin-bench": ARGS.bench, "douyin": ARGS.bin}
+    if c["command"][0] not in programs:
+        raise SystemExit(f"{deployment['metadata']['name']}: runs {c['command'][0]}, which the image does not have")
+    spec = Spec.__new__(Spec)
+    spec.name, spec.container = deployment["metadata"]["name"], c
+    env = pod_env(spec, spec.name, "127.0.0.1", cluster.config_maps, cluster.secrets, ARGS.workdir)
+    log_path = os.path.join(ARGS.workdir, f"{spec.name}.log")
+    log(f"client {spec.name}: {' '.join(c['command'] + c.get('args', []))}")
+    with open(log_path, "w") as out:
+        proc = subprocess.Popen([programs[c["command"][0]]] + c["command"][1:] + c.get("args", []), env=env,
+                                stdout=out, stderr=subprocess.STDOUT)
+    CLIENTS.append(proc)
+    return proc, log_path
+
+
+def stop_client(proc, log_path):
+    """SIGTERM, then its last figure line (the traffic tool prints one when it stops)."""
+    proc.terminate()
+    proc.wait(timeout=15)
+    lines = [line for line in open(log_path) if line.startswith("{")]
+    return json.loads(lines[-1]) if lines else None
 
 
 def jwt_key(secrets):
@@ -215,6 +247,7 @@ def main():
         pod.wait_ready()
     log(f"{len(PODS)} pods ready in {time.monotonic() - started:.0f}s")
     svc = next(n for n, sel in cluster.dns.services.items() if sel.items() <= gateway.labels.items())
+    clients = [start_client(cluster, d) for d in cluster.clients]
     phase("warmup")
     out = os.path.join(ARGS.workdir, "load.json")
     load = subprocess.Popen([ARGS.bench, "rollout", "--service", f"http://{svc}:{gateway.ports['http']}",
@@ -234,7 +267,15 @@ def main():
              "errors": []}
     roll, kill, kgw, outage, recov = (ph.get(k, empty) for k in ("rolling", "kill", "kill-gateway", "outage",
                                                                   "recovered"))
+    generated = [stop_client(*c) for c in clients]
     bad_counts = counts_check()
+    for figures, (_, path) in zip(generated, clients):
+        done = {a: t["ok"] for a, t in (figures or {}).get("by_action", {}).items() if t["ok"]}
+        log(f"chart load generator: {figures}")
+        if not figures or len(done) < 8:
+            failures.append(f"the chart's load generator did not run its mix ({path}): {figures}")
+    traffic = "; ".join(f"chart load generator: {f['actions']} actions on {f['accounts']} accounts it registered, "
+                        f"{f['failed']} failed" for f in generated if f)
     if roll["failed"]:
         failures.append(f"rolling restart: {roll['failed']} failed: {roll['errors']}")
     if kill["failed_reads"] or kill["failed_writes"] != kill["clean_refusals"]:
@@ -256,7 +297,8 @@ def main():
           f"{ARGS.outage_role} down: {outage['clean_refusals']}/{outage['failed']} clean 503s "
           f"(p99 {outage['p99_ms']:.0f} ms), serving {recovered or float('nan'):.1f} s after ready, "
           f"{recov['failed']} failed after; counts equal rows: {'yes' if not bad_counts else 'NO'}; "
-          f"{time.monotonic() - started:.0f} s", flush=True)
+          + (f"{traffic}; " if traffic else "")
+          + f"{time.monotonic() - started:.0f} s", flush=True)
     for f in failures:
         log(f"FAIL {f}")
     sys.exit(1 if failures else 0)
@@ -269,3 +311,6 @@ if __name__ == "__main__":
         for pod in PODS:
             if pod.alive():
                 pod.proc.kill()
+        for proc in CLIENTS:
+            if proc.poll() is None:
+                proc.kill()

@@ -475,6 +475,8 @@ for s in SETS + ["--set=defaults.probes.grpcLiveness=true"]:
             continue
         c = d["spec"]["template"]["spec"]["containers"][0]
         name = d["metadata"]["name"]
+        if not c.get("ports"):
+            continue  # the load generator: it serves nothing, so it has no probes
         env = {e['name']: e.get('value') for e in c.get('env', [])}
         for k, url in env.items():
             if k.endswith("_ENDPOINT") and url:
@@ -992,10 +994,9 @@ for p in pods:
                 env.update(s or {})
         env.update({e["name"]: e["value"] for e in c.get("env", []) if "value" in e})
         text = " ".join(c.get("command", []) + c.get("args", []))
-        # test pods: the URLs in their command line
-        if p["group"] == "test":
-            for url in re.findall(r"https?://[a-z0-9.-]+:\d+", text):
-                need(p, resolve(url, p["ns"], p["name"]))
+        # the URLs in a command line (test pods, the load generator)
+        for url in re.findall(r"https?://[a-z0-9.-]+:\d+", text):
+            need(p, resolve(url, p["ns"], p["name"]))
         if "https://kubernetes.default.svc" in text:
             need(p, [("kube-apiserver", 6443, "TCP")])
     need(p, dns)
@@ -1473,7 +1474,8 @@ check "Tiltfile evaluates as Starlark in every mode" tiltfile_starlark
 # ---------------------------------------------------------------------------------
 dockerfile_contract() {
   "$PY" - <<'EOF'
-import re, sys
+import re, subprocess, sys
+import yaml
 text = open("Dockerfile").read()
 stages = re.findall(r"^FROM\s+(\S+)(?:\s+AS\s+(\S+))?", text, re.M | re.I)
 names = [s[1] for s in stages]
@@ -1496,13 +1498,23 @@ for stage in re.split(r"^FROM ", text, flags=re.M)[1:]:
             errors.append(f"{name.strip()}: entrypoint is not /usr/local/bin/douyin")
 if "ffmpeg" not in text:
     errors.append("no ffmpeg variant")
+# Every program a rendered container of the app image runs is in every runtime.
+rendered = subprocess.run(["helm", "template", "t", "helm/douyin", "-f", "helm/douyin/ci/monitoring-values.yaml"],
+                          capture_output=True, text=True, check=True).stdout
+programs = {c["command"][0] for d in yaml.safe_load_all(rendered) if d and d.get("kind") == "Deployment"
+            for c in d["spec"]["template"]["spec"]["containers"] if c.get("command") and c["image"].startswith("douyin:")}
+for stage in re.split(r"^FROM ", text, flags=re.M)[1:]:
+    name = stage.split("\n")[0]
+    for program in sorted(programs) if re.search(r" AS runtime(-distroless)?\s*$", name) else []:
+        if f"/usr/local/bin/{program} /usr/local/bin/{program}" not in stage:
+            errors.append(f"{name.strip()}: the chart runs {program}, which this image does not install")
 ignore = open(".dockerignore").read().split()
 for must in ("target/", "**/target/"):
     if must in ignore:
         break
 else:
     errors.append(".dockerignore does not exclude target/")
-print("\n".join(errors) or f"stages: {names}")
+print("\n".join(errors) or f"stages: {names}; the chart's programs in every runtime: {sorted(programs)}")
 sys.exit(1 if errors else 0)
 EOF
 }

@@ -11,6 +11,7 @@ mod rollout;
 mod seed;
 mod shape;
 mod suite;
+mod traffic;
 
 use clap::{Parser, Subcommand};
 
@@ -35,6 +36,8 @@ enum Command {
     Baseline(baseline::BaselineArgs),
     /// The standard suite: every target, baseline ratios, costs, scale curve, report.
     Suite(suite::SuiteArgs),
+    /// A paced stream of the app's users against any gateway, on accounts it registers.
+    Traffic(traffic::TrafficArgs),
 }
 
 #[tokio::main]
@@ -46,5 +49,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Mesh(args) => mesh::main(&args).await,
         Command::Baseline(args) => baseline::main(&args).await,
         Command::Suite(args) => suite::main(args).await,
+        Command::Traffic(args) => traffic::main(&args).await,
     }
 }

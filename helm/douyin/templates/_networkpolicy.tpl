@@ -56,6 +56,12 @@ spec:
             matchLabels:
               {{- include "douyin.componentSelectorLabels" (dict "root" $root "name" "test-gateway") | nindent 14 }}
         {{- end }}
+        {{- if $v.loadGenerator.enabled }}
+        # the release's load generator
+        - podSelector:
+            matchLabels:
+              {{- include "douyin.componentSelectorLabels" (dict "root" $root "name" "load-generator") | nindent 14 }}
+        {{- end }}
       {{- end }}
     {{- end }}
     {{- if and .c.grpcService (not $allInOne) $callers }}
