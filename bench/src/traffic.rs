@@ -236,8 +236,12 @@ impl User {
                     [("video_id", id.to_string()), ("action_type", "1".into()), ("comment_text", "nice".into()), t()];
                 let posted = world.call("POST", "/douyin/comment/action/", &params).await?;
                 let comment = posted["comment"]["id"].as_i64().ok_or("comment answer without comment.id")?;
-                let params =
-                    [("video_id", id.to_string()), ("action_type", "2".into()), ("comment_id", comment.to_string()), t()];
+                let params = [
+                    ("video_id", id.to_string()),
+                    ("action_type", "2".into()),
+                    ("comment_id", comment.to_string()),
+                    t(),
+                ];
                 world.call("POST", "/douyin/comment/action/", &params).await?;
             }
             (Action::Follow, v) => {
@@ -321,10 +325,8 @@ pub async fn main(args: &TrafficArgs) -> anyhow::Result<()> {
     }
     let base = args.url.trim_end_matches('/').to_owned();
     reqwest::Url::parse(&base).context("--url")?;
-    let client = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(3))
-        .timeout(Duration::from_secs(10))
-        .build()?;
+    let client =
+        reqwest::Client::builder().connect_timeout(Duration::from_secs(3)).timeout(Duration::from_secs(10)).build()?;
     // The gateway may still be starting (a fresh environment): try for a while.
     let deadline = Instant::now() + Duration::from_secs(120);
     let accounts = loop {
