@@ -4,7 +4,8 @@
 # `hardening` and `limits` modules of services/douyin/tests/it, ignored ones
 # included, one process each) against MariaDB and Redis. Ends with one line of figures, e.g.
 #   hardening: 1412 fuzz cases, 0 5xx, 37/37 forged tokens refused, 20/20 internal calls
-#   without a valid service credential refused, 0 leaks, 2 faults survived, …
+#   without a valid service credential refused, 6/6 tokens refused after their account
+#   changed or was deleted, 13/13 invisible or look-alike names refused, …, 0 leaks, …
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/douyin-target}"
@@ -39,6 +40,7 @@ env DOUYIN_HTTP_ADDR="127.0.0.1:$http_port" DOUYIN_GRPC_ADDR="127.0.0.1:$grpc_po
     DOUYIN_RATE_LIMIT_IP_PER_SEC=0 DOUYIN_RATE_LIMIT_USER_PER_SEC=0 \
     DOUYIN_RATE_LIMIT_REGISTER_PER_MIN=0 DOUYIN_RATE_LIMIT_PUBLISH_PER_MIN=0 \
     DOUYIN_RATE_LIMIT_LOGIN_FAILURES_PER_ACCOUNT=0 DOUYIN_RATE_LIMIT_LOGIN_FAILURES_PER_IP=0 \
+    DOUYIN_RATE_LIMIT_CONNECTIONS_PER_SEC=0 DOUYIN_HTTP_MAX_CONNECTIONS_PER_ADDRESS=0 \
     "$bin" serve all >"$work/server.log" 2>&1 &
 server=$!
 for _ in $(seq 1 120); do
@@ -118,5 +120,11 @@ faults="$(grep -c 'hardening-figure: fault ' "$work/tests.log" || true)"
 scenario="$(figure scenario-refused | head -1)"
 flood="$(figure flood-limited | head -1)"
 grpc_refused="$(figure grpc-refused | head -1)"
-account_refused="$(figure account-refused | awk -F/ '{a+=$1; b+=$2} END {if (b) print a "/" b}')"
-echo "hardening: $fuzz_cases fuzz cases, $fuzz_5xx 5xx, ${forged:-0/0} forged tokens refused, ${grpc_refused:-0/0} internal calls without a valid service credential refused, ${account_refused:-0/0} tokens refused after their account changed or was deleted, $leaks leaks, $faults faults survived, app scenario at the default limits ${scenario:-?} refused, flood ${flood:-?} limited"
+ratio() { figure "$1" | awk -F/ '{a+=$1; b+=$2} END {if (b) print a "/" b}'; }
+account_refused="$(ratio account-refused)"
+names_refused="$(ratio names-refused)"
+filter_refused="$(ratio filter-refused)"
+upload_refused="$(ratio upload-refused)"
+upload_caps="$(ratio upload-cap-refused)"
+connections_refused="$(ratio connections-refused)"
+echo "hardening: $fuzz_cases fuzz cases, $fuzz_5xx 5xx, ${forged:-0/0} forged tokens refused, ${grpc_refused:-0/0} internal calls without a valid service credential refused, ${account_refused:-0/0} tokens refused after their account changed or was deleted, ${names_refused:-0/0} invisible or look-alike names refused, ${filter_refused:-0/0} disguised words refused, ${upload_refused:-0/0} uploads refused before their uploader was known, ${upload_caps:-0/0} uploads over a cap refused, ${connections_refused:-0/0} idle, dripping or excess connections closed, $leaks leaks, $faults faults survived, app scenario at the default limits ${scenario:-?} refused, flood ${flood:-?} limited"

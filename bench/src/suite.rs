@@ -360,7 +360,8 @@ const MISMATCHES: [&str; 7] = [
     "SELECT COUNT(*) FROM user_stats s LEFT JOIN (SELECT v.author_id, COUNT(*) c FROM favorites f JOIN videos v ON v.id = f.video_id GROUP BY v.author_id) x ON x.author_id = s.user_id WHERE s.total_favorited <> COALESCE(x.c, 0)",
 ];
 
-/// The environment of the system under test on `data`: every rate limit off,
+/// The environment of the system under test on `data`: every rate limit and
+/// every per-address or per-user cap off (all load comes from one address),
 /// demo content off, health probes hourly, the bench's JWT secret; Redis keys
 /// under a prefix of its own (`run`).
 pub fn system_env(data: &Data, run: &str, redis_url: &str) -> Vec<(String, String)> {
@@ -373,6 +374,10 @@ pub fn system_env(data: &Data, run: &str, redis_url: &str) -> Vec<(String, Strin
         ("DOUYIN_RATE_LIMIT_USER_PER_SEC", "0"),
         ("DOUYIN_RATE_LIMIT_REGISTER_PER_MIN", "0"),
         ("DOUYIN_RATE_LIMIT_PUBLISH_PER_MIN", "0"),
+        ("DOUYIN_RATE_LIMIT_CONNECTIONS_PER_SEC", "0"),
+        ("DOUYIN_HTTP_MAX_CONNECTIONS_PER_ADDRESS", "0"),
+        ("DOUYIN_UPLOADS_MAX_PER_ADDRESS", "0"),
+        ("DOUYIN_UPLOADS_MAX_PER_USER", "0"),
         ("DOUYIN_HEALTH_INTERVAL_SECS", "3600"),
         ("DOUYIN_SHUTDOWN_GRACE_SECS", "2"),
         ("DOUYIN_LOG_FORMAT", "json"),

@@ -11,6 +11,8 @@ mod ratelimit;
 mod refusals;
 mod reply;
 mod routes;
+mod server;
+mod uploads;
 mod web;
 mod ws;
 
@@ -40,6 +42,7 @@ pub struct AppState {
     hub: Arc<ws::Hub>,
     readiness: Readiness,
     limits: Arc<ratelimit::Limits>,
+    uploads: Arc<uploads::Uploads>,
 }
 
 /// Whether a route needs a signed-in user.
@@ -101,8 +104,15 @@ pub struct Gateway {
     pub shutdown: Shutdown,
 }
 
+/// The gateway's router with what its listener needs.
+pub struct App {
+    router: Router,
+    limits: Arc<ratelimit::Limits>,
+    settings: server::Settings,
+}
+
 /// Builds the gateway's router.
-pub fn router(gateway: Gateway) -> Router {
+pub fn router(gateway: Gateway) -> App {
     let Gateway { config, clients, tokens, pubsub, cache, media, readiness, shutdown } = gateway;
     let hub = ws::Hub::start(pubsub, shutdown);
     let state = AppState {
@@ -113,6 +123,7 @@ pub fn router(gateway: Gateway) -> Router {
         hub,
         readiness,
         limits: Arc::new(ratelimit::Limits::new(&config, cache)),
+        uploads: uploads::Uploads::new(&config),
     };
     let upload_limit = usize::try_from(config.max_upload_bytes).unwrap_or(usize::MAX).saturating_add(1 << 20);
     let mut app = Router::new();
@@ -129,28 +140,23 @@ pub fn router(gateway: Gateway) -> Router {
     app = app.route("/openapi.json", axum::routing::get(openapi::serve));
     // Metrics are served on the admin listener only, never on this public port.
     app = app.merge(web::routes(media));
-    app.layer(DefaultBodyLimit::max(usize::try_from(config.max_body_bytes).unwrap_or(usize::MAX)))
+    let limits = state.limits.clone();
+    let router = app
+        .layer(DefaultBodyLimit::max(usize::try_from(config.max_body_bytes).unwrap_or(usize::MAX)))
         .layer(axum::middleware::from_fn_with_state(state.clone(), ratelimit::enforce))
         .layer(axum::middleware::from_fn(refusals::shape))
         .layer(axum::middleware::from_fn(observe::observe))
-        .with_state(state)
+        .with_state(state);
+    App { router, limits, settings: server::Settings::new(&config) }
 }
 
 fn both_slashes(app: Router<AppState>, path: &str, route: MethodRouter<AppState>) -> Router<AppState> {
     app.route(path, route.clone()).route(path.trim_end_matches('/'), route)
 }
 
-/// Serves the gateway on `listener` until shutdown, then drains in-flight
+/// Serves the gateway on `listener` until shutdown (header and idle
+/// timeouts, connection limits: see [`server`]), then drains in-flight
 /// requests.
-pub async fn serve(router: Router, listener: tokio::net::TcpListener, shutdown: Shutdown) -> Result<()> {
-    use axum::serve::ListenerExt;
-    let listener = listener.tap_io(|tcp| {
-        if let Err(error) = tcp.set_nodelay(true) {
-            tracing::debug!(%error, "could not set TCP_NODELAY");
-        }
-    });
-    axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
-        .with_graceful_shutdown(shutdown.wait())
-        .await
-        .map_err(|e| Error::internal(format!("http server: {e}")))
+pub async fn serve(app: App, listener: tokio::net::TcpListener, shutdown: Shutdown) -> Result<()> {
+    server::serve(app.router, listener, app.settings, app.limits, shutdown).await
 }

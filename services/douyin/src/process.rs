@@ -49,6 +49,7 @@ pub fn service_name(roles: &[Role]) -> String {
 pub async fn migrate(config: &Config) -> anyhow::Result<()> {
     let db = Db::connect(config).await.context("connecting to the database")?;
     db.migrate(&migrations()).await.context("migrating")?;
+    douyin_user::fill_name_keys(&db).await.context("filling account name skeletons")?;
     tracing::info!("migrations applied");
     db.close().await;
     Ok(())
@@ -67,6 +68,7 @@ impl Prepare {
         self.db.ping().await?;
         if self.migrate {
             self.db.migrate(&migrations()).await?;
+            douyin_user::fill_name_keys(&self.db).await?;
         }
         if let Some(storage) = &self.storage {
             douyin_video::seed_demo_content(&self.db, storage).await?;

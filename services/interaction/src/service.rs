@@ -3,7 +3,12 @@
 
 use std::{collections::HashMap, sync::Arc};
 
-use douyin_kit::{Error, Result, counts, grpc::Clients, ids, text::check_length};
+use douyin_kit::{
+    Error, Result, counts,
+    grpc::Clients,
+    ids,
+    text::{self, check_length},
+};
 use douyin_proto::{
     common::{Comment, Ids, User, Video},
     user::GetUsersRequest,
@@ -16,13 +21,14 @@ use crate::repo::{CommentRow, InteractionRepo};
 pub struct InteractionService {
     repo: InteractionRepo,
     clients: Clients,
-    /// Lower-cased words refused in comments.
+    /// Words refused in comments, in the folded form of [`text::fold_for_matching`].
     sensitive_words: Arc<Vec<String>>,
 }
 
 impl InteractionService {
     pub fn new(repo: InteractionRepo, clients: Clients, sensitive_words: &[String]) -> Self {
-        let words = sensitive_words.iter().map(|w| w.trim().to_lowercase()).filter(|w| !w.is_empty()).collect();
+        let words =
+            sensitive_words.iter().map(|w| text::fold_for_matching(w.trim())).filter(|w| !w.is_empty()).collect();
         Self { repo, clients, sensitive_words: Arc::new(words) }
     }
 
@@ -84,8 +90,10 @@ impl InteractionService {
             return Err(Error::invalid("comment_text is required"));
         }
         check_length("comment_text", content, 1, 500)?;
-        let lower = content.to_lowercase();
-        if self.sensitive_words.iter().any(|w| lower.contains(w.as_str())) {
+        // Matched on the folded text, so zero-width characters, full-width
+        // letters and combining marks cannot disguise a word.
+        let folded = text::fold_for_matching(content);
+        if self.sensitive_words.iter().any(|w| folded.contains(w.as_str())) {
             return Err(Error::invalid("comment_text contains a word that is not allowed"));
         }
         Ok(())

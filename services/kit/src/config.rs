@@ -78,10 +78,34 @@ pub struct Config {
     pub upload_timeout_secs: u64,
     /// An upload that sends nothing for this long is abandoned, seconds.
     pub upload_idle_timeout_secs: u64,
+    /// Uploads in progress at once at one gateway, everyone's together; 0 = unlimited.
+    pub uploads_max_in_progress: u32,
+    /// Uploads in progress at once per signed-in user at one gateway; 0 = unlimited.
+    pub uploads_max_per_user: u32,
+    /// Uploads in progress at once per client address (IPv6 by /64) at one
+    /// gateway; 0 = unlimited.
+    pub uploads_max_per_address: u32,
+    /// Bytes of a file part that arrives before its token held in memory
+    /// (never on disk) until the token is checked; more is refused.
+    pub upload_early_data_bytes: u64,
+    /// Bytes all uploads together may hold in memory that way.
+    pub upload_early_data_budget_bytes: u64,
     /// Connect deadline towards a peer, milliseconds.
     pub connect_timeout_ms: u64,
     /// Deadline of one HTTP request at the gateway, seconds (uploads excepted).
     pub request_timeout_secs: u64,
+    /// A connection to the gateway must send a request's headers within this
+    /// long once it starts one (its first from the accept), seconds.
+    pub http_header_timeout_secs: u64,
+    /// A gateway connection that moves no byte for this long is closed,
+    /// seconds; keep it above the upstream keep-alive of the proxy in front
+    /// (ingress-nginx: 60 s), so the proxy never sends on a closed socket.
+    pub http_idle_timeout_secs: u64,
+    /// Open connections at one gateway; 0 = only the open-files limit.
+    pub http_max_connections: u32,
+    /// Open connections per client address (IPv6 by /64) at one gateway,
+    /// trusted proxies excepted; 0 = unlimited.
+    pub http_max_connections_per_address: u32,
     /// After SIGTERM: how long the process reports NOT_SERVING while still
     /// accepting (callers move off it), seconds.
     pub shutdown_delay_secs: u64,
@@ -104,6 +128,12 @@ pub struct Config {
     pub rate_limit_ip_per_sec: u32,
     /// Requests a client address may make at once before its rate applies.
     pub rate_limit_ip_burst: u32,
+    /// New gateway connections per second per client address (IPv6: per
+    /// /64; trusted proxies excepted), the refill of a bucket of
+    /// `rate_limit_connections_burst`; 0 = unlimited.
+    pub rate_limit_connections_per_sec: u32,
+    /// Connections a client address may open at once before its rate applies.
+    pub rate_limit_connections_burst: u32,
     /// API requests per second per signed-in user (wherever the token
     /// arrives), the refill of a bucket of `rate_limit_user_burst`; 0 = unlimited.
     pub rate_limit_user_per_sec: u32,
@@ -162,8 +192,17 @@ impl Default for Config {
             rpc_timeout_ms: 5_000,
             upload_timeout_secs: 300,
             upload_idle_timeout_secs: 30,
+            uploads_max_in_progress: 64,
+            uploads_max_per_user: 2,
+            uploads_max_per_address: 16,
+            upload_early_data_bytes: 8 * 1024 * 1024,
+            upload_early_data_budget_bytes: 32 * 1024 * 1024,
             connect_timeout_ms: 1_000,
             request_timeout_secs: 30,
+            http_header_timeout_secs: 10,
+            http_idle_timeout_secs: 75,
+            http_max_connections: 4096,
+            http_max_connections_per_address: 256,
             shutdown_delay_secs: 5,
             shutdown_grace_secs: 20,
             health_interval_secs: 5,
@@ -174,6 +213,8 @@ impl Default for Config {
             cover_timeout_secs: 10,
             rate_limit_ip_per_sec: 100,
             rate_limit_ip_burst: 500,
+            rate_limit_connections_per_sec: 20,
+            rate_limit_connections_burst: 200,
             rate_limit_user_per_sec: 20,
             rate_limit_user_burst: 200,
             rate_limit_register_per_min: 10,

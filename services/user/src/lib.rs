@@ -24,6 +24,16 @@ pub static MIGRATIONS: ServiceMigrations = ServiceMigrations {
     mysql: &sqlx::migrate!("./migrations/mysql"),
 };
 
+/// Gives accounts stored before names had skeletons theirs (run after the
+/// migrations; safe to run from several processes at once).
+pub async fn fill_name_keys(db: &Db) -> douyin_kit::Result<()> {
+    let filled = UserRepo::new(db.clone()).fill_name_keys(douyin_kit::text::skeleton).await?;
+    if filled > 0 {
+        tracing::info!(filled, "account name skeletons filled");
+    }
+    Ok(())
+}
+
 /// The tonic server of this role.
 pub fn server(db: Db, tokens: Tokens, clients: Clients) -> user_service_server::UserServiceServer<UserGrpc> {
     user_service_server::UserServiceServer::new(UserGrpc(UserService::new(UserRepo::new(db), tokens, clients)))

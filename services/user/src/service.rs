@@ -7,7 +7,7 @@ use douyin_kit::{
     auth::{Passwords, Tokens, new_account_key},
     grpc::Clients,
     ids,
-    text::check_length,
+    text::{self, check_length},
 };
 use douyin_proto::{common::User, counter::CountsRequest};
 
@@ -28,14 +28,17 @@ pub struct Session {
     pub token: String,
 }
 
+/// Longest account name, in characters (after normalisation).
+const MAX_NAME_CHARS: usize = 32;
+
+/// Checks the form of a sign-in's name and password. Names stored before
+/// names were normalised keep signing in, so only the length is checked here;
+/// registration checks the name fully ([`text::account_name`]).
 fn check_credentials(username: &str, password: &str) -> Result<()> {
     if username.is_empty() {
         return Err(Error::invalid("username is required"));
     }
-    check_length("username", username, 1, 32)?;
-    if username.trim() != username {
-        return Err(Error::invalid("username must not start or end with spaces"));
-    }
+    check_length("username", username, 1, MAX_NAME_CHARS)?;
     if password.is_empty() {
         return Err(Error::invalid("password is required"));
     }
@@ -46,16 +49,26 @@ fn check_credentials(username: &str, password: &str) -> Result<()> {
     Ok(())
 }
 
+/// A registration's name as it will be stored (NFKC), or why it is refused.
+fn check_registration(username: &str, password: &str) -> Result<String> {
+    if username.is_empty() {
+        return Err(Error::invalid("username is required"));
+    }
+    let name = text::account_name("username", username, MAX_NAME_CHARS)?;
+    check_credentials(&name, password)?;
+    Ok(name)
+}
+
 impl UserService {
     pub fn new(repo: UserRepo, tokens: Tokens, clients: Clients) -> Self {
         Self { repo, passwords: Passwords::new(), tokens, clients }
     }
 
     pub async fn register(&self, username: &str, password: &str) -> Result<Session> {
-        check_credentials(username, password)?;
+        let name = check_registration(username, password)?;
         let hash = self.passwords.hash(password).await?;
         let account_key = new_account_key();
-        let user_id = self.repo.create(username, &hash, &account_key).await?;
+        let user_id = self.repo.create(&name, &text::skeleton(&name), &hash, &account_key).await?;
         tracing::info!(user_id, "user registered");
         Ok(Session { user_id, token: self.tokens.issue(user_id, &account_key)? })
     }
@@ -64,7 +77,8 @@ impl UserService {
     /// same time.
     pub async fn login(&self, username: &str, password: &str) -> Result<Session> {
         check_credentials(username, password)?;
-        let stored = self.repo.credentials(username).await?;
+        let name = text::nfkc(username);
+        let stored = self.repo.credentials(username, &name, &text::skeleton(&name)).await?;
         let (user_id, hash, account_key) = match stored {
             Some((id, hash, key)) => (id, Some(hash), key),
             None => (0, None, String::new()),
@@ -146,5 +160,15 @@ mod tests {
         assert!(msg("alice", "12345").contains("password"));
         assert!(msg("alice", &"p".repeat(33)).contains("password"));
         assert!(check_credentials("名字", "密码密码密码").is_ok());
+    }
+
+    #[test]
+    fn registration_stores_the_normalised_name() {
+        assert_eq!(check_registration("cafe\u{301}", "secret").unwrap(), "caf\u{E9}");
+        let msg = |u: &str| check_registration(u, "secret").unwrap_err().public_message();
+        assert!(msg("a\u{200B}b").contains("U+200B"));
+        assert!(msg(" alice").contains("spaces"));
+        assert!(msg(&"a".repeat(33)).contains("username"));
+        assert!(check_registration("alice", "12345").unwrap_err().public_message().contains("password"));
     }
 }

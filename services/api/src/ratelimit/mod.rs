@@ -8,6 +8,8 @@
 //!   carrier NAT, and per signed-in user wherever the token arrives (query,
 //!   form, multipart or JSON body, `Authorization`), checked where the route
 //!   verifies it.
+//! - New connections per address (trusted proxies excepted), counted by the
+//!   listener before a connection is served.
 //! - Registration per address; sign-in counts *failed* attempts per account
 //!   and per address (see [`signin`]); publishing per user.
 //!
@@ -51,6 +53,7 @@ impl Rule {
 pub struct Limits {
     cache: Arc<dyn Cache>,
     ip: Rule,
+    connections: Rule,
     user: Rule,
     register: Rule,
     publish: Rule,
@@ -66,6 +69,11 @@ impl Limits {
         Self {
             cache,
             ip: Rule::new("ip", f64::from(config.rate_limit_ip_per_sec), config.rate_limit_ip_burst),
+            connections: Rule::new(
+                "connections",
+                f64::from(config.rate_limit_connections_per_sec),
+                config.rate_limit_connections_burst,
+            ),
             user: Rule::new("user", f64::from(config.rate_limit_user_per_sec), config.rate_limit_user_burst),
             register: Rule::new(
                 "register",
@@ -112,6 +120,20 @@ impl Limits {
         match self.take(self.user, &user_id.to_string(), 1).await {
             None => Ok(()),
             Some(wait) => Err(limited("requests from this user", wait)),
+        }
+    }
+
+    /// Whether `peer` is a trusted proxy (its connections carry many clients).
+    pub fn is_trusted_proxy(&self, peer: IpAddr) -> bool {
+        self.trusted_proxies.iter().any(|n| n.contains(peer))
+    }
+
+    /// Counts a new connection from `address` (a [`ClientAddr::key`]) in its
+    /// address's connection bucket; the refusal's message when over the rate.
+    pub async fn connection(&self, address: &str) -> std::result::Result<(), String> {
+        match self.take(self.connections, address, 1).await {
+            None => Ok(()),
+            Some(wait) => Err(format!("too many connections from this address; retry in {} s", retry_secs(wait))),
         }
     }
 
@@ -181,6 +203,13 @@ const FORWARDED_ORIGIN: [&str; 3] = ["x-forwarded-host", "x-forwarded-proto", "f
 #[derive(Clone, Copy, Debug)]
 pub struct ClientAddr(pub Option<IpAddr>);
 
+impl ClientAddr {
+    /// The bucket this address counts in (IPv6 by /64), "unknown" without one.
+    pub fn key(self) -> String {
+        self.0.map_or_else(|| "unknown".to_owned(), client::address_key)
+    }
+}
+
 /// The middleware: the address's and the route's buckets, then the handler
 /// under the request deadline (uploads and WebSocket upgrades excepted).
 pub async fn enforce(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
@@ -239,9 +268,15 @@ mod tests {
     #[test]
     fn every_limit_is_reported_under_a_known_name() {
         let limits = Limits::new(&Config::default(), Arc::new(douyin_kit::cache::MemoryCache::default()));
-        for rule in
-            [limits.ip, limits.user, limits.register, limits.publish, limits.signin.account, limits.signin.address]
-        {
+        for rule in [
+            limits.ip,
+            limits.connections,
+            limits.user,
+            limits.register,
+            limits.publish,
+            limits.signin.account,
+            limits.signin.address,
+        ] {
             assert!(douyin_kit::metrics::RATE_LIMITS.contains(&rule.name), "{}", rule.name);
         }
     }

@@ -6,17 +6,20 @@ use axum::{
     response::Response,
 };
 use douyin_kit::{Error, Result, db::now_ms};
+
 use douyin_proto::video::{
     FeedRequest, PublishChunk, PublishEnd, PublishHeader, PublishListRequest, publish_chunk::Part,
 };
 use futures::future::{Either, select};
 use serde::Serialize;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::{
     AppState, Need, Params,
     params::body_error,
+    ratelimit::ClientAddr,
     reply::{Empty, VideoJson, reply},
+    uploads::{Refused, Slot},
 };
 
 #[derive(Serialize, Default, utoipa::ToSchema)]
@@ -83,21 +86,55 @@ pub async fn publish_list(State(state): State<AppState>, headers: HeaderMap, par
     )
 }
 
-/// Streams the `data` part to the video role as it arrives; `token` and
-/// `title` may come in the query string, a Bearer header, or multipart fields
-/// before or after the file. Only a body read to its end is followed by the
-/// end marker; any refusal or a client that goes away cancels the upload,
-/// leaving nothing.
+/// Streams the `data` part to the video role as it arrives, once the uploader
+/// is known: `token` in the query string or a Bearer header is checked before
+/// the body is read; a `token` multipart field may come before or after the
+/// file, but file bytes that arrive before it are held in memory only (up to
+/// `upload_early_data_bytes`, under one budget for all uploads) and reach the
+/// video role only once it is checked. `title` may come anywhere. Only a body
+/// read to its end is followed by the end marker; any refusal or a client that
+/// goes away cancels the upload, leaving nothing. Uploads in progress are
+/// capped in total, per client address and per user.
 pub async fn publish(State(state): State<AppState>, headers: HeaderMap, request: Request) -> Response {
     let _upload = douyin_kit::metrics::UploadGuard::start();
     let result = publish_inner(state, headers, request).await;
-    if let Err(error) = &result {
-        douyin_kit::metrics::upload_refused(error.kind());
+    if let Err(refused) = &result {
+        douyin_kit::metrics::upload_refused(refused.reason);
     }
-    reply::<Empty>(result.map(|_| Empty {}))
+    reply::<Empty>(result.map(|_| Empty {}).map_err(|refused| refused.error))
 }
 
-async fn publish_inner(state: AppState, headers: HeaderMap, request: Request) -> Result<i64> {
+/// What a publish knows so far and what it has sent the video role.
+struct Progress {
+    slot: Slot,
+    author: Option<i64>,
+    header_sent: bool,
+    /// File bytes read before the uploader was known.
+    early: Vec<bytes::Bytes>,
+    size: u64,
+    /// Starts the call to the video role, once the uploader is known: before
+    /// that the video role sees nothing, not even an empty upload.
+    start_call: Option<oneshot::Sender<()>>,
+}
+
+impl Progress {
+    /// Checks the token once one has arrived, then counts the upload for its
+    /// user and the user's publish rate.
+    async fn authenticate(&mut self, state: &AppState, params: &Params, headers: &HeaderMap) -> Result<(), Refused> {
+        if self.author.is_none() && crate::auth::token(params, headers).is_some() {
+            let author = state.viewer(params, headers, Need::User).await?;
+            self.slot.claim(author)?;
+            state.limits.publish(author).await?;
+            self.author = Some(author);
+            if let Some(start) = self.start_call.take() {
+                let _ = start.send(());
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn publish_inner(state: AppState, headers: HeaderMap, request: Request) -> Result<i64, Refused> {
     let mut params = Params::from_query(request.uri().query());
     let is_multipart = request
         .headers()
@@ -105,26 +142,31 @@ async fn publish_inner(state: AppState, headers: HeaderMap, request: Request) ->
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.to_ascii_lowercase().starts_with("multipart/form-data"));
     if !is_multipart {
-        return Err(Error::invalid("publish needs a multipart/form-data body with data, token and title"));
+        return Err(Error::invalid("publish needs a multipart/form-data body with data, token and title").into());
     }
+    let address = request.extensions().get::<ClientAddr>().copied().unwrap_or(ClientAddr(None));
+    let slot = state.uploads.start(address.key())?;
+    let (start_call, call_started) = oneshot::channel();
+    let mut progress =
+        Progress { slot, author: None, header_sent: false, early: Vec::new(), size: 0, start_call: Some(start_call) };
+    // Known before the body is read when the token comes in the query or a header.
+    progress.authenticate(&state, &params, &headers).await?;
     let mut multipart =
         Multipart::from_request(request, &()).await.map_err(|_| Error::invalid("multipart body is malformed"))?;
 
-    // Known up front when the token/title come in the query or headers.
-    let mut author: Option<i64> = None;
-    if crate::auth::token(&params, &headers).is_some() {
-        author = Some(state.viewer(&params, &headers, Need::User).await?);
-    }
-
     let (tx, rx) = mpsc::channel::<PublishChunk>(4);
     let mut video = state.clients.video.clone();
-    let call = Box::pin(async move { video.publish(tokio_stream::wrappers::ReceiverStream::new(rx)).await });
+    let call = Box::pin(async move {
+        if call_started.await.is_err() {
+            // Refused before the uploader was known: the body's refusal answers.
+            return std::future::pending().await;
+        }
+        video.publish(tokio_stream::wrappers::ReceiverStream::new(rx)).await
+    });
 
     let feed = Box::pin(async {
-        let mut header_sent = false;
         let mut saw_data = false;
         let mut parts = 0;
-        let mut size: u64 = 0;
         let send = |chunk: PublishChunk| {
             let tx = tx.clone();
             async move { tx.send(chunk).await.map_err(|_| Error::Unavailable("upload stream closed".into())) }
@@ -133,71 +175,76 @@ async fn publish_inner(state: AppState, headers: HeaderMap, request: Request) ->
             let mut field = match multipart.next_field().await {
                 Ok(Some(field)) => field,
                 Ok(None) => break,
-                Err(e) => return Err(body_error(e.status(), "multipart body")),
+                Err(e) => return Err(body_error(e.status(), "multipart body").into()),
             };
             parts += 1;
             if parts > MAX_PUBLISH_PARTS {
-                return Err(Error::invalid(format!("publish takes at most {MAX_PUBLISH_PARTS} multipart parts")));
+                return Err(Error::invalid(format!("publish takes at most {MAX_PUBLISH_PARTS} multipart parts")).into());
             }
             let name = field.name().unwrap_or_default().to_owned();
             if name == "data" {
                 if saw_data {
-                    return Err(Error::invalid("data must be sent once"));
+                    return Err(Error::invalid("data must be sent once").into());
                 }
                 saw_data = true;
                 loop {
                     match field.chunk().await {
                         Ok(Some(bytes)) => {
-                            size += bytes.len() as u64;
+                            progress.size += bytes.len() as u64;
                             douyin_kit::metrics::upload_bytes(bytes.len() as u64);
-                            send(PublishChunk { part: Some(Part::Data(bytes.to_vec())) }).await?;
+                            if progress.author.is_some() {
+                                send(PublishChunk { part: Some(Part::Data(bytes.to_vec())) }).await?;
+                            } else {
+                                progress.slot.hold_early(bytes.len())?;
+                                progress.early.push(bytes);
+                            }
                         }
                         Ok(None) => break,
-                        Err(e) => return Err(body_error(e.status(), "uploaded file")),
+                        Err(e) => return Err(body_error(e.status(), "uploaded file").into()),
                     }
                 }
             } else if field.file_name().is_none() {
                 let value = crate::params::field_text(field).await?;
                 params.push(name, value);
             }
-            if !header_sent {
-                if author.is_none() && crate::auth::token(&params, &headers).is_some() {
-                    author = Some(state.viewer(&params, &headers, Need::User).await?);
+            progress.authenticate(&state, &params, &headers).await?;
+            if progress.author.is_some() && !progress.early.is_empty() {
+                for bytes in std::mem::take(&mut progress.early) {
+                    send(PublishChunk { part: Some(Part::Data(bytes.to_vec())) }).await?;
                 }
-                if let (Some(author_id), Some(title)) = (author, params.get("title")) {
-                    state.limits.publish(author_id).await?;
-                    send(PublishChunk {
-                        part: Some(Part::Header(PublishHeader { author_id, title: title.to_owned() })),
-                    })
+                progress.slot.release_early();
+            }
+            if let (false, Some(author_id), Some(title)) = (progress.header_sent, progress.author, params.get("title"))
+            {
+                send(PublishChunk { part: Some(Part::Header(PublishHeader { author_id, title: title.to_owned() })) })
                     .await?;
-                    header_sent = true;
-                }
+                progress.header_sent = true;
             }
         }
         if !saw_data {
-            return Err(Error::invalid("data is required: attach the video file as the data field"));
+            return Err(Error::invalid("data is required: attach the video file as the data field").into());
         }
-        if author.is_none() {
+        if progress.author.is_none() {
             state.viewer(&params, &headers, Need::User).await?;
         }
-        if !header_sent {
-            return Err(Error::invalid("title is required"));
+        if !progress.header_sent {
+            return Err(Error::invalid("title is required").into());
         }
-        send(PublishChunk { part: Some(Part::End(PublishEnd { size })) }).await?;
+        send(PublishChunk { part: Some(Part::End(PublishEnd { size: progress.size })) }).await?;
         drop(tx);
-        Ok(())
+        Ok::<(), Refused>(())
     });
 
     match select(feed, call).await {
         // The body was read completely: the video role decides.
-        Either::Left((Ok(()), call)) => Ok(call.await?.into_inner().video_id),
+        Either::Left((Ok(()), call)) => Ok(call.await.map_err(Error::from)?.into_inner().video_id),
         // A refusal while reading: dropping the call cancels the upload.
-        Either::Left((Err(error), _call)) => Err(error),
+        Either::Left((Err(refused), _call)) => Err(refused),
         // The video role answered before the body ended: a refusal (too
         // large, bad title…), as it accepts nothing without the end marker.
         Either::Right((result, _feed)) => match result {
             Ok(reply) => Ok(reply.into_inner().video_id),
-            Err(status) => Err(status.into()),
+            Err(status) => Err(Error::from(status).into()),
         },
     }
 }

@@ -29,6 +29,8 @@ fn production_limits(c: &mut Config) {
     c.rate_limit_login_failures_per_account = d.rate_limit_login_failures_per_account;
     c.rate_limit_login_failures_per_ip = d.rate_limit_login_failures_per_ip;
     c.rate_limit_publish_per_min = d.rate_limit_publish_per_min;
+    c.rate_limit_connections_per_sec = d.rate_limit_connections_per_sec;
+    c.rate_limit_connections_burst = d.rate_limit_connections_burst;
 }
 
 /// Counts what came back: (requests, 429s).

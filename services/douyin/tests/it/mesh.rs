@@ -39,6 +39,7 @@ impl Mesh {
             ("DOUYIN_RATE_LIMIT_USER_PER_SEC", "0"),
             ("DOUYIN_RATE_LIMIT_REGISTER_PER_MIN", "0"),
             ("DOUYIN_RATE_LIMIT_PUBLISH_PER_MIN", "0"),
+            ("DOUYIN_RATE_LIMIT_CONNECTIONS_PER_SEC", "0"),
         ]);
         let optional = [
             ("DOUYIN_DATABASE_URL", config.database_url.clone()),

@@ -51,6 +51,7 @@ impl Mesh {
             ("DOUYIN_RATE_LIMIT_USER_PER_SEC", "0"),
             ("DOUYIN_RATE_LIMIT_REGISTER_PER_MIN", "0"),
             ("DOUYIN_RATE_LIMIT_PUBLISH_PER_MIN", "0"),
+            ("DOUYIN_RATE_LIMIT_CONNECTIONS_PER_SEC", "0"),
         ]);
         // Redis when the environment names one (as .ci/mesh.sh does), under a fresh prefix.
         if let Some(redis) = redis_url() {

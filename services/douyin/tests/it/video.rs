@@ -255,7 +255,13 @@ async fn publish_takes_its_parameters_from_anywhere() {
 
 #[tokio::test]
 async fn feed_pages_by_next_time_without_skips_or_repeats() {
-    let app = spawn_without_ffmpeg().await;
+    // 35 uploads at once from one address by two users: past the caps.
+    let app = TestApp::spawn_with(|c| {
+        c.ffmpeg_path = "/nonexistent/ffmpeg".into();
+        c.uploads_max_per_user = 0;
+        c.uploads_max_per_address = 0;
+    })
+    .await;
     let users = [app.register("alice").await, app.register("bob").await];
     let sample = sample_mp4();
     let started_ms = douyin_kit::db::now_ms();

@@ -21,7 +21,11 @@ struct LimitLabels {
 }
 
 /// The gateway's rate limits, by the names their refusals are counted under.
-pub const LIMITS: [&str; 6] = ["ip", "user", "register", "publish", "login-account", "login-ip"];
+pub const LIMITS: [&str; 7] = ["ip", "user", "register", "publish", "login-account", "login-ip", "connections"];
+
+/// Reasons an upload is refused besides an error kind: the limits on uploads
+/// in progress and on file bytes sent before their token.
+pub const UPLOAD_LIMITS: [&str; 5] = ["busy_total", "busy_address", "busy_user", "data_before_token", "early_budget"];
 
 pub(super) struct Edge {
     websocket_sessions: Gauge,
@@ -67,7 +71,7 @@ impl Edge {
         );
         registry.register(
             "douyin_upload_refusals",
-            "Uploads refused, by reason (the error kind: too_large, rate_limited, invalid_argument …)",
+            "Uploads refused, by reason (the error kind: too_large, rate_limited, invalid_argument …, or a limit: busy_total, busy_address, busy_user, data_before_token, early_budget)",
             upload_refusals.clone(),
         );
         registry.register(
@@ -79,7 +83,7 @@ impl Edge {
         for reason in ["queue_full", "bus_lagged"] {
             let _ = push_dropped.get_or_create(&ReasonLabels { reason });
         }
-        for reason in crate::Error::KINDS {
+        for reason in crate::Error::KINDS.into_iter().chain(UPLOAD_LIMITS) {
             let _ = upload_refusals.get_or_create(&ReasonLabels { reason });
         }
         for limit in LIMITS {

@@ -91,6 +91,7 @@ pub async fn test_config(data_dir: &std::path::Path) -> (Config, Option<(String,
         rate_limit_user_per_sec: 0,
         rate_limit_register_per_min: 0,
         rate_limit_publish_per_min: 0,
+        rate_limit_connections_per_sec: 0,
         ..Config::default()
     };
     let mut schema = None;
