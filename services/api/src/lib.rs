@@ -114,7 +114,7 @@ pub struct App {
 /// Builds the gateway's router.
 pub fn router(gateway: Gateway) -> App {
     let Gateway { config, clients, tokens, pubsub, cache, media, readiness, shutdown } = gateway;
-    let hub = ws::Hub::start(pubsub, shutdown);
+    let hub = ws::Hub::start(pubsub, clients.chat.clone(), shutdown);
     let state = AppState {
         config: config.clone(),
         clients,

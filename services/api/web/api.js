@@ -195,7 +195,9 @@ export class ChatSocket {
     clearTimeout(this.timer);
     this.timer = null;
     const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
-    const url = `${scheme}//${location.host}/douyin/message/ws/?token=${encodeURIComponent(this.token)}`;
+    // A reconnect asks for what arrived while it was away (newest create_time held).
+    const since = this.newest ? `&since=${this.newest}` : '';
+    const url = `${scheme}//${location.host}/douyin/message/ws/?token=${encodeURIComponent(this.token)}${since}`;
     this.setStatus('connecting');
     const ws = new WebSocket(url);
     this.ws = ws;
@@ -209,6 +211,7 @@ export class ChatSocket {
       let msg;
       try { msg = parseJson(ev.data); } catch { return; }
       if (!msg || msg.id === undefined || msg.content === undefined) return;
+      if (typeof msg.create_time === 'number') this.newest = Math.max(this.newest || 0, msg.create_time);
       for (const fn of this.listeners) fn(msg);
     });
     ws.addEventListener('close', () => {
@@ -227,6 +230,7 @@ export class ChatSocket {
     const ws = this.ws;
     this.ws = null;
     this.token = '';
+    this.newest = 0;
     if (ws) ws.close();
     this.setStatus('closed');
   }

@@ -12,7 +12,7 @@ use douyin_kit::{
     pubsub::PubSub,
 };
 use douyin_proto::{
-    chat::{HistoryReply, HistoryRequest, LatestReply, LatestRequest, SendRequest, chat_service_server},
+    chat::{HistoryReply, HistoryRequest, LatestReply, LatestRequest, RecentRequest, SendRequest, chat_service_server},
     common::Message,
 };
 use tonic::{Request, Response, Status};
@@ -48,5 +48,10 @@ impl chat_service_server::ChatService for ChatGrpc {
     async fn latest_messages(&self, request: Request<LatestRequest>) -> Result<Response<LatestReply>, Status> {
         let r = request.into_inner();
         Ok(Response::new(LatestReply { messages: self.0.latest(r.user_id, &r.peer_ids).await? }))
+    }
+
+    async fn recent(&self, request: Request<RecentRequest>) -> Result<Response<HistoryReply>, Status> {
+        let r = request.into_inner();
+        Ok(Response::new(HistoryReply { messages: self.0.recent(r.user_id, r.after_ms, r.limit).await? }))
     }
 }

@@ -133,6 +133,31 @@ impl ChatRepo {
         Ok(messages)
     }
 
+    /// Messages sent or received by `user_id` after `after_ms`, oldest first,
+    /// at most `limit`: one indexed range per direction, merged.
+    pub async fn recent(&self, user_id: i64, after_ms: i64, limit: i64) -> Result<Vec<Message>> {
+        let mut messages = Vec::new();
+        for column in ["to_user_id", "from_user_id"] {
+            let sql = format!(
+                "SELECT id, from_user_id, to_user_id, content, create_time FROM messages \
+                 WHERE {column} = ? AND create_time > ? ORDER BY create_time LIMIT ?"
+            );
+            let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(user_id)
+                .bind(after_ms)
+                .bind(limit)
+                .fetch_all(self.db.pool())
+                .await?;
+            for row in &rows {
+                messages.push(message(row)?);
+            }
+        }
+        messages.sort_by_key(|m| (m.create_time, m.id));
+        messages.dedup_by_key(|m| m.id);
+        messages.truncate(usize::try_from(limit).unwrap_or(0));
+        Ok(messages)
+    }
+
     /// The latest message between `user_id` and each of `peers` (absent when none).
     pub async fn latest(&self, user_id: i64, peers: &[i64]) -> Result<Vec<Message>> {
         let lower: Vec<i64> = peers.iter().copied().filter(|p| *p < user_id).collect();

@@ -1,12 +1,16 @@
 //! The chat role's logic.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::{BTreeSet, HashMap},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use douyin_kit::{
     Error, Result,
     grpc::Clients,
     ids,
-    pubsub::{CHAT_MESSAGES, PubSub, PushedMessage},
+    pubsub::{CHAT_MESSAGES, CHAT_RESYNC, PubSub, PushResync, PushedMessage},
     text::check_length,
 };
 use douyin_proto::common::{Ids, Message};
@@ -23,34 +27,97 @@ pub struct ChatService {
 
 /// Messages waiting for their live push, at most.
 const PUSH_QUEUE: usize = 1024;
+/// Most messages one catch-up (`recent`) answer carries.
+pub const RECENT_MAX: u32 = 500;
+/// Users one resync notice names; beyond this it names everyone.
+const RESYNC_MAX_USERS: usize = 1000;
+/// How often a pending resync notice is tried again.
+const RESYNC_RETRY: Duration = Duration::from_secs(1);
 
 /// Publishes stored messages for live push, in order, on one task of its own,
 /// so a slow or absent Redis never delays or fails a send: a stored message
-/// has been sent, and clients that miss its push get it when they poll.
+/// has been sent. A push that is lost (Redis away, the queue full) is
+/// remembered, and once the bus takes publications again a resync notice
+/// names the users and the time from which their sessions catch up from
+/// the database; so every stored message reaches every open session.
 #[derive(Clone)]
 struct Pusher {
-    tx: mpsc::Sender<String>,
+    tx: mpsc::Sender<PushedMessage>,
+    lost: Arc<Mutex<Lost>>,
+}
+
+/// Pushes lost since the last resync notice.
+#[derive(Default)]
+struct Lost {
+    after_ms: Option<i64>,
+    users: BTreeSet<i64>,
+}
+
+impl Lost {
+    fn add(&mut self, message: &PushedMessage) {
+        let before = message.create_time - 1;
+        self.after_ms = Some(self.after_ms.map_or(before, |t| t.min(before)));
+        self.users.extend([message.from_user_id, message.to_user_id]);
+    }
+
+    fn notice(&self) -> Option<PushResync> {
+        let users = (self.users.len() <= RESYNC_MAX_USERS).then(|| self.users.iter().copied().collect());
+        self.after_ms.map(|after_ms| PushResync { after_ms, users })
+    }
 }
 
 impl Pusher {
     /// Needs a Tokio runtime; the task ends with the last clone.
     fn start(pubsub: Arc<dyn PubSub>) -> Self {
-        let (tx, mut rx) = mpsc::channel::<String>(PUSH_QUEUE);
+        let (tx, mut rx) = mpsc::channel::<PushedMessage>(PUSH_QUEUE);
+        let lost = Arc::new(Mutex::new(Lost::default()));
+        let pending = lost.clone();
         tokio::spawn(async move {
-            while let Some(payload) = rx.recv().await {
-                if let Err(error) = pubsub.publish(CHAT_MESSAGES, payload).await {
-                    tracing::warn!(%error, "could not publish a message for live push");
+            loop {
+                let notice = pending.lock().unwrap_or_else(|e| e.into_inner()).notice();
+                // With a notice pending, wake up to retry it even when no message comes.
+                let next = match &notice {
+                    None => rx.recv().await.map(Some),
+                    Some(_) => match tokio::time::timeout(RESYNC_RETRY, rx.recv()).await {
+                        Ok(received) => received.map(Some),
+                        Err(_) => Some(None),
+                    },
+                };
+                let Some(message) = next else { return };
+                if let Some(message) = message {
+                    if let Err(error) = publish(&*pubsub, CHAT_MESSAGES, &message).await {
+                        tracing::warn!(%error, "could not publish a message for live push; sessions catch up later");
+                        pending.lock().unwrap_or_else(|e| e.into_inner()).add(&message);
+                        continue;
+                    }
+                }
+                if let Some(notice) = notice {
+                    if publish(&*pubsub, CHAT_RESYNC, &notice).await.is_ok() {
+                        let mut lost = pending.lock().unwrap_or_else(|e| e.into_inner());
+                        // Pushes lost while the notice was on its way stay for the next one.
+                        if lost.notice() == Some(notice) {
+                            *lost = Lost::default();
+                        }
+                    }
                 }
             }
         });
-        Self { tx }
+        Self { tx, lost }
     }
 
-    fn push(&self, payload: String) {
-        if self.tx.try_send(payload).is_err() {
-            tracing::warn!("live-push queue full; the stored message reaches its reader by polling");
+    fn push(&self, message: PushedMessage) {
+        if let Err(mpsc::error::TrySendError::Full(message) | mpsc::error::TrySendError::Closed(message)) =
+            self.tx.try_send(message)
+        {
+            tracing::warn!("live-push queue full; the message's sessions catch up once it drains");
+            self.lost.lock().unwrap_or_else(|e| e.into_inner()).add(&message);
         }
     }
+}
+
+async fn publish(pubsub: &dyn PubSub, channel: &str, value: &impl serde::Serialize) -> Result<()> {
+    let payload = serde_json::to_string(value).map_err(|e| Error::internal(format!("encoding a push: {e}")))?;
+    pubsub.publish(channel, payload).await
 }
 
 impl ChatService {
@@ -73,10 +140,7 @@ impl ChatService {
             return Err(Error::not_found(format!("user {to} does not exist")));
         }
         let message = self.repo.insert(from, to, content).await?;
-        match serde_json::to_string(&PushedMessage::from(&message)) {
-            Ok(payload) => self.pusher.push(payload),
-            Err(error) => tracing::error!(%error, "could not encode a message for live push"),
-        }
+        self.pusher.push(PushedMessage::from(&message));
         Ok(message)
     }
 
@@ -110,6 +174,13 @@ impl ChatService {
     async fn exists(&self, user_id: i64) -> Result<bool> {
         let mut user = self.clients.user.clone();
         Ok(!user.existing_users(Ids { ids: vec![user_id] }).await?.into_inner().ids.is_empty())
+    }
+
+    /// What a push session missed: `user_id`'s messages after `after_ms`,
+    /// oldest first, at most `limit` (0 or above the cap: the cap).
+    pub async fn recent(&self, user_id: i64, after_ms: i64, limit: u32) -> Result<Vec<Message>> {
+        let limit = if limit == 0 { RECENT_MAX } else { limit.min(RECENT_MAX) };
+        self.repo.recent(user_id, after_ms.max(0), i64::from(limit)).await
     }
 
     /// One message per peer, in the order of `peers`; id 0 where none.

@@ -27,6 +27,14 @@ pub trait PubSub: Send + Sync + 'static {
         let _ = (channel, timeout);
         true
     }
+
+    /// Whether this process receives what is published on `channel` now,
+    /// as it changes (false while a Redis subscription is being re-made);
+    /// None where delivery never stops (in-process).
+    fn listening(&self, channel: &str) -> Option<watch::Receiver<bool>> {
+        let _ = channel;
+        None
+    }
 }
 
 pub async fn from_config(config: &Config) -> Result<Arc<dyn PubSub>> {
@@ -124,8 +132,11 @@ impl RedisPubSub {
                         tracing::warn!(%error, "redis subscription failed; retrying");
                     }
                 }
+                // At most a second between attempts: pushes published while
+                // this process is not subscribed are lost to it (its sessions
+                // catch up from the database once it is back).
                 tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+                backoff = (backoff * 2).min(Duration::from_secs(1));
             }
         });
     }
@@ -175,6 +186,11 @@ impl PubSub for RedisPubSub {
         receiver
     }
 
+    fn listening(&self, channel: &str) -> Option<watch::Receiver<bool>> {
+        self.ensure_listener(channel);
+        self.listening.lock().unwrap_or_else(|e| e.into_inner()).get(channel).map(watch::Sender::subscribe)
+    }
+
     async fn until_listening(&self, channel: &str, timeout: Duration) -> bool {
         let live = self.listening.lock().unwrap_or_else(|e| e.into_inner()).get(channel).map(watch::Sender::subscribe);
         let Some(mut live) = live else { return false };
@@ -201,6 +217,18 @@ mod tests {
 
 /// The channel new chat messages are published on.
 pub const CHAT_MESSAGES: &str = "chat:messages";
+
+/// The channel on which the chat role says which pushes were lost (Redis
+/// away or its push queue full when they were published).
+pub const CHAT_RESYNC: &str = "chat:resync";
+
+/// Pushes lost: sessions of `users` (every session when None) catch up on
+/// the messages after `after_ms` from the database.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct PushResync {
+    pub after_ms: i64,
+    pub users: Option<Vec<i64>>,
+}
 
 /// A chat message as published for live push: the contract's Message object.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize, PartialEq, Eq)]

@@ -16,7 +16,7 @@ use tokio_tungstenite::{
     tungstenite::{self, Message, client::IntoClientRequest},
 };
 
-type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub(crate) type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// How long a pushed message may take to arrive.
 const PUSH_DEADLINE: Duration = Duration::from_secs(1);
@@ -34,7 +34,7 @@ fn assert_ok(reply: &Value) {
     assert_eq!(reply["status_code"], 0, "{reply}");
 }
 
-async fn send(app: &TestApp, token: &str, to: i64, content: &str) -> Value {
+pub(crate) async fn send(app: &TestApp, token: &str, to: i64, content: &str) -> Value {
     app.post_query(
         "/douyin/message/action/",
         &[("token", token), ("to_user_id", &to.to_string()), ("action_type", "1"), ("content", content)],
@@ -512,11 +512,32 @@ fn ws_url(base: &str) -> String {
 }
 
 /// Opens a push socket with `?token=`.
-async fn connect(base: &str, token: &str) -> Socket {
+pub(crate) async fn connect(base: &str, token: &str) -> Socket {
+    connect_query(base, &format!("token={token}")).await
+}
+
+/// Opens a push socket with this query string.
+async fn connect_query(base: &str, query: &str) -> Socket {
     let (socket, response) =
-        tokio_tungstenite::connect_async(format!("{}?token={token}", ws_url(base))).await.expect("WebSocket opens");
+        tokio_tungstenite::connect_async(format!("{}?{query}", ws_url(base))).await.expect("WebSocket opens");
     assert_eq!(response.status(), 101);
     socket
+}
+
+/// The contents of the frames `socket` receives until it has been quiet for `quiet`.
+pub(crate) async fn pushes_until_quiet(socket: &mut Socket, quiet: Duration) -> Vec<String> {
+    let mut contents = Vec::new();
+    while let Ok(frame) = tokio::time::timeout(quiet, socket.next()).await {
+        match frame.expect("the socket stays open").expect("a readable frame") {
+            Message::Text(text) => {
+                let message: Value = serde_json::from_str(&text).expect("push frames are JSON");
+                contents.push(message["content"].as_str().unwrap_or_default().to_owned());
+            }
+            Message::Ping(_) | Message::Pong(_) => {}
+            other => panic!("unexpected frame {other:?}"),
+        }
+    }
+    contents
 }
 
 /// Opens a push socket with `Authorization: Bearer`.
@@ -527,7 +548,7 @@ async fn connect_bearer(base: &str, token: &str) -> Socket {
 }
 
 /// The next pushed message on `socket`, waiting at most until `deadline`.
-async fn next_push(socket: &mut Socket, deadline: Instant) -> Value {
+pub(crate) async fn next_push(socket: &mut Socket, deadline: Instant) -> Value {
     loop {
         let frame = tokio::time::timeout_at(deadline, socket.next())
             .await
@@ -591,6 +612,48 @@ async fn websocket_pushes_each_message_to_recipient_and_sender_sessions() {
     let sent_at = Instant::now();
     let again = send_and_fetch(&app, &tb, a, "after close").await;
     assert_eq!(next_push(&mut a_second, sent_at + PUSH_DEADLINE).await, again);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_session_reconnecting_with_since_is_sent_what_it_missed_once() {
+    let app = TestApp::spawn().await;
+    let (a, ta) = app.register("since-a").await;
+    let (b, tb) = app.register("since-b").await;
+    let (c, tc) = app.register("since-c").await;
+    let mut socket = connect(&app.base, &tb).await;
+    let first = send_and_fetch(&app, &ta, b, "seen live").await;
+    assert_eq!(next_push(&mut socket, Instant::now() + PUSH_DEADLINE).await, first);
+    socket.close(None).await.unwrap();
+
+    // While b is away: messages to b from two people, and one b sends itself.
+    for (token, to, content) in [(&ta, b, "missed 1"), (&tc, b, "missed 2"), (&tb, a, "sent elsewhere")] {
+        assert_ok(&send(&app, token, to, content).await);
+    }
+    let since = first["create_time"].as_i64().unwrap();
+    let mut back = connect_query(&app.base, &format!("token={tb}&since={since}")).await;
+    let live = send_and_fetch(&app, &ta, b, "live again").await;
+    let received = pushes_until_quiet(&mut back, Duration::from_millis(800)).await;
+    let mut sorted = received.clone();
+    sorted.sort();
+    assert_eq!(
+        sorted,
+        ["live again", "missed 1", "missed 2", "sent elsewhere"],
+        "each once, nothing older: {received:?}"
+    );
+    assert_eq!(live["from_user_id"], a);
+
+    // Without since, a session gets only what comes after it opens.
+    let mut plain = connect(&app.base, &tc).await;
+    assert!(pushes_until_quiet(&mut plain, Duration::from_millis(300)).await.is_empty());
+    let stored = send_and_fetch(&app, &tb, c, "to c").await;
+    assert_eq!(next_push(&mut plain, Instant::now() + PUSH_DEADLINE).await, stored);
+
+    // A since that is not a time is refused before the upgrade.
+    match tokio_tungstenite::connect_async(format!("{}?token={tb}&since=yesterday", ws_url(&app.base))).await {
+        Err(tungstenite::Error::Http(response)) => assert_eq!(response.status(), 400),
+        other => panic!("a bad since should be refused: {:?}", other.map(|_| ())),
+    }
     app.stop().await;
 }
 

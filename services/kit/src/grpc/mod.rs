@@ -177,6 +177,7 @@ fn is_idempotent_read(path: &str) -> bool {
         "FollowFlags",
         "History",
         "LatestMessages",
+        "Recent",
         "Counts",
         "TopVideos",
         "TopUsers",
