@@ -17,6 +17,9 @@ use douyin_proto::{
 
 use crate::repo::{CommentRow, InteractionRepo};
 
+/// How long the answer to a committed comment waits for its author's profile.
+const AUTHOR_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 #[derive(Clone)]
 pub struct InteractionService {
     repo: InteractionRepo,
@@ -104,8 +107,7 @@ impl InteractionService {
         self.author_of(video_id).await?;
         let row = self.repo.insert_comment(user_id, video_id, content).await?;
         counts::refresh(&self.clients, vec![video_id], vec![]).await;
-        let user = self.users(&[user_id], user_id).await?.remove(&user_id);
-        Ok(comment(row, user))
+        Ok(comment(row, self.comment_author(user_id).await))
     }
 
     pub async fn delete_comment(&self, user_id: i64, video_id: i64, comment_id: i64) -> Result<Comment> {
@@ -128,8 +130,7 @@ impl InteractionService {
             return Err(Error::not_found(format!("comment {comment_id} does not exist")));
         }
         counts::refresh(&self.clients, vec![video_id], vec![]).await;
-        let user = self.users(&[user_id], user_id).await?.remove(&user_id);
-        Ok(comment(row, user))
+        Ok(comment(row, self.comment_author(user_id).await))
     }
 
     pub async fn comments(&self, video_id: i64, viewer_id: i64) -> Result<Vec<Comment>> {
@@ -144,6 +145,23 @@ impl InteractionService {
                 comment(row, user)
             })
             .collect())
+    }
+
+    /// The author of a comment just written or deleted, for the answer. The
+    /// change has committed, so it is answered as done even when the user
+    /// role cannot say more than the author's id in time.
+    async fn comment_author(&self, user_id: i64) -> Option<User> {
+        match tokio::time::timeout(AUTHOR_WAIT, self.users(&[user_id], user_id)).await {
+            Ok(Ok(mut users)) => users.remove(&user_id),
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "comment answered without its author's profile");
+                None
+            }
+            Err(_) => {
+                tracing::warn!("comment answered without its author's profile: the user role did not answer in time");
+                None
+            }
+        }
     }
 
     async fn users(&self, ids: &[i64], viewer_id: i64) -> Result<HashMap<i64, User>> {

@@ -1,21 +1,131 @@
-//! Telling the counter role that counts changed.
+//! Counts for readers, and telling the counter role that counts changed.
 
-use std::time::Duration;
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
-use douyin_proto::counter::{CountsRequest, counter_service_client::CounterServiceClient};
+use douyin_proto::counter::{CountsRequest, UserCounts, VideoCounts, counter_service_client::CounterServiceClient};
+use tokio::sync::Semaphore;
 
-use crate::grpc::{Clients, GrpcChannel};
+use crate::{
+    Error, Result,
+    breaker::Breaker,
+    db::Db,
+    grpc::{Clients, GrpcChannel},
+    ids, stats,
+};
+
+/// How long a reader waits for a share of the fallback budget before the
+/// read is refused as busy.
+const BUDGET_WAIT: Duration = Duration::from_secs(2);
+/// How long a reader waits for the counter before reading the database, and
+/// a writer for the refresh after its commit before leaving it to the
+/// background: well inside the caller's own deadline.
+pub const FIRST_ATTEMPT: Duration = Duration::from_millis(1000);
+
+/// Counts of many ids: from the counter role (its cache), or, while the
+/// counter cannot answer, straight from the stats tables, which always hold
+/// the exact numbers. Fallback reads are one query per kind and id batch,
+/// and at most `budget` of them run at once, so an outage of the counter
+/// cannot turn every page view into unbounded database load. After a few
+/// failed calls the counter is skipped for a moment (a circuit breaker), so
+/// readers do not wait on it while it is down.
+#[derive(Clone)]
+pub struct Reader {
+    clients: Clients,
+    db: Db,
+    budget: Arc<Semaphore>,
+    breaker: Arc<Breaker>,
+}
+
+impl Reader {
+    /// A reader whose fallback uses at most a quarter of `db`'s pool.
+    pub fn new(clients: Clients, db: Db) -> Self {
+        let budget = (db.pool().options().get_max_connections() / 4).max(1) as usize;
+        Self {
+            clients,
+            db,
+            budget: Arc::new(Semaphore::new(budget)),
+            breaker: Arc::new(Breaker::new("counter", 3, Duration::from_secs(2))),
+        }
+    }
+
+    /// Counts of `ids` by user id (ids without a row are left out).
+    pub async fn users(&self, ids: &[i64]) -> Result<HashMap<i64, UserCounts>> {
+        let (_, users) = self.counts(Vec::new(), ids::unique(ids)).await?;
+        Ok(users.into_iter().map(|c| (c.user_id, c)).collect())
+    }
+
+    /// Counts of `ids` by video id (ids without a row are left out).
+    pub async fn videos(&self, ids: &[i64]) -> Result<HashMap<i64, VideoCounts>> {
+        let (videos, _) = self.counts(ids::unique(ids), Vec::new()).await?;
+        Ok(videos.into_iter().map(|c| (c.video_id, c)).collect())
+    }
+
+    async fn counts(&self, video_ids: Vec<i64>, user_ids: Vec<i64>) -> Result<(Vec<VideoCounts>, Vec<UserCounts>)> {
+        if video_ids.is_empty() && user_ids.is_empty() {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        if self.breaker.allow() {
+            let mut counter = self.clients.counter.clone();
+            let request = CountsRequest { video_ids: video_ids.clone(), user_ids: user_ids.clone() };
+            let error = match tokio::time::timeout(FIRST_ATTEMPT, counter.counts(request)).await {
+                Ok(Ok(reply)) => {
+                    self.breaker.success();
+                    let reply = reply.into_inner();
+                    return Ok((reply.videos, reply.users));
+                }
+                Ok(Err(status)) => status.message().to_owned(),
+                Err(_) => format!("no answer within {} ms", FIRST_ATTEMPT.as_millis()),
+            };
+            self.breaker.failure();
+            tracing::warn!(%error, "counter unavailable; reading counts from the database");
+        }
+        self.read_rows(&video_ids, &user_ids).await
+    }
+
+    async fn read_rows(&self, video_ids: &[i64], user_ids: &[i64]) -> Result<(Vec<VideoCounts>, Vec<UserCounts>)> {
+        let _permit = tokio::time::timeout(BUDGET_WAIT, self.budget.acquire())
+            .await
+            .map_err(|_| Error::Busy("the count fallback budget is in use".into()))?
+            .map_err(|_| Error::internal("the count fallback budget was closed"))?;
+        let videos = stats::videos(self.db.pool(), video_ids)
+            .await?
+            .into_iter()
+            .map(|s| VideoCounts {
+                video_id: s.video_id,
+                favorite_count: s.favorite_count,
+                comment_count: s.comment_count,
+            })
+            .collect();
+        let users = stats::users(self.db.pool(), user_ids)
+            .await?
+            .into_iter()
+            .map(|s| UserCounts {
+                user_id: s.user_id,
+                follow_count: s.follow_count,
+                follower_count: s.follower_count,
+                total_favorited: s.total_favorited,
+                work_count: s.work_count,
+                favorite_count: s.favorite_count,
+            })
+            .collect();
+        Ok((videos, users))
+    }
+}
 
 /// After a commit, has the counter re-read these rows into its cache. A failure
-/// never fails the caller's request (the database already holds the truth):
-/// it is retried in the background so the cache converges.
+/// never fails the caller's request (the database already holds the truth),
+/// and the caller waits at most [`FIRST_ATTEMPT`] for it: the refresh is then
+/// retried in the background so the cache converges.
 pub async fn refresh(clients: &Clients, video_ids: Vec<i64>, user_ids: Vec<i64>) {
     let request = CountsRequest { video_ids, user_ids };
     let mut counter = clients.counter.clone();
-    if let Err(status) = counter.refresh(request.clone()).await {
-        tracing::warn!(error = %status.message(), "count refresh failed; retrying in the background");
-        tokio::spawn(retry(counter, request));
-    }
+    let error = match tokio::time::timeout(FIRST_ATTEMPT, counter.refresh(request.clone())).await {
+        Ok(Ok(_)) => return,
+        Ok(Err(status)) => status.message().to_owned(),
+        Err(_) => format!("no answer within {} ms", FIRST_ATTEMPT.as_millis()),
+    };
+    tracing::warn!(%error, "count refresh failed; retrying in the background");
+    tokio::spawn(retry(counter, request));
 }
 
 async fn retry(mut counter: CounterServiceClient<GrpcChannel>, request: CountsRequest) {

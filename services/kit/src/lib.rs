@@ -3,6 +3,7 @@
 //! client factory, health reporting and shutdown.
 
 pub mod auth;
+pub mod breaker;
 pub mod cache;
 pub mod config;
 pub mod counts;

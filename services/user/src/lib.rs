@@ -36,7 +36,8 @@ pub async fn fill_name_keys(db: &Db) -> douyin_kit::Result<()> {
 
 /// The tonic server of this role.
 pub fn server(db: Db, tokens: Tokens, clients: Clients) -> user_service_server::UserServiceServer<UserGrpc> {
-    user_service_server::UserServiceServer::new(UserGrpc(UserService::new(UserRepo::new(db), tokens, clients)))
+    let counts = douyin_kit::counts::Reader::new(clients, db.clone());
+    user_service_server::UserServiceServer::new(UserGrpc(UserService::new(UserRepo::new(db), tokens, counts)))
 }
 
 /// gRPC adapter over [`UserService`].

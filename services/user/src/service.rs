@@ -5,11 +5,10 @@ use std::collections::HashMap;
 use douyin_kit::{
     Error, Result,
     auth::{Passwords, Tokens, new_account_key},
-    grpc::Clients,
-    ids,
+    counts, ids,
     text::{self, check_length},
 };
-use douyin_proto::{common::User, counter::CountsRequest};
+use douyin_proto::common::User;
 
 use crate::repo::UserRepo;
 
@@ -18,7 +17,7 @@ pub struct UserService {
     repo: UserRepo,
     passwords: Passwords,
     tokens: Tokens,
-    clients: Clients,
+    counts: counts::Reader,
 }
 
 /// A signed-in user.
@@ -60,8 +59,8 @@ fn check_registration(username: &str, password: &str) -> Result<String> {
 }
 
 impl UserService {
-    pub fn new(repo: UserRepo, tokens: Tokens, clients: Clients) -> Self {
-        Self { repo, passwords: Passwords::new(), tokens, clients }
+    pub fn new(repo: UserRepo, tokens: Tokens, counts: counts::Reader) -> Self {
+        Self { repo, passwords: Passwords::new(), tokens, counts }
     }
 
     pub async fn register(&self, username: &str, password: &str) -> Result<Session> {
@@ -91,7 +90,7 @@ impl UserService {
 
     /// Users in the order of `ids` (unknown ones left out), with counts and
     /// `is_follow` relative to `viewer_id` — one query (profiles and follow
-    /// flags together) and one counter call for the whole list.
+    /// flags together) and one read of counts for the whole list.
     pub async fn users(&self, ids: &[i64], viewer_id: i64) -> Result<Vec<User>> {
         let wanted = ids::unique(ids);
         if wanted.is_empty() {
@@ -102,14 +101,7 @@ impl UserService {
         if found.is_empty() {
             return Ok(Vec::new());
         }
-        let mut counter = self.clients.counter.clone();
-        let counts = counter
-            .counts(CountsRequest { video_ids: vec![], user_ids: found })
-            .await
-            .map_err(Error::from)?
-            .into_inner()
-            .users;
-        let counts: HashMap<i64, _> = counts.into_iter().map(|c| (c.user_id, c)).collect();
+        let counts = self.counts.users(&found).await?;
         let profiles: HashMap<i64, _> = profiles.into_iter().map(|(p, follows)| (p.id, (p, follows))).collect();
         Ok(wanted
             .iter()

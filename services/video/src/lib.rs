@@ -46,7 +46,8 @@ pub fn server(
 ) -> video_service_server::VideoServiceServer<VideoGrpc> {
     // The longest an upload may legitimately take: the call deadline.
     janitor::spawn(settings.tmp_dir.clone(), settings.upload_deadline);
-    let service = VideoService::new(VideoRepo::new(db), storage, clients, settings);
+    let counts = douyin_kit::counts::Reader::new(clients.clone(), db.clone());
+    let service = VideoService::new(VideoRepo::new(db), storage, clients, counts, settings);
     video_service_server::VideoServiceServer::new(VideoGrpc(service)).max_decoding_message_size(8 * 1024 * 1024)
 }
 

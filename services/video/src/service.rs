@@ -8,7 +8,6 @@ use bytes::Bytes;
 use douyin_kit::{Error, Result, counts, grpc::Clients, ids, storage::ObjectStore, text::check_length};
 use douyin_proto::{
     common::{User, Video},
-    counter::CountsRequest,
     interaction::FlagsRequest,
     user::GetUsersRequest,
 };
@@ -45,6 +44,7 @@ pub struct VideoService {
     repo: VideoRepo,
     storage: Arc<dyn ObjectStore>,
     clients: Clients,
+    counts: counts::Reader,
     settings: Arc<VideoSettings>,
 }
 
@@ -106,8 +106,14 @@ pub fn check_title(title: &str) -> Result<()> {
 }
 
 impl VideoService {
-    pub fn new(repo: VideoRepo, storage: Arc<dyn ObjectStore>, clients: Clients, settings: VideoSettings) -> Self {
-        Self { repo, storage, clients, settings: Arc::new(settings) }
+    pub fn new(
+        repo: VideoRepo,
+        storage: Arc<dyn ObjectStore>,
+        clients: Clients,
+        counts: counts::Reader,
+        settings: VideoSettings,
+    ) -> Self {
+        Self { repo, storage, clients, counts, settings: Arc::new(settings) }
     }
 
     /// Receives the upload into a temporary file, checks it, stores the video
@@ -294,11 +300,7 @@ impl VideoService {
                 user.get_users(GetUsersRequest { ids: author_ids.clone(), viewer_id }).await?.into_inner().users;
             Ok::<HashMap<i64, User>, Error>(users.into_iter().map(|u| (u.id, u)).collect())
         };
-        let counts = async {
-            let mut counter = self.clients.counter.clone();
-            let reply = counter.counts(CountsRequest { video_ids: video_ids.clone(), user_ids: vec![] }).await?;
-            Ok::<HashMap<i64, _>, Error>(reply.into_inner().videos.into_iter().map(|c| (c.video_id, c)).collect())
-        };
+        let counts = self.counts.videos(&video_ids);
         let likes = async {
             if viewer_id <= 0 {
                 return Ok::<Vec<bool>, Error>(vec![false; video_ids.len()]);

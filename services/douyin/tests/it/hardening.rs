@@ -9,6 +9,7 @@
 
 mod accounts;
 mod connections;
+mod degraded;
 mod forwarded;
 mod names;
 mod services;
