@@ -188,19 +188,28 @@ pub async fn start(config: Config, roles: &[Role], shutdown: Shutdown) -> anyhow
     let mut routes = tonic::service::RoutesBuilder::default();
     routes.add_service(health_service);
     let mut probes: Vec<(Role, Vec<Probe>)> = Vec::new();
-    let db_probe = |db: &Db| {
-        let db = db.clone();
-        probe(move || {
-            let db = db.clone();
-            async move { db.ping().await }
-        })
+    // Each role checks the tables it reads and writes; Redis is reported but
+    // decides no readiness: every role degrades without it (counts from the
+    // database, no live push, per-process rate limits).
+    let db_probe = |db: &Db, tables: &[&'static str]| -> Vec<Probe> {
+        tables
+            .iter()
+            .map(|table| {
+                let (db, table) = (db.clone(), *table);
+                probe(format!("database table {table}"), move || {
+                    let db = db.clone();
+                    async move { db.check_table(table).await }
+                })
+            })
+            .collect()
     };
     let cache_probe = {
         let cache = cache.clone();
-        probe(move || {
+        probe("redis", move || {
             let cache = cache.clone();
             async move { cache.ping().await }
         })
+        .optional()
     };
 
     if let Some(db) = &db {
@@ -210,7 +219,7 @@ pub async fn start(config: Config, roles: &[Role], shutdown: Shutdown) -> anyhow
                     let server = douyin_user::server(db.clone(), tokens.clone().expect("tokens"), clients.clone());
                     local.register(Role::User, server.clone());
                     routes.add_service(server);
-                    probes.push((Role::User, vec![db_probe(db)]));
+                    probes.push((Role::User, db_probe(db, &["users", "user_stats"])));
                 }
                 Role::Video => {
                     let storage = storage.clone().expect("storage");
@@ -228,35 +237,41 @@ pub async fn start(config: Config, roles: &[Role], shutdown: Shutdown) -> anyhow
                     let server = douyin_video::server(db.clone(), storage.clone(), clients.clone(), settings);
                     local.register(Role::Video, server.clone());
                     routes.add_service(server);
-                    let storage_probe = probe(move || {
+                    let storage_probe = probe("object storage", move || {
                         let storage = storage.clone();
                         async move { storage.ping().await }
                     });
-                    probes.push((Role::Video, vec![db_probe(db), storage_probe]));
+                    let mut checks = db_probe(db, &["videos", "video_stats"]);
+                    checks.push(storage_probe);
+                    probes.push((Role::Video, checks));
                 }
                 Role::Interaction => {
                     let server = douyin_interaction::server(db.clone(), clients.clone(), &config.sensitive_words);
                     local.register(Role::Interaction, server.clone());
                     routes.add_service(server);
-                    probes.push((Role::Interaction, vec![db_probe(db)]));
+                    probes.push((Role::Interaction, db_probe(db, &["favorites", "comments"])));
                 }
                 Role::Relation => {
                     let server = douyin_relation::server(db.clone(), clients.clone());
                     local.register(Role::Relation, server.clone());
                     routes.add_service(server);
-                    probes.push((Role::Relation, vec![db_probe(db)]));
+                    probes.push((Role::Relation, db_probe(db, &["follows"])));
                 }
                 Role::Chat => {
                     let server = douyin_chat::server(db.clone(), clients.clone(), pubsub.clone());
                     local.register(Role::Chat, server.clone());
                     routes.add_service(server);
-                    probes.push((Role::Chat, vec![db_probe(db), cache_probe.clone()]));
+                    let mut checks = db_probe(db, &["messages"]);
+                    checks.push(cache_probe.clone());
+                    probes.push((Role::Chat, checks));
                 }
                 Role::Counter => {
                     let server = douyin_counter::server(db.clone(), cache.clone());
                     local.register(Role::Counter, server.clone());
                     routes.add_service(server);
-                    probes.push((Role::Counter, vec![db_probe(db), cache_probe.clone()]));
+                    let mut checks = db_probe(db, &["user_stats", "video_stats"]);
+                    checks.push(cache_probe.clone());
+                    probes.push((Role::Counter, checks));
                 }
                 Role::Api => {}
             }
@@ -282,7 +297,7 @@ pub async fn start(config: Config, roles: &[Role], shutdown: Shutdown) -> anyhow
             Err(error) => return Err(error).context("preparing the database"),
         }
         let flag = prepared.clone();
-        let prepared_probe = probe(move || {
+        let prepared_probe = probe("migrations", move || {
             let done = flag.load(Ordering::Acquire);
             async move {
                 if done { Ok(()) } else { Err(douyin_kit::Error::Unavailable("database not prepared yet".into())) }
@@ -352,19 +367,17 @@ pub async fn start(config: Config, roles: &[Role], shutdown: Shutdown) -> anyhow
 /// The admin listener: liveness, readiness and metrics.
 async fn admin(listener: TcpListener, readiness: Readiness, shutdown: Shutdown) -> anyhow::Result<()> {
     use axum::{Router, http::StatusCode, routing::get};
-    let app =
-        Router::new()
-            .route("/healthz", get(|| async { "ok" }))
-            .route("/metrics", get(douyin_kit::metrics::handler))
-            .route(
-                "/readyz",
-                get(move || {
-                    let ready = readiness.is_ready();
-                    async move {
-                        if ready { (StatusCode::OK, "ready") } else { (StatusCode::SERVICE_UNAVAILABLE, "not ready") }
-                    }
-                }),
-            );
+    let app = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/metrics", get(douyin_kit::metrics::handler))
+        .route(
+            "/readyz",
+            get(move || {
+                let status = if readiness.is_ready() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+                let report = readiness.report();
+                async move { (status, report) }
+            }),
+        );
     axum::serve(listener, app).with_graceful_shutdown(shutdown.wait()).await?;
     Ok(())
 }

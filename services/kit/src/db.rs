@@ -182,6 +182,14 @@ impl Db {
         Ok(())
     }
 
+    /// Reads at most one row of `table` (a name from the migrations, never
+    /// input): answers while the database is reachable and the table exists.
+    pub async fn check_table(&self, table: &'static str) -> Result<()> {
+        let sql = format!("SELECT 1 FROM {table} LIMIT 1");
+        sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_optional(&self.pool).await?;
+        Ok(())
+    }
+
     /// Applies every pending migration of the given services, each service with
     /// its own bookkeeping table so sets never collide.
     pub async fn migrate(&self, sets: &[&ServiceMigrations]) -> Result<()> {

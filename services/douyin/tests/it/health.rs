@@ -110,3 +110,34 @@ async fn metrics_are_served_on_the_admin_port_only() {
     assert!(text.contains("douyin_http_server_requests_total"), "gateway metrics on the admin port");
     app.stop().await;
 }
+
+/// A role whose table is gone is not ready, and the admin `/readyz` says
+/// which role and which table; the other roles and liveness stay up.
+#[tokio::test]
+async fn a_role_without_its_table_is_not_ready_and_the_admin_port_names_it() {
+    let app = TestApp::spawn().await;
+    let admin = ready(&app).await;
+    let db = douyin_kit::db::Db::connect(&app.config).await.unwrap();
+    sqlx::query("DROP TABLE messages").execute(db.pool()).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let body = loop {
+        let response = app.http.get(format!("{admin}/readyz")).send().await.unwrap();
+        let (code, body) = (response.status().as_u16(), response.text().await.unwrap());
+        if code == 503 {
+            break body;
+        }
+        assert!(Instant::now() < deadline, "still ready without the messages table: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(body.starts_with("not ready"), "{body}");
+    assert!(body.lines().any(|l| l.starts_with("chat: database table messages: ")), "{body}");
+    assert!(!body.contains("user:"), "the user role's tables are there: {body}");
+    assert!(!serving(&app, "douyin.chat.v1.ChatService").await, "chat without its table");
+    assert!(serving(&app, "douyin.user.v1.UserService").await, "the user role has its tables");
+    assert!(serving(&app, douyin_kit::health::LIVENESS).await, "liveness never asks the database");
+    assert_eq!(status(&app.http, format!("{admin}/healthz")).await, 200);
+    let public = app.http.get(app.url("/readyz")).send().await.unwrap().text().await.unwrap();
+    assert!(!public.contains("messages"), "the public port does not name dependencies: {public}");
+    db.close().await;
+    app.stop().await;
+}
