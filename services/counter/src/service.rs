@@ -180,7 +180,14 @@ impl CounterService {
     async fn top(&self, key: &str, limit: usize) -> Result<Vec<(i64, i64)>> {
         let limit = limit.clamp(1, MAX_TOP);
         let marker = format!("{key}:built");
-        let (epoch, built) = self.cache.get_many_with_epoch(std::slice::from_ref(&marker)).await?;
+        let (epoch, built) = match self.cache.get_many_with_epoch(std::slice::from_ref(&marker)).await {
+            Ok(read) => read,
+            Err(error) => {
+                tracing::warn!(%error, "cache unavailable; reading the ranking from the database");
+                let entries = self.ranked_rows(key, limit as i64).await?;
+                return Ok(entries.into_iter().map(|r| (r.id, r.score)).collect());
+            }
+        };
         let built_in = built.into_iter().next().flatten();
         let is_built =
             matches!((&epoch, &built_in), (Some(e), Some(b)) if b.split_once(':').is_some_and(|(_, v)| v == e));
@@ -189,11 +196,7 @@ impl CounterService {
                 Some(epoch) => epoch,
                 None => self.cache.epoch().await?,
             };
-            let entries = if key == RANK_VIDEOS {
-                stats::top_videos(self.db.pool(), RANK_DEPTH).await?
-            } else {
-                stats::top_users(self.db.pool(), RANK_DEPTH).await?
-            };
+            let entries = self.ranked_rows(key, RANK_DEPTH).await?;
             if !self.cache.zadd_versioned(&epoch, &[(key, &entries)]).await? {
                 // Lost again while rebuilding: answer from the database.
                 return Ok(entries.into_iter().take(limit).map(|r| (r.id, r.score)).collect());
@@ -203,6 +206,17 @@ impl CounterService {
         }
         let top = self.cache.ztop(key, limit).await?;
         Ok(top.into_iter().filter(|(_, score)| *score > 0).collect())
+    }
+}
+
+impl CounterService {
+    /// The ranking `key` as the stats tables hold it, `limit` deep.
+    async fn ranked_rows(&self, key: &str, limit: i64) -> Result<Vec<Ranked>> {
+        if key == RANK_VIDEOS {
+            stats::top_videos(self.db.pool(), limit).await
+        } else {
+            stats::top_users(self.db.pool(), limit).await
+        }
     }
 }
 

@@ -13,8 +13,10 @@
 //! - Registration per address; sign-in counts *failed* attempts per account
 //!   and per address (see [`signin`]); publishing per user.
 //!
-//! A cache that does not answer lets requests through (logged) rather than
-//! refusing everyone: the limits protect the service, they are not its truth.
+//! A cache that does not answer (or that its breaker skips while it fails)
+//! is replaced by buckets in this process: the limits hold per replica
+//! instead of across replicas until Redis answers again, rather than
+//! refusing everyone or letting a flood through.
 
 mod client;
 pub mod signin;
@@ -29,7 +31,7 @@ use axum::{
 };
 use douyin_kit::{
     Config, Error, Result,
-    cache::{Bucket, Cache, Taken},
+    cache::{Bucket, Cache, MemoryCache, Taken},
 };
 
 use crate::{AppState, refusals::refusal};
@@ -52,6 +54,8 @@ impl Rule {
 /// The configured limits over a shared cache.
 pub struct Limits {
     cache: Arc<dyn Cache>,
+    /// The buckets used while `cache` does not answer.
+    local: MemoryCache,
     ip: Rule,
     connections: Rule,
     user: Rule,
@@ -68,6 +72,7 @@ impl Limits {
         let per_min = |n: u32| f64::from(n) / 60.0;
         Self {
             cache,
+            local: MemoryCache::default(),
             ip: Rule::new("ip", f64::from(config.rate_limit_ip_per_sec), config.rate_limit_ip_burst),
             connections: Rule::new(
                 "connections",
@@ -97,22 +102,27 @@ impl Limits {
     }
 
     /// What taking `cost` from `who`'s bucket of `rule` did; `None` when the
-    /// rule is off or the cache did not answer.
+    /// rule is off (or, in neither cache, nothing could be checked).
     async fn take_tokens(&self, rule: Rule, who: &str, cost: i32) -> Option<Taken> {
         let bucket = rule.bucket?;
         let key = format!("rl:{}:{who}", rule.name);
-        match self.cache.take(&key, bucket, cost).await {
-            Ok(taken) => {
-                if !taken.allowed && cost > 0 {
-                    douyin_kit::metrics::rate_limited(rule.name);
-                }
-                Some(taken)
-            }
+        let taken = match self.cache.take(&key, bucket, cost).await {
+            Ok(taken) => taken,
             Err(error) => {
-                tracing::warn!(%error, rule = rule.name, "rate limit not checked: cache unavailable");
-                None
+                tracing::debug!(%error, rule = rule.name, "shared rate limit unavailable; limiting in this process");
+                match self.local.take(&key, bucket, cost).await {
+                    Ok(taken) => taken,
+                    Err(error) => {
+                        tracing::warn!(%error, rule = rule.name, "rate limit not checked");
+                        return None;
+                    }
+                }
             }
+        };
+        if !taken.allowed && cost > 0 {
+            douyin_kit::metrics::rate_limited(rule.name);
         }
+        Some(taken)
     }
 
     /// Counts one call of a signed-in user.

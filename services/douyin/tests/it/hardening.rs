@@ -5,12 +5,15 @@
 //! `.ci/hardening.sh` sums into its closing line. Service-to-service
 //! authentication is in `hardening/services.rs`, tokens bound to accounts in
 //! `hardening/accounts.rs`, names and the word filter in `hardening/names.rs`,
-//! uploads in `hardening/uploads.rs`, connections in `hardening/connections.rs`.
+//! uploads in `hardening/uploads.rs`, connections in `hardening/connections.rs`,
+//! roles that are down in `hardening/degraded.rs`, a hanging Redis in
+//! `hardening/hanging.rs`.
 
 mod accounts;
 mod connections;
 mod degraded;
 mod forwarded;
+mod hanging;
 mod names;
 mod services;
 mod uploads;

@@ -13,7 +13,15 @@ use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use super::{Bucket, Cache, EPOCH_KEY, Ranked, Taken, new_epoch};
-use crate::{Error, Result};
+use crate::{Error, Result, breaker::Breaker};
+
+/// The longest any cache call waits for Redis: a hung Redis costs a request
+/// this much at most, and nothing once the breaker has opened.
+pub const CALL_TIMEOUT: Duration = Duration::from_millis(300);
+/// Failed or timed-out calls in a row that open the breaker.
+const BREAKER_THRESHOLD: u32 = 3;
+/// How long calls skip Redis before one trial call asks it again.
+const BREAKER_COOL_DOWN: Duration = Duration::from_secs(1);
 
 const EPOCH: &str = r"
 local e = redis.call('GET', KEYS[1])
@@ -150,6 +158,7 @@ pub struct RedisCache {
     clear_script: Arc<redis::Script>,
     take_script: Arc<redis::Script>,
     commands: Arc<AtomicU64>,
+    breaker: Arc<Breaker>,
 }
 
 impl RedisCache {
@@ -158,8 +167,8 @@ impl RedisCache {
     pub async fn connect(url: &str, prefix: &str) -> Result<Self> {
         let client = redis::Client::open(url).map_err(|e| Error::internal(format!("redis url: {e}")))?;
         let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(2)))
+            .set_connection_timeout(Some(CALL_TIMEOUT))
+            .set_response_timeout(Some(CALL_TIMEOUT))
             .set_number_of_retries(2)
             .set_max_delay(Duration::from_millis(500));
         let conn = ConnectionManager::new_lazy_with_config(client, config)
@@ -173,6 +182,7 @@ impl RedisCache {
             clear_script: Arc::new(redis::Script::new(CLEAR)),
             take_script: Arc::new(redis::Script::new(TAKE)),
             commands: Arc::default(),
+            breaker: Arc::new(Breaker::new("redis", BREAKER_THRESHOLD, BREAKER_COOL_DOWN)),
         })
     }
 
@@ -182,6 +192,29 @@ impl RedisCache {
 
     fn count(&self, n: u64) {
         self.commands.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// One call, bounded by [`CALL_TIMEOUT`] and skipped at once while the
+    /// breaker is open (Redis failed or hung on the last calls): callers take
+    /// their fallback (the database, a local limit) instead of waiting.
+    async fn guard<T>(&self, call: impl std::future::Future<Output = redis::RedisResult<T>>) -> Result<T> {
+        if !self.breaker.allow() {
+            return Err(Error::Unavailable("redis: skipped while it fails".into()));
+        }
+        match tokio::time::timeout(CALL_TIMEOUT, call).await {
+            Ok(Ok(value)) => {
+                self.breaker.success();
+                Ok(value)
+            }
+            Ok(Err(error)) => {
+                self.breaker.failure();
+                Err(error.into())
+            }
+            Err(_) => {
+                self.breaker.failure();
+                Err(Error::Unavailable(format!("redis: no answer within {} ms", CALL_TIMEOUT.as_millis())))
+            }
+        }
     }
 }
 
@@ -194,13 +227,15 @@ impl Cache for RedisCache {
         self.count(1);
         let keys: Vec<String> = keys.iter().map(|k| self.key(k)).collect();
         let mut conn = self.conn.clone();
-        Ok(redis::cmd("MGET").arg(&keys).query_async(&mut conn).await?)
+        self.guard(async move { redis::cmd("MGET").arg(&keys).query_async(&mut conn).await }).await
     }
 
     async fn epoch(&self) -> Result<String> {
         self.count(1);
         let mut conn = self.conn.clone();
-        Ok(self.epoch_script.key(self.key(EPOCH_KEY)).arg(new_epoch()).invoke_async(&mut conn).await?)
+        let mut invocation = self.epoch_script.prepare_invoke();
+        invocation.key(self.key(EPOCH_KEY)).arg(new_epoch());
+        self.guard(async move { invocation.invoke_async(&mut conn).await }).await
     }
 
     async fn set_versioned(&self, epoch: &str, entries: &[(String, String)], ttl: Duration) -> Result<bool> {
@@ -214,21 +249,16 @@ impl Cache for RedisCache {
             invocation.key(self.key(key)).arg(value);
         }
         let mut conn = self.conn.clone();
-        let applied: i64 = invocation.invoke_async(&mut conn).await?;
+        let applied: i64 = self.guard(async move { invocation.invoke_async(&mut conn).await }).await?;
         Ok(applied == 1)
     }
 
     async fn set(&self, key: &str, value: &str, ttl: Duration) -> Result<()> {
         self.count(1);
         let mut conn = self.conn.clone();
-        let _: () = redis::cmd("SET")
-            .arg(self.key(key))
-            .arg(value)
-            .arg("EX")
-            .arg(ttl.as_secs().max(1))
-            .query_async(&mut conn)
-            .await?;
-        Ok(())
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(self.key(key)).arg(value).arg("EX").arg(ttl.as_secs().max(1));
+        self.guard(async move { cmd.query_async::<()>(&mut conn).await }).await
     }
 
     async fn zadd_versioned(&self, epoch: &str, sets: &[(&str, &[Ranked])]) -> Result<bool> {
@@ -245,7 +275,7 @@ impl Cache for RedisCache {
             }
         }
         let mut conn = self.conn.clone();
-        let applied: i64 = invocation.invoke_async(&mut conn).await?;
+        let applied: i64 = self.guard(async move { invocation.invoke_async(&mut conn).await }).await?;
         Ok(applied == 1)
     }
 
@@ -255,14 +285,9 @@ impl Cache for RedisCache {
         }
         self.count(1);
         let mut conn = self.conn.clone();
-        let raw: Vec<(i64, i64)> = redis::cmd("ZRANGE")
-            .arg(self.key(key))
-            .arg(0)
-            .arg(limit - 1)
-            .arg("REV")
-            .arg("WITHSCORES")
-            .query_async(&mut conn)
-            .await?;
+        let mut cmd = redis::cmd("ZRANGE");
+        cmd.arg(self.key(key)).arg(0).arg(limit - 1).arg("REV").arg("WITHSCORES");
+        let raw: Vec<(i64, i64)> = self.guard(async move { cmd.query_async(&mut conn).await }).await?;
         Ok(raw.into_iter().map(|(m, score)| (member_id(m), score)).collect())
     }
 
@@ -270,8 +295,8 @@ impl Cache for RedisCache {
         self.count(1);
         let key = self.key(key);
         let mut conn = self.conn.clone();
-        let (count, ttl_ms): (u64, i64) = redis::pipe()
-            .atomic()
+        let mut pipe = redis::pipe();
+        pipe.atomic()
             .cmd("INCR")
             .arg(&key)
             .cmd("PEXPIRE")
@@ -280,9 +305,8 @@ impl Cache for RedisCache {
             .arg("NX")
             .ignore()
             .cmd("PTTL")
-            .arg(&key)
-            .query_async(&mut conn)
-            .await?;
+            .arg(&key);
+        let (count, ttl_ms): (u64, i64) = self.guard(async move { pipe.query_async(&mut conn).await }).await?;
         Ok((count, Duration::from_millis(ttl_ms.max(0) as u64)))
     }
 
@@ -290,14 +314,10 @@ impl Cache for RedisCache {
         self.count(1);
         let mut conn = self.conn.clone();
         let per_ms = bucket.per_sec.max(f64::MIN_POSITIVE) / 1000.0;
-        let (allowed, tokens, wait_ms): (i64, String, i64) = self
-            .take_script
-            .key(self.key(key))
-            .arg(bucket.burst)
-            .arg(format!("{per_ms:e}"))
-            .arg(cost)
-            .invoke_async(&mut conn)
-            .await?;
+        let mut invocation = self.take_script.prepare_invoke();
+        invocation.key(self.key(key)).arg(bucket.burst).arg(format!("{per_ms:e}")).arg(cost);
+        let (allowed, tokens, wait_ms): (i64, String, i64) =
+            self.guard(async move { invocation.invoke_async(&mut conn).await }).await?;
         Ok(Taken {
             allowed: allowed == 1,
             tokens: tokens.parse().unwrap_or(0.0),
@@ -315,7 +335,7 @@ impl Cache for RedisCache {
 
     async fn ping(&self) -> Result<()> {
         let mut conn = self.conn.clone();
-        let _: String = redis::cmd("PING").query_async(&mut conn).await?;
+        let _: String = self.guard(async move { redis::cmd("PING").query_async(&mut conn).await }).await?;
         Ok(())
     }
 
