@@ -6,7 +6,11 @@
 //! and on the row version (an older read never replaces a newer one). So a
 //! flush at any moment, or a reader racing a writer, leaves no stale number.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
 
 use douyin_kit::{
     Result,
@@ -22,22 +26,48 @@ const FILL_TTL: Duration = Duration::from_secs(60);
 const WRITE_TTL: Duration = Duration::from_secs(3600);
 /// How many entries a lost ranking is rebuilt with.
 const RANK_DEPTH: i64 = 1000;
-const RANK_VIDEOS: &str = "rank:videos";
-const RANK_USERS: &str = "rank:users";
 pub const MAX_TOP: usize = 50;
+/// How often the database's generation is read again: a restore procedure's
+/// `douyin new-generation` reaches every counter within this.
+const GENERATION_CHECK: Duration = Duration::from_secs(5);
 
 #[derive(Clone)]
 pub struct CounterService {
     db: Db,
     cache: Arc<dyn Cache>,
+    generation: Arc<Mutex<Option<(Keys, Instant)>>>,
 }
 
-fn video_key(id: i64) -> String {
-    format!("vc:{id}")
+/// The cache keys of one database generation (`stats::generation`): entries
+/// filled from another database, or from this one before a restore, are
+/// under other keys and never read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Keys {
+    generation: Arc<str>,
 }
 
-fn user_key(id: i64) -> String {
-    format!("uc:{id}")
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Ranking {
+    Videos,
+    Users,
+}
+
+impl Keys {
+    fn video(&self, id: i64) -> String {
+        format!("{}:vc:{id}", self.generation)
+    }
+
+    fn user(&self, id: i64) -> String {
+        format!("{}:uc:{id}", self.generation)
+    }
+
+    fn ranking(&self, ranking: Ranking) -> String {
+        let name = match ranking {
+            Ranking::Videos => "videos",
+            Ranking::Users => "users",
+        };
+        format!("{}:rank:{name}", self.generation)
+    }
 }
 
 fn encode_video(s: &stats::VideoStats) -> String {
@@ -59,7 +89,35 @@ fn decode(value: &str, fields: usize) -> Option<Vec<i64>> {
 
 impl CounterService {
     pub fn new(db: Db, cache: Arc<dyn Cache>) -> Self {
-        Self { db, cache }
+        Self { db, cache, generation: Arc::default() }
+    }
+
+    /// The keys of the database's generation, read at most every
+    /// `GENERATION_CHECK`; the last one known while the database does not answer.
+    async fn keys(&self) -> Result<Keys> {
+        let known = self.generation.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some((keys, read_at)) = &known
+            && read_at.elapsed() < GENERATION_CHECK
+        {
+            return Ok(keys.clone());
+        }
+        match stats::generation(self.db.pool()).await {
+            Ok(generation) => {
+                let keys = Keys { generation: generation.into() };
+                if known.as_ref().is_some_and(|(old, _)| *old != keys) {
+                    tracing::info!(generation = %keys.generation, "the database has a new generation; its cache starts empty");
+                }
+                *self.generation.lock().unwrap_or_else(|e| e.into_inner()) = Some((keys.clone(), Instant::now()));
+                Ok(keys)
+            }
+            Err(error) => match known {
+                Some((keys, _)) => {
+                    tracing::warn!(%error, "database generation not read; keeping the last one");
+                    Ok(keys)
+                }
+                None => Err(error),
+            },
+        }
     }
 
     /// Counts of many videos and users: one cache round trip, plus for misses
@@ -68,8 +126,9 @@ impl CounterService {
     pub async fn counts(&self, video_ids: &[i64], user_ids: &[i64]) -> Result<(Vec<VideoCounts>, Vec<UserCounts>)> {
         let video_ids = ids::unique(video_ids);
         let user_ids = ids::unique(user_ids);
+        let k = self.keys().await?;
         let keys: Vec<String> =
-            video_ids.iter().map(|id| video_key(*id)).chain(user_ids.iter().map(|id| user_key(*id))).collect();
+            video_ids.iter().map(|id| k.video(*id)).chain(user_ids.iter().map(|id| k.user(*id))).collect();
         let (mut epoch, cached) = match self.cache.get_many_with_epoch(&keys).await {
             Ok(read) => read,
             Err(error) => {
@@ -108,14 +167,14 @@ impl CounterService {
         }
         let mut fills = Vec::new();
         for s in stats::videos(self.db.pool(), &missing_videos).await? {
-            fills.push((video_key(s.video_id), encode_video(&s)));
+            fills.push((k.video(s.video_id), encode_video(&s)));
             videos.insert(
                 s.video_id,
                 VideoCounts { video_id: s.video_id, favorite_count: s.favorite_count, comment_count: s.comment_count },
             );
         }
         for s in stats::users(self.db.pool(), &missing_users).await? {
-            fills.push((user_key(s.user_id), encode_user(&s)));
+            fills.push((k.user(s.user_id), encode_user(&s)));
             users.insert(
                 s.user_id,
                 user_counts(
@@ -145,13 +204,14 @@ impl CounterService {
     /// entries and rankings with them: one epoch read, one query per kind,
     /// one write of the entries and one of both rankings.
     pub async fn refresh(&self, video_ids: &[i64], user_ids: &[i64]) -> Result<()> {
+        let k = self.keys().await?;
         let epoch = self.cache.epoch().await?;
         let videos = stats::videos(self.db.pool(), &ids::unique(video_ids)).await?;
         let users = stats::users(self.db.pool(), &ids::unique(user_ids)).await?;
         let entries: Vec<(String, String)> = videos
             .iter()
-            .map(|s| (video_key(s.video_id), encode_video(s)))
-            .chain(users.iter().map(|s| (user_key(s.user_id), encode_user(s))))
+            .map(|s| (k.video(s.video_id), encode_video(s)))
+            .chain(users.iter().map(|s| (k.user(s.user_id), encode_user(s))))
             .collect();
         if !self.cache.set_versioned(&epoch, &entries, WRITE_TTL).await? {
             // The cache was lost meanwhile; readers fill it from the database.
@@ -161,30 +221,33 @@ impl CounterService {
             videos.iter().map(|s| Ranked { id: s.video_id, score: s.favorite_count, version: s.version }).collect();
         let user_scores: Vec<Ranked> =
             users.iter().map(|s| Ranked { id: s.user_id, score: s.follower_count, version: s.version }).collect();
-        self.cache.zadd_versioned(&epoch, &[(RANK_VIDEOS, &video_scores), (RANK_USERS, &user_scores)]).await?;
+        let (rank_videos, rank_users) = (k.ranking(Ranking::Videos), k.ranking(Ranking::Users));
+        self.cache.zadd_versioned(&epoch, &[(&rank_videos, &video_scores), (&rank_users, &user_scores)]).await?;
         Ok(())
     }
 
     /// Most-liked videos as `(video_id, favorite_count)`.
     pub async fn top_videos(&self, limit: usize) -> Result<Vec<(i64, i64)>> {
-        self.top(RANK_VIDEOS, limit).await
+        self.top(Ranking::Videos, limit).await
     }
 
     /// Most-followed users as `(user_id, follower_count)`.
     pub async fn top_users(&self, limit: usize) -> Result<Vec<(i64, i64)>> {
-        self.top(RANK_USERS, limit).await
+        self.top(Ranking::Users, limit).await
     }
 
     /// The ranking's top, rebuilt from the database once per cache epoch (its
     /// marker names the epoch it was built in): two round trips when built.
-    async fn top(&self, key: &str, limit: usize) -> Result<Vec<(i64, i64)>> {
+    async fn top(&self, ranking: Ranking, limit: usize) -> Result<Vec<(i64, i64)>> {
         let limit = limit.clamp(1, MAX_TOP);
+        let key = self.keys().await?.ranking(ranking);
+        let key = key.as_str();
         let marker = format!("{key}:built");
         let (epoch, built) = match self.cache.get_many_with_epoch(std::slice::from_ref(&marker)).await {
             Ok(read) => read,
             Err(error) => {
                 tracing::warn!(%error, "cache unavailable; reading the ranking from the database");
-                let entries = self.ranked_rows(key, limit as i64).await?;
+                let entries = self.ranked_rows(ranking, limit as i64).await?;
                 return Ok(entries.into_iter().map(|r| (r.id, r.score)).collect());
             }
         };
@@ -196,7 +259,7 @@ impl CounterService {
                 Some(epoch) => epoch,
                 None => self.cache.epoch().await?,
             };
-            let entries = self.ranked_rows(key, RANK_DEPTH).await?;
+            let entries = self.ranked_rows(ranking, RANK_DEPTH).await?;
             if !self.cache.zadd_versioned(&epoch, &[(key, &entries)]).await? {
                 // Lost again while rebuilding: answer from the database.
                 return Ok(entries.into_iter().take(limit).map(|r| (r.id, r.score)).collect());
@@ -210,9 +273,9 @@ impl CounterService {
 }
 
 impl CounterService {
-    /// The ranking `key` as the stats tables hold it, `limit` deep.
-    async fn ranked_rows(&self, key: &str, limit: i64) -> Result<Vec<Ranked>> {
-        if key == RANK_VIDEOS {
+    /// The ranking as the stats tables hold it, `limit` deep.
+    async fn ranked_rows(&self, ranking: Ranking, limit: i64) -> Result<Vec<Ranked>> {
+        if ranking == Ranking::Videos {
             stats::top_videos(self.db.pool(), limit).await
         } else {
             stats::top_users(self.db.pool(), limit).await

@@ -33,6 +33,10 @@ pub enum Command {
     },
     /// Apply every database migration and exit.
     Migrate,
+    /// After restoring a database backup: give the database a new generation,
+    /// so no cache of its contents before the restore is read again (running
+    /// counters switch within 5 seconds).
+    NewGeneration,
     /// Ask a gRPC health endpoint whether a service is SERVING (exit 0) or not (exit 1).
     Health {
         /// Address of the gRPC listener.

@@ -5,4 +5,4 @@
 pub mod cli;
 mod process;
 
-pub use process::{Running, health_check, migrate, service_name, start};
+pub use process::{Running, health_check, migrate, new_generation, service_name, start};

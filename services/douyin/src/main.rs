@@ -42,6 +42,10 @@ async fn run() -> anyhow::Result<ExitCode> {
             let _telemetry = douyin_kit::telemetry::init(&config, "douyin-migrate")?;
             douyin::migrate(&config).await?;
         }
+        Command::NewGeneration => {
+            let generation = douyin::new_generation(&config).await?;
+            println!("database generation is now {generation}");
+        }
         Command::Health { addr, service } => {
             if !douyin::health_check(addr, service).await? {
                 return Ok(ExitCode::FAILURE);

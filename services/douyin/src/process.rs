@@ -55,6 +55,17 @@ pub async fn migrate(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Migrates, then gives the database a new generation (after a restore):
+/// caches filled from its contents before are never read again.
+pub async fn new_generation(config: &Config) -> anyhow::Result<String> {
+    let db = Db::connect(config).await.context("connecting to the database")?;
+    db.migrate(&migrations()).await.context("migrating")?;
+    let generation = douyin_kit::stats::new_generation(db.pool()).await.context("writing the new generation")?;
+    tracing::info!(%generation, "database generation renewed");
+    db.close().await;
+    Ok(generation)
+}
+
 /// Brings the database to the current schema and seeds demo content.
 struct Prepare {
     db: Db,

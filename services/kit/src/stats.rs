@@ -170,3 +170,18 @@ pub async fn top_users(pool: &sqlx::AnyPool, limit: i64) -> Result<Vec<Ranked>> 
 fn ranked(r: &sqlx::any::AnyRow) -> Result<Ranked> {
     Ok(Ranked { id: r.try_get(0)?, score: r.try_get(1)?, version: r.try_get(2)? })
 }
+
+/// The database's generation (`db_generation`): what the counter's cache keys
+/// carry, so that a cache filled from another database is never read.
+pub async fn generation(pool: &sqlx::AnyPool) -> Result<String> {
+    let row = sqlx::query("SELECT generation FROM db_generation WHERE id = 1").fetch_one(pool).await?;
+    Ok(row.try_get(0)?)
+}
+
+/// Gives the database a new generation, returned: after a backup was restored
+/// over it, so the caches of the contents it had before are never read again.
+pub async fn new_generation(pool: &sqlx::AnyPool) -> Result<String> {
+    let generation = uuid::Uuid::new_v4().simple().to_string();
+    sqlx::query("UPDATE db_generation SET generation = ? WHERE id = 1").bind(&generation).execute(pool).await?;
+    Ok(generation)
+}

@@ -21,6 +21,7 @@ mod media;
 mod mesh;
 mod metrics;
 mod relation;
+mod restore;
 mod s3;
 mod traces;
 mod video;

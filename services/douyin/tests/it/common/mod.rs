@@ -119,7 +119,7 @@ async fn admin_pool(server: &str) -> sqlx::AnyPool {
     sqlx::any::AnyPoolOptions::new().max_connections(1).connect(server).await.expect("test MySQL server")
 }
 
-async fn create_schema(server: &str, name: &str) {
+pub async fn create_schema(server: &str, name: &str) {
     let pool = admin_pool(server).await;
     let sql = format!("CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin");
     sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&pool).await.expect("create test schema");
