@@ -17,8 +17,8 @@ timeout 60 "$CARGO_TARGET_DIR/debug/douyin-bench" suite --smoke --douyin-bin "$D
 # does every action of its mix without a failure.
 data="$workdir/traffic"
 mkdir -p "$data"
-port=$(( 21000 + RANDOM % 4000 ))
-DOUYIN_DATA_DIR="$data" DOUYIN_HTTP_ADDR="127.0.0.1:$port" DOUYIN_ADMIN_ADDR="127.0.0.1:$((port + 1))" \
+read -r port admin_port <<<"$(python3 .ci/free_port.py 2 | xargs)"
+DOUYIN_DATA_DIR="$data" DOUYIN_HTTP_ADDR="127.0.0.1:$port" DOUYIN_ADMIN_ADDR="127.0.0.1:$admin_port" \
   DOUYIN_LOG_FORMAT=json "$DOUYIN_BIN" serve all >"$data/serve.log" 2>&1 &
 serve=$!
 trap 'kill "$serve" 2>/dev/null; rm -rf "$workdir"' EXIT

@@ -26,7 +26,7 @@ BENCH="$CARGO_TARGET_DIR/debug/douyin-bench"
 
 WORK="$(mktemp -d /tmp/douyin-cluster.XXXXXX)"
 DB="douyin_cluster_$$"
-REDIS_PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+REDIS_PORT="$(python3 .ci/free_port.py)"
 redis_pid=""
 cleanup() {
   [[ -n "$redis_pid" ]] && kill "$redis_pid" 2>/dev/null || true

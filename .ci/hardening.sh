@@ -30,10 +30,9 @@ cleanup() {
   [ -n "${HARDENING_KEEP:-}" ] || rm -rf "$work"
 }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 # --- 1. schemathesis on a running `serve all` (SQLite, fresh data dir, limits off)
-http_port="$(free_port)"; grpc_port="$(free_port)"; admin_port="$(free_port)"
+read -r http_port grpc_port admin_port <<<"$(python3 .ci/free_port.py 3 | xargs)"
 base="http://127.0.0.1:$http_port"
 env DOUYIN_HTTP_ADDR="127.0.0.1:$http_port" DOUYIN_GRPC_ADDR="127.0.0.1:$grpc_port" \
     DOUYIN_ADMIN_ADDR="127.0.0.1:$admin_port" DOUYIN_DATA_DIR="$work/data" DOUYIN_DEMO_CONTENT=true \

@@ -22,6 +22,7 @@ import base64, glob, json, os, pathlib, re, socket, subprocess, sys, time, urlli
 
 import yaml
 
+from free_port import free_port
 from monitoring_promql import metric_names
 
 work, bins = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
@@ -31,12 +32,6 @@ assert monitors, "no PodMonitor rendered"
 # Container ports of the chart's pods, by name, and the local listener each stands for.
 LISTENER_OF_PORT = {"admin": "admin", "http": "http", "grpc": "grpc"}
 KUBE_STATE = {"kube_pod_status_ready", "kube_pod_status_phase"}
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 prom = free_port()

@@ -12,7 +12,7 @@ use hdrhistogram::Histogram;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde::Serialize;
 
-use crate::shape::{self, DEFAULT_SECRET};
+use crate::shape::{self, Seeded};
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -76,14 +76,8 @@ pub struct LoadArgs {
     pub warmup: f64,
     #[arg(long, value_enum, value_delimiter = ',', default_value = "feed-token")]
     pub workloads: Vec<Workload>,
-    /// Seeded users and videos (ids are 1..=N).
-    #[arg(long, default_value_t = 1_000)]
-    pub users: u64,
-    #[arg(long, default_value_t = 10_000)]
-    pub videos: u64,
-    /// HS256 key of the server's tokens.
-    #[arg(long, env = "DOUYIN_JWT_SECRET", default_value = DEFAULT_SECRET)]
-    pub secret: String,
+    #[command(flatten)]
+    pub seeded: Seeded,
 }
 
 /// One workload's measurement.
@@ -127,13 +121,14 @@ pub struct Target {
 }
 
 impl Target {
-    pub fn new(url: &str, users: u64, videos: u64, secret: &str, concurrency: usize) -> anyhow::Result<Arc<Self>> {
+    pub fn new(url: &str, seeded: &Seeded, concurrency: usize) -> anyhow::Result<Arc<Self>> {
+        let Seeded { users, videos, secret } = seeded.clone();
         let parsed = reqwest::Url::parse(url)?;
         let host = parsed.host_str().unwrap_or_default().trim_matches(['[', ']']);
         if host != "localhost" && !host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback()) {
             bail!("refusing to load {host:?}: the load generator targets loopback addresses only");
         }
-        let mint = shape::tokens(secret);
+        let mint = shape::tokens(&secret);
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(concurrency)
             .tcp_nodelay(true)
@@ -371,7 +366,7 @@ pub async fn run_sequential(target: &Arc<Target>, workload: Workload, count: u64
 
 /// `douyin-bench load`: run the chosen workloads and print one line each.
 pub async fn main(args: &LoadArgs) -> anyhow::Result<()> {
-    let target = Target::new(&args.url, args.users, args.videos, &args.secret, args.concurrency)?;
+    let target = Target::new(&args.url, &args.seeded, args.concurrency)?;
     let mut failed = false;
     for workload in &args.workloads {
         let report = run(&target, *workload, args.concurrency, args.warmup, args.duration).await;

@@ -16,8 +16,24 @@ use tokio::process::{Child, Command};
 const MESH_ROLES: [&str; 7] = ["user", "video", "interaction", "relation", "chat", "counter", "api"];
 const PEER_ROLES: [&str; 6] = ["user", "video", "interaction", "relation", "chat", "counter"];
 
+/// A loopback port nothing listens on, never the same twice in this process.
+/// Taken from 12000–20000, below the kernel's ephemeral range (where an
+/// outgoing connection could take a port from `bind(0)` before the server
+/// that was meant to have it starts) and beside the range the test suites
+/// use, so a bench run beside them does not collide.
 pub fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    use std::hash::BuildHasher;
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    for attempt in 0u32..10_000 {
+        let port = 12_000 + (std::collections::hash_map::RandomState::new().hash_one(attempt) % 8_000) as u16;
+        if !given.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.insert(port);
+            return Ok(port);
+        }
+    }
+    bail!("no free loopback port in 12000-20000")
 }
 
 /// The listeners of one `douyin serve <role>` process.

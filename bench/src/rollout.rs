@@ -23,7 +23,7 @@ use serde::Serialize;
 
 use crate::{
     load::{Target, Worker, Workload},
-    shape::DEFAULT_SECRET,
+    shape::Seeded,
 };
 
 #[derive(clap::Args, Debug, Clone)]
@@ -45,12 +45,8 @@ pub struct RolloutArgs {
     /// A refusal slower than this does not count as clean, milliseconds.
     #[arg(long, default_value_t = 5_000)]
     pub deadline_ms: u64,
-    #[arg(long, default_value_t = 1_000)]
-    pub users: u64,
-    #[arg(long, default_value_t = 10_000)]
-    pub videos: u64,
-    #[arg(long, env = "DOUYIN_JWT_SECRET", default_value = DEFAULT_SECRET)]
-    pub secret: String,
+    #[command(flatten)]
+    pub seeded: Seeded,
 }
 
 /// The figures of one phase.
@@ -208,7 +204,7 @@ pub async fn main(args: &RolloutArgs) -> anyhow::Result<()> {
     let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) else {
         bail!("--service needs a host and port");
     };
-    let target = Target::new("http://127.0.0.1", args.users, args.videos, &args.secret, 1)?;
+    let target = Target::new("http://127.0.0.1", &args.seeded, 1)?;
     let client = reqwest::Client::builder()
         .tcp_nodelay(true)
         .connect_timeout(Duration::from_secs(1))

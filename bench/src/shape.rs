@@ -5,6 +5,20 @@ use std::time::Duration;
 
 use douyin_kit::auth::Tokens;
 
+/// What a load run knows of the seeded data and the server: the flags that
+/// `load` and `rollout` share.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Seeded {
+    /// Seeded users and videos (ids are 1..=N).
+    #[arg(long, default_value_t = 1_000)]
+    pub users: u64,
+    #[arg(long, default_value_t = 10_000)]
+    pub videos: u64,
+    /// HS256 key of the server's tokens.
+    #[arg(long, env = "DOUYIN_JWT_SECRET", default_value = DEFAULT_SECRET)]
+    pub secret: String,
+}
+
 /// Every seeded user's password.
 pub const PASSWORD: &str = "bench-password";
 /// Publish time of video 0; video `id` is published `id` seconds later.

@@ -14,7 +14,7 @@ use crate::{
     procs::Servers,
     report::{self, CountsCheck, Results, Row},
     seed::{self, SeedArgs},
-    shape::DEFAULT_SECRET,
+    shape::{DEFAULT_SECRET, Seeded},
 };
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -257,10 +257,11 @@ impl Suite {
         let feeds: &[Workload] = if full { &[Workload::FeedToken, Workload::FeedAnon] } else { &[Workload::FeedToken] };
         let redis_url = if data.redis { self.redis_url().await? } else { String::new() };
         let mut counters = self.counters(data, &redis_url).await?;
+        let seeded = Seeded { users: a.users, videos, secret: DEFAULT_SECRET.into() };
 
         println!("== {} at {videos} videos: baseline", kind.name());
         let baseline = Servers::baseline(&data.url, DEFAULT_SECRET, &logs).await?;
-        let target = Target::new(&baseline.url, a.users, videos, DEFAULT_SECRET, a.concurrency)?;
+        let target = Target::new(&baseline.url, &seeded, a.concurrency)?;
         for workload in feeds {
             self.run_one(kind, videos, true, &target, *workload, counters.as_mut()).await?;
         }
@@ -272,7 +273,7 @@ impl Suite {
             Kind::Mesh => Servers::mesh(&self.bin, &env, &logs).await?,
             _ => Servers::all(&self.bin, &env, &logs).await?,
         };
-        let target = Target::new(&system.url, a.users, videos, DEFAULT_SECRET, a.concurrency)?;
+        let target = Target::new(&system.url, &seeded, a.concurrency)?;
         let workloads: &[Workload] = if full { &Workload::ALL } else { feeds };
         for workload in workloads {
             self.run_one(kind, videos, false, &target, *workload, counters.as_mut()).await?;
