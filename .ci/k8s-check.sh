@@ -576,60 +576,10 @@ check "images (global registry, digest), HPA memory scale point, OTLP protocol/p
 # the objects in $WORK/lookup/objects (NAME = path with / as _), 404 otherwise.
 # `helm template --dry-run=server` renders against it as `helm install` would.
 mkdir -p "$WORK/lookup/objects"
-cat >"$WORK/lookup/stub.py" <<'EOF'
-import json, pathlib, sys
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-port_file, objects_dir, log_file = sys.argv[1], pathlib.Path(sys.argv[2]), sys.argv[3]
-V1 = [("namespaces", "Namespace", False), ("configmaps", "ConfigMap", True), ("secrets", "Secret", True),
-      ("services", "Service", True), ("serviceaccounts", "ServiceAccount", True), ("pods", "Pod", True)]
-GROUPS = {"apps/v1": [("deployments", "Deployment", True)], "batch/v1": [("jobs", "Job", True)],
-          "networking.k8s.io/v1": [("networkpolicies", "NetworkPolicy", True), ("ingresses", "Ingress", True)],
-          "policy/v1": [("poddisruptionbudgets", "PodDisruptionBudget", True)],
-          "autoscaling/v2": [("horizontalpodautoscalers", "HorizontalPodAutoscaler", True)],
-          "rbac.authorization.k8s.io/v1": [("roles", "Role", True), ("rolebindings", "RoleBinding", True)]}
-def rl(gv, res):
-    return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": [
-        {"name": n, "singularName": k.lower(), "namespaced": ns, "kind": k, "verbs": ["get", "list", "create"]} for n, k, ns in res]}
-class H(BaseHTTPRequestHandler):
-    def log_message(self, *a):
-        pass
-    def reply(self, code, body):
-        data = json.dumps(body).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-    def do_GET(self):
-        path = self.path.split("?")[0].rstrip("/")
-        open(log_file, "a").write(self.path + "\n")
-        if path == "/version":
-            return self.reply(200, {"major": "1", "minor": "34", "gitVersion": "v1.34.0"})
-        if path == "/api":
-            return self.reply(200, {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []})
-        if path == "/api/v1":
-            return self.reply(200, rl("v1", V1))
-        if path == "/apis":
-            return self.reply(200, {"kind": "APIGroupList", "apiVersion": "v1", "groups": [
-                {"name": gv.split("/")[0], "versions": [{"groupVersion": gv, "version": gv.split("/")[1]}],
-                 "preferredVersion": {"groupVersion": gv, "version": gv.split("/")[1]}} for gv in GROUPS]})
-        if path.startswith("/apis/") and path[6:] in GROUPS:
-            return self.reply(200, rl(path[6:], GROUPS[path[6:]]))
-        f = objects_dir / (path.strip("/").replace("/", "_") + ".json")
-        if f.exists():
-            return self.reply(200, json.loads(f.read_text()))
-        if path.endswith("/secrets") or path.endswith("/configmaps"):
-            return self.reply(200, {"kind": "List", "apiVersion": "v1", "metadata": {}, "items": []})
-        self.reply(404, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-                         "reason": "NotFound", "code": 404, "message": "not found"})
-s = ThreadingHTTPServer(("127.0.0.1", 0), H)
-pathlib.Path(port_file).write_text(str(s.server_address[1]))
-s.serve_forever()
-EOF
 
 lookup_refusals() {
   local dir="$WORK/lookup" pid rc=0
-  "$PY" "$dir/stub.py" "$dir/port" "$dir/objects" "$dir/requests.log" &
+  "$PY" .ci/stub_apiserver.py --port-file "$dir/port" --objects "$dir/objects" --log "$dir/requests.log" &
   pid=$!
   for _ in $(seq 1 50); do [[ -s "$dir/port" ]] && break; sleep 0.1; done
   cat >"$dir/kubeconfig" <<EOF
@@ -1080,84 +1030,7 @@ check "kubernetes-validate $KUBE_VERSION --strict k8s/ (${#K8S_FILES[@]} files)"
 # each object to choose create or patch). A stub on 127.0.0.1 answers discovery for
 # the built-in kinds and for CRDs found under k8s/, and 404 for every object.
 start_fake_api() {
-  "$PY" - "$WORK/fake-api.port" k8s <<'EOF' &
-import json, pathlib, sys, yaml
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-port_file, k8s_dir = sys.argv[1], sys.argv[2]
-BUILTIN = {  # group/version -> [(kind, plural, namespaced)]
-    "v1": [("Namespace", "namespaces", False), ("ConfigMap", "configmaps", True), ("Secret", "secrets", True),
-           ("Service", "services", True), ("ServiceAccount", "serviceaccounts", True), ("Pod", "pods", True),
-           ("PersistentVolumeClaim", "persistentvolumeclaims", True), ("Endpoints", "endpoints", True),
-           ("LimitRange", "limitranges", True), ("ResourceQuota", "resourcequotas", True)],
-    "apps/v1": [("Deployment", "deployments", True), ("StatefulSet", "statefulsets", True),
-                ("DaemonSet", "daemonsets", True), ("ReplicaSet", "replicasets", True)],
-    "batch/v1": [("Job", "jobs", True), ("CronJob", "cronjobs", True)],
-    "autoscaling/v2": [("HorizontalPodAutoscaler", "horizontalpodautoscalers", True)],
-    "policy/v1": [("PodDisruptionBudget", "poddisruptionbudgets", True)],
-    "networking.k8s.io/v1": [("NetworkPolicy", "networkpolicies", True), ("Ingress", "ingresses", True),
-                             ("IngressClass", "ingressclasses", False)],
-    "rbac.authorization.k8s.io/v1": [("Role", "roles", True), ("RoleBinding", "rolebindings", True),
-                                     ("ClusterRole", "clusterroles", False),
-                                     ("ClusterRoleBinding", "clusterrolebindings", False)],
-    "apiextensions.k8s.io/v1": [("CustomResourceDefinition", "customresourcedefinitions", False)],
-    "coordination.k8s.io/v1": [("Lease", "leases", True)],
-    "scheduling.k8s.io/v1": [("PriorityClass", "priorityclasses", False)],
-    "admissionregistration.k8s.io/v1": [
-        ("ValidatingWebhookConfiguration", "validatingwebhookconfigurations", False),
-        ("MutatingWebhookConfiguration", "mutatingwebhookconfigurations", False)],
-}
-resources = {gv: list(kinds) for gv, kinds in BUILTIN.items()}
-for path in pathlib.Path(k8s_dir).rglob("*.y*ml"):
-    for doc in yaml.safe_load_all(path.read_text()):
-        if isinstance(doc, dict) and doc.get("kind") == "CustomResourceDefinition":
-            spec = doc["spec"]
-            for v in spec["versions"]:
-                resources.setdefault(f"{spec['group']}/{v['name']}", []).append(
-                    (spec["names"]["kind"], spec["names"]["plural"], spec["scope"] == "Namespaced"))
-
-def resource_list(gv):
-    return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": [
-        {"name": plural, "singularName": kind.lower(), "namespaced": ns, "kind": kind,
-         "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"]}
-        for kind, plural, ns in resources[gv]]}
-
-groups = {}
-for gv in resources:
-    if "/" in gv:
-        g, v = gv.split("/")
-        groups.setdefault(g, []).append({"groupVersion": gv, "version": v})
-
-class Handler(BaseHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-    def reply(self, code, body):
-        data = json.dumps(body).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-    def do_GET(self):
-        path = self.path.split("?")[0].rstrip("/")
-        if path == "/api":
-            return self.reply(200, {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []})
-        if path == "/apis":
-            return self.reply(200, {"kind": "APIGroupList", "apiVersion": "v1", "groups": [
-                {"name": g, "versions": vs, "preferredVersion": vs[0]} for g, vs in groups.items()]})
-        if path == "/api/v1":
-            return self.reply(200, resource_list("v1"))
-        if path.startswith("/apis/") and path.count("/") == 3 and path[6:] in resources:
-            return self.reply(200, resource_list(path[6:]))
-        if path == "/version":
-            return self.reply(200, {"major": "1", "minor": "34", "gitVersion": "v1.34.0"})
-        self.reply(404, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-                         "reason": "NotFound", "code": 404, "message": "not found"})
-
-server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-pathlib.Path(port_file).write_text(str(server.server_address[1]))
-server.serve_forever()
-EOF
+  "$PY" .ci/stub_apiserver.py --port-file "$WORK/fake-api.port" --crds k8s &
   FAKE_API_PID=$!
   local _
   for _ in $(seq 1 50); do
