@@ -12,6 +12,7 @@ mod otlp;
 
 mod auth;
 mod edges;
+mod faults;
 mod hardening;
 mod health;
 mod interaction;
