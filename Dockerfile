@@ -47,22 +47,31 @@ ENV CARGO_TERM_COLOR=never CARGO_INCREMENTAL=0
 COPY --from=planner /src/recipe.json recipe.json
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/usr/local/cargo/git,sharing=locked \
-    cargo chef cook --release --locked -p douyin -p douyin-bench --recipe-path recipe.json
+    cargo chef cook --release --locked -p douyin --recipe-path recipe.json
 COPY Cargo.toml Cargo.lock ./
 COPY proto proto
 COPY services services
 COPY operator/Cargo.toml operator/
-COPY bench bench
+COPY bench/Cargo.toml bench/
 # The commit douyin_build_info names (the build context has no .git):
 # docker build --build-arg DOUYIN_BUILD_COMMIT=$(git rev-parse --short=12 HEAD) .
 ARG DOUYIN_BUILD_COMMIT=unknown
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/usr/local/cargo/git,sharing=locked \
-    DOUYIN_BUILD_COMMIT="${DOUYIN_BUILD_COMMIT}" cargo build --release --locked -p douyin -p douyin-bench \
+    DOUYIN_BUILD_COMMIT="${DOUYIN_BUILD_COMMIT}" cargo build --release --locked -p douyin \
     && install -D -m 0755 target/release/douyin /out/usr/local/bin/douyin \
-    && install -D -m 0755 target/release/douyin-bench /out/usr/local/bin/douyin-bench \
-    && strip /out/usr/local/bin/douyin /out/usr/local/bin/douyin-bench \
+    && strip /out/usr/local/bin/douyin \
     && install -d -m 0750 /out/data
+
+# ---- douyin-bench (the chart's load generator) on top of the app's build -----------
+# Its own stage, so an edit under bench/ rebuilds only this and never the app binary.
+FROM builder AS bench-builder
+COPY bench bench
+RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
+    --mount=type=cache,target=/usr/local/cargo/git,sharing=locked \
+    cargo build --release --locked -p douyin-bench \
+    && install -D -m 0755 target/release/douyin-bench /out-bench/usr/local/bin/douyin-bench \
+    && strip /out-bench/usr/local/bin/douyin-bench
 
 # ---- the operator's build: its own dependencies, then operator/ --------------------
 FROM chef AS operator-builder
@@ -121,7 +130,7 @@ ENTRYPOINT ["/usr/local/bin/douyin-operator"]
 # ---- runtime without ffmpeg ---------------------------------------------------------
 FROM gcr.io/distroless/cc-debian12:nonroot AS runtime-distroless
 COPY --from=builder /out/usr/local/bin/douyin /usr/local/bin/douyin
-COPY --from=builder /out/usr/local/bin/douyin-bench /usr/local/bin/douyin-bench
+COPY --from=bench-builder /out-bench/usr/local/bin/douyin-bench /usr/local/bin/douyin-bench
 COPY --from=builder --chown=65532:65532 /out/data /data
 ENV DOUYIN_DATA_DIR=/data \
     DOUYIN_LOG_FORMAT=json
@@ -140,7 +149,7 @@ RUN apt-get update \
     && useradd --system --uid 65532 --gid 65532 --home-dir /data --no-create-home \
        --shell /usr/sbin/nologin nonroot
 COPY --from=builder /out/usr/local/bin/douyin /usr/local/bin/douyin
-COPY --from=builder /out/usr/local/bin/douyin-bench /usr/local/bin/douyin-bench
+COPY --from=bench-builder /out-bench/usr/local/bin/douyin-bench /usr/local/bin/douyin-bench
 COPY --from=builder --chown=65532:65532 /out/data /data
 ENV DOUYIN_DATA_DIR=/data \
     DOUYIN_LOG_FORMAT=json \
