@@ -51,7 +51,11 @@ ensure_redis() {
 
 ensure_mariadb
 ensure_redis
-# Schemas left behind by interrupted test runs.
-mariadb -h127.0.0.1 -uroot -N -e "SELECT schema_name FROM information_schema.schemata WHERE schema_name LIKE 'douyin\_test\_%'" 2>/dev/null \
+# Schemas left behind by interrupted test runs: those whose tables are all older
+# than two hours, so a test run going on beside this one keeps its schemas.
+mariadb -h127.0.0.1 -uroot -N -e "SELECT s.schema_name FROM information_schema.schemata s
+    JOIN information_schema.tables t ON t.table_schema = s.schema_name
+    WHERE s.schema_name LIKE 'douyin\_test\_%' GROUP BY s.schema_name
+    HAVING MAX(t.create_time) < NOW() - INTERVAL 2 HOUR" 2>/dev/null \
   | while read -r schema; do mariadb -h127.0.0.1 -uroot -e "DROP DATABASE \`$schema\`" || true; done
 svc_log "MariaDB and Redis answer"
