@@ -23,7 +23,7 @@ DOUYIN_TEST_DATABASE_URL="${DOUYIN_TEST_DATABASE_URL:-mysql://root@127.0.0.1:330
   cargo nextest run --workspace --run-ignored all --no-capture -E 'binary(it) & test(/^faults::/)' >"$log" 2>&1
 status=$?
 set -e
-line="$(grep -E '^faults: ' "$log" | tail -1 || true)"
+line="$(grep -E '^faults: [0-9]+ injected' "$log" | tail -1 || true)"
 if [ "$status" -ne 0 ] || [ -z "$line" ]; then
   grep -v '^{"timestamp' "$log" | tail -40 >&2
   echo "faults: the suite failed (exit $status)" >&2

@@ -429,6 +429,6 @@ async fn faults_under_load() {
     // Reported, not yet required: pushes lost while Redis is down for
     // longer than a few seconds are not all replayed to open sessions.
     if unpushed > 0 {
-        eprintln!("faults: {unpushed} stored messages reached no push session");
+        eprintln!("{unpushed} stored messages reached no push session");
     }
 }
