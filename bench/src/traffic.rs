@@ -149,7 +149,7 @@ impl World {
                 videos.push(video);
             }
         }
-        videos.sort_by(|a, b| b.0.cmp(&a.0));
+        videos.sort_by_key(|v| std::cmp::Reverse(v.0));
         videos.truncate(300);
     }
 

@@ -84,20 +84,20 @@ impl Pusher {
                     },
                 };
                 let Some(message) = next else { return };
-                if let Some(message) = message {
-                    if let Err(error) = publish(&*pubsub, CHAT_MESSAGES, &message).await {
-                        tracing::warn!(%error, "could not publish a message for live push; sessions catch up later");
-                        pending.lock().unwrap_or_else(|e| e.into_inner()).add(&message);
-                        continue;
-                    }
+                if let Some(message) = message
+                    && let Err(error) = publish(&*pubsub, CHAT_MESSAGES, &message).await
+                {
+                    tracing::warn!(%error, "could not publish a message for live push; sessions catch up later");
+                    pending.lock().unwrap_or_else(|e| e.into_inner()).add(&message);
+                    continue;
                 }
-                if let Some(notice) = notice {
-                    if publish(&*pubsub, CHAT_RESYNC, &notice).await.is_ok() {
-                        let mut lost = pending.lock().unwrap_or_else(|e| e.into_inner());
-                        // Pushes lost while the notice was on its way stay for the next one.
-                        if lost.notice() == Some(notice) {
-                            *lost = Lost::default();
-                        }
+                if let Some(notice) = notice
+                    && publish(&*pubsub, CHAT_RESYNC, &notice).await.is_ok()
+                {
+                    let mut lost = pending.lock().unwrap_or_else(|e| e.into_inner());
+                    // Pushes lost while the notice was on its way stay for the next one.
+                    if lost.notice() == Some(notice) {
+                        *lost = Lost::default();
                     }
                 }
             }
