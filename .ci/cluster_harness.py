@@ -128,9 +128,13 @@ def jwt_key(secrets):
 
 
 def phase(name):
+    """Names the phase requests sent from now on count under. The load reads the
+    file every 100 ms, so the step that follows waits until every worker has
+    seen it: a request sent just before a SIGKILL counts under the kill's phase."""
     with open(ARGS.phase_file, "w") as f:
         f.write(name)
     log(f"phase {name}")
+    time.sleep(0.3)
 
 
 def wait_serving(pod, grpc, since, timeout):

@@ -87,9 +87,14 @@ pub struct RedisPubSub {
 impl RedisPubSub {
     pub async fn new(url: &str, prefix: &str) -> Result<Self> {
         let client = redis::Client::open(url).map_err(|e| Error::internal(format!("redis url: {e}")))?;
+        // Reconnects at most half a second apart (the default backoff grows to
+        // 6 s): a push published the moment Redis is back goes out live, and
+        // the resync notice for those lost meanwhile follows at once.
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(2)));
+            .set_response_timeout(Some(Duration::from_secs(2)))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_millis(500));
         let publisher = redis::aio::ConnectionManager::new_lazy_with_config(client.clone(), config)
             .map_err(|e| Error::Unavailable(format!("redis: {e}")))?;
         Ok(Self {
