@@ -132,7 +132,7 @@ pub fn router(gateway: Gateway) -> App {
     }
     app = both_slashes(
         app,
-        "/douyin/publish/action/",
+        routes::path::PUBLISH,
         axum::routing::post(routes::video::publish)
             .get(routes::video::publish)
             .layer(DefaultBodyLimit::max(upload_limit)),

@@ -21,6 +21,7 @@ use crate::{
     routes::{
         chat::MessageListBody,
         interaction::{CommentBody, CommentListBody},
+        path,
         relation::{FriendListBody, UserListBody},
         user::{SessionBody, UserBody},
         video::{FeedBody, VideoListBody},
@@ -53,63 +54,63 @@ const ACTION: Param = ("action_type", Ty::Int, true);
 /// The contract's routes, in its order, then the extensions.
 const ROUTES: &[Route] = &[
     Route {
-        path: "/douyin/feed/",
+        path: path::FEED,
         method: HttpMethod::Get,
         summary: "Latest videos, newest first",
         params: &[("latest_time", Ty::Int, false), TOKEN],
         body: "FeedBody",
     },
     Route {
-        path: "/douyin/user/register/",
+        path: path::REGISTER,
         method: HttpMethod::Post,
         summary: "Create an account",
         params: &[("username", Ty::Text, true), ("password", Ty::Text, true)],
         body: "SessionBody",
     },
     Route {
-        path: "/douyin/user/login/",
+        path: path::LOGIN,
         method: HttpMethod::Post,
         summary: "Sign in",
         params: &[("username", Ty::Text, true), ("password", Ty::Text, true)],
         body: "SessionBody",
     },
     Route {
-        path: "/douyin/user/",
+        path: path::USER,
         method: HttpMethod::Get,
         summary: "A user's profile (the caller's without user_id)",
         params: &[("user_id", Ty::Int, false), TOKEN],
         body: "UserBody",
     },
     Route {
-        path: "/douyin/publish/action/",
+        path: path::PUBLISH,
         method: HttpMethod::Post,
         summary: "Upload a video (multipart)",
         params: &[TOKEN],
         body: "Empty",
     },
     Route {
-        path: "/douyin/publish/list/",
+        path: path::PUBLISH_LIST,
         method: HttpMethod::Get,
         summary: "Videos published by user_id",
         params: &[USER_ID, TOKEN],
         body: "VideoListBody",
     },
     Route {
-        path: "/douyin/favorite/action/",
+        path: path::FAVORITE,
         method: HttpMethod::Post,
         summary: "Like (1) or unlike (2) a video",
         params: &[TOKEN, ("video_id", Ty::Int, true), ACTION],
         body: "Empty",
     },
     Route {
-        path: "/douyin/favorite/list/",
+        path: path::FAVORITE_LIST,
         method: HttpMethod::Get,
         summary: "Videos liked by user_id",
         params: &[USER_ID, TOKEN],
         body: "VideoListBody",
     },
     Route {
-        path: "/douyin/comment/action/",
+        path: path::COMMENT,
         method: HttpMethod::Post,
         summary: "Post (1) or delete (2) a comment",
         params: &[
@@ -122,70 +123,70 @@ const ROUTES: &[Route] = &[
         body: "CommentBody",
     },
     Route {
-        path: "/douyin/comment/list/",
+        path: path::COMMENT_LIST,
         method: HttpMethod::Get,
         summary: "Comments of a video, newest first",
         params: &[("video_id", Ty::Int, true), TOKEN],
         body: "CommentListBody",
     },
     Route {
-        path: "/douyin/relation/action/",
+        path: path::FOLLOW,
         method: HttpMethod::Post,
         summary: "Follow (1) or unfollow (2) a user",
         params: &[TOKEN, ("to_user_id", Ty::Int, true), ACTION],
         body: "Empty",
     },
     Route {
-        path: "/douyin/relation/follow/list/",
+        path: path::FOLLOW_LIST,
         method: HttpMethod::Get,
         summary: "Users user_id follows",
         params: &[USER_ID, TOKEN],
         body: "UserListBody",
     },
     Route {
-        path: "/douyin/relation/follower/list/",
+        path: path::FOLLOWER_LIST,
         method: HttpMethod::Get,
         summary: "Users following user_id",
         params: &[USER_ID, TOKEN],
         body: "UserListBody",
     },
     Route {
-        path: "/douyin/relation/friend/list/",
+        path: path::FRIEND_LIST,
         method: HttpMethod::Get,
         summary: "The caller's friends with the latest message",
         params: &[("user_id", Ty::Int, false), TOKEN],
         body: "FriendListBody",
     },
     Route {
-        path: "/douyin/message/chat/",
+        path: path::CHAT,
         method: HttpMethod::Get,
         summary: "Conversation with to_user_id, oldest first",
         params: &[TOKEN, ("to_user_id", Ty::Int, true), ("pre_msg_time", Ty::Int, false)],
         body: "MessageListBody",
     },
     Route {
-        path: "/douyin/message/action/",
+        path: path::MESSAGE,
         method: HttpMethod::Post,
         summary: "Send a message (action_type 1)",
         params: &[TOKEN, ("to_user_id", Ty::Int, true), ACTION, ("content", Ty::Text, true)],
         body: "Empty",
     },
     Route {
-        path: "/douyin/message/ws/",
+        path: path::MESSAGE_WS,
         method: HttpMethod::Get,
         summary: "Live chat push (WebSocket upgrade)",
         params: &[TOKEN],
         body: "Empty",
     },
     Route {
-        path: "/douyin/rank/videos/",
+        path: path::RANK_VIDEOS,
         method: HttpMethod::Get,
         summary: "Most-liked videos",
         params: &[("limit", Ty::Int, false), TOKEN],
         body: "VideoListBody",
     },
     Route {
-        path: "/douyin/rank/users/",
+        path: path::RANK_USERS,
         method: HttpMethod::Get,
         summary: "Most-followed users",
         params: &[("limit", Ty::Int, false), TOKEN],
@@ -231,7 +232,7 @@ fn status_only(description: &str) -> utoipa::openapi::Response {
 
 fn operation(route: &Route) -> utoipa::openapi::path::Operation {
     let envelope = AllOfBuilder::new().item(Ref::from_schema_name("Status")).item(Ref::from_schema_name(route.body));
-    let ok = if route.path == "/douyin/message/ws/" {
+    let ok = if route.path == path::MESSAGE_WS {
         ResponsesBuilder::new()
             .response("101", ResponseBuilder::new().description("Switched to WebSocket; each frame is a Message"))
             .response("default", status_only("Upgrade refused (HTTP status = status_code)"))
@@ -265,7 +266,7 @@ fn operation(route: &Route) -> utoipa::openapi::path::Operation {
         }
         op = op.parameter(p);
     }
-    if route.path == "/douyin/publish/action/" {
+    if route.path == path::PUBLISH {
         let form = ObjectBuilder::new()
             .property(
                 "data",
@@ -340,7 +341,7 @@ mod tests {
         let doc = serde_json::to_value(document()).unwrap();
         let paths = doc["paths"].as_object().unwrap();
         let mut served: Vec<&str> = crate::routes::all().into_iter().map(|(path, _)| path).collect();
-        served.push("/douyin/publish/action/");
+        served.push(path::PUBLISH);
         for path in served {
             assert!(paths.contains_key(path), "{path} is served but not in /openapi.json");
         }

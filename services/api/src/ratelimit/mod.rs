@@ -198,11 +198,17 @@ fn kind(path: &str) -> Kind {
     if path != "/douyin" && !path.starts_with("/douyin/") {
         return Kind::Uncounted;
     }
-    match path.trim_end_matches('/') {
-        "/douyin/user/register" => Kind::Register,
-        "/douyin/publish/action" => Kind::Publish,
-        "/douyin/message/ws" => Kind::WebSocket,
-        _ => Kind::Api,
+    use crate::routes::path::{MESSAGE_WS, PUBLISH, REGISTER};
+    let route = path.trim_end_matches('/');
+    let is = |known: &str| route == known.trim_end_matches('/');
+    if is(REGISTER) {
+        Kind::Register
+    } else if is(PUBLISH) {
+        Kind::Publish
+    } else if is(MESSAGE_WS) {
+        Kind::WebSocket
+    } else {
+        Kind::Api
     }
 }
 
