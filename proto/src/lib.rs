@@ -55,3 +55,8 @@ pub use douyin::{
     relation::v1 as relation, user::v1 as user, video::v1 as video,
 };
 pub use grpc::health::v1 as health;
+
+/// The gRPC paths (`/package.Service/Method`) of the methods marked
+/// `option idempotency_level = NO_SIDE_EFFECTS` in the protobuf files: they
+/// only read, so a failed attempt may be repeated.
+pub const NO_SIDE_EFFECTS: &[&str] = include!(concat!(env!("OUT_DIR"), "/no_side_effects.rs"));

@@ -4,12 +4,9 @@
 mod repo;
 mod service;
 
-use std::sync::Arc;
-
 use douyin_kit::{
-    db::{Db, ServiceMigrations},
-    grpc::Clients,
-    pubsub::PubSub,
+    db::ServiceMigrations,
+    host::{Built, RoleContext},
 };
 use douyin_proto::{
     chat::{HistoryReply, HistoryRequest, LatestReply, LatestRequest, RecentRequest, SendRequest, chat_service_server},
@@ -26,8 +23,12 @@ pub static MIGRATIONS: ServiceMigrations = ServiceMigrations {
     mysql: &sqlx::migrate!("./migrations/mysql"),
 };
 
-pub fn server(db: Db, clients: Clients, pubsub: Arc<dyn PubSub>) -> chat_service_server::ChatServiceServer<ChatGrpc> {
-    chat_service_server::ChatServiceServer::new(ChatGrpc(ChatService::new(ChatRepo::new(db), clients, pubsub)))
+/// The chat role: messages, checked on its table and (reported only) Redis.
+pub fn build(ctx: &RoleContext) -> Built<chat_service_server::ChatServiceServer<ChatGrpc>> {
+    let service = ChatService::new(ChatRepo::new(ctx.db.clone()), ctx.clients.clone(), ctx.pubsub.clone());
+    let mut probes = ctx.table_probes(&["messages"]);
+    probes.push(ctx.cache_probe());
+    Built { server: chat_service_server::ChatServiceServer::new(ChatGrpc(service)), probes }
 }
 
 #[derive(Clone)]

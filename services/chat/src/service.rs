@@ -13,7 +13,7 @@ use douyin_kit::{
     pubsub::{CHAT_MESSAGES, CHAT_RESYNC, PubSub, PushResync, PushedMessage},
     text::check_length,
 };
-use douyin_proto::common::{Ids, Message};
+use douyin_proto::common::Message;
 use tokio::sync::mpsc;
 
 use crate::repo::ChatRepo;
@@ -172,8 +172,7 @@ impl ChatService {
     }
 
     async fn exists(&self, user_id: i64) -> Result<bool> {
-        let mut user = self.clients.user.clone();
-        Ok(!user.existing_users(Ids { ids: vec![user_id] }).await?.into_inner().ids.is_empty())
+        self.clients.user_exists(user_id).await
     }
 
     /// What a push session missed: `user_id`'s messages after `after_ms`,

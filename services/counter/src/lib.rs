@@ -17,6 +17,15 @@ pub fn server(db: Db, cache: Arc<dyn Cache>) -> counter_service_server::CounterS
     counter_service_server::CounterServiceServer::new(CounterGrpc(CounterService::new(db, cache)))
 }
 
+/// The counter role, checked on the stats tables and (reported only) Redis.
+pub fn build(
+    ctx: &douyin_kit::host::RoleContext,
+) -> douyin_kit::host::Built<counter_service_server::CounterServiceServer<CounterGrpc>> {
+    let mut probes = ctx.table_probes(&["user_stats", "video_stats"]);
+    probes.push(ctx.cache_probe());
+    douyin_kit::host::Built { server: server(ctx.db.clone(), ctx.cache.clone()), probes }
+}
+
 #[derive(Clone)]
 pub struct CounterGrpc(pub CounterService);
 

@@ -102,9 +102,8 @@ pub fn parse_roles(names: &[String]) -> anyhow::Result<Vec<Role>> {
                 roles.extend(Role::ALL);
             } else {
                 roles.push(Role::parse(part).ok_or_else(|| {
-                    anyhow::anyhow!(
-                        "unknown role {part:?}; roles are all, api, user, video, interaction, relation, chat, counter"
-                    )
+                    let names: Vec<_> = Role::ALL.into_iter().map(Role::name).collect();
+                    anyhow::anyhow!("unknown role {part:?}; roles are all, {}", names.join(", "))
                 })?);
             }
         }

@@ -1,7 +1,6 @@
 //! One process: the roles it hosts and the listeners it serves.
 
 use std::{
-    collections::HashSet,
     net::SocketAddr,
     sync::{
         Arc,
@@ -17,7 +16,8 @@ use douyin_kit::{
     cache,
     db::Db,
     grpc::{self, LocalServers},
-    health::{self, Probe, Readiness, probe},
+    health::{self, Readiness, probe},
+    host::{self, Host, RoleContext},
     pubsub,
     shutdown::Shutdown,
     storage,
@@ -37,12 +37,10 @@ fn migrations() -> [&'static douyin_kit::db::ServiceMigrations; 6] {
     ]
 }
 
-/// `douyin-<role>` for one role, `douyin` for several.
+/// `douyin-<role>` for one role, `douyin` for several: the name a process
+/// signs its calls and reports its traces with.
 pub fn service_name(roles: &[Role]) -> String {
-    match roles {
-        [one] => format!("douyin-{one}"),
-        _ => "douyin".to_owned(),
-    }
+    grpc::issuer(roles)
 }
 
 /// Applies every pending migration.
@@ -114,7 +112,7 @@ pub struct Running {
     pub admin_addr: SocketAddr,
     /// The cache this process opened (tests flush it to prove nothing depends on it).
     pub cache: Arc<dyn cache::Cache>,
-    tasks: Vec<BoxFuture<'static, anyhow::Result<()>>>,
+    tasks: Vec<Task>,
     shutdown: Shutdown,
     grace: std::time::Duration,
 }
@@ -168,159 +166,138 @@ async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr).await.with_context(|| format!("binding the {what} listener on {addr}"))
 }
 
+/// The backends a process opens: only what its roles need.
+struct Backends {
+    db: Option<Db>,
+    cache: Arc<dyn cache::Cache>,
+    pubsub: Arc<dyn pubsub::PubSub>,
+    storage: Option<Arc<dyn storage::ObjectStore>>,
+    tokens: Option<Tokens>,
+}
+
+impl Backends {
+    async fn open(config: &Config, roles: &[Role]) -> anyhow::Result<Self> {
+        let needs = |need: fn(Role) -> bool| roles.iter().any(|role| need(*role));
+        let db = if needs(Role::needs_database) { Some(Db::connect(config).await.context("database")?) } else { None };
+        if let Some(db) = &db {
+            douyin_kit::metrics::watch_pool(db);
+        }
+        let cache = cache::from_config(config).await.context("cache")?;
+        let pubsub = pubsub::from_config(config).await.context("pub/sub")?;
+        let storage = if needs(Role::needs_storage) {
+            Some(storage::from_config(config).await.context("object storage")?)
+        } else {
+            None
+        };
+        let tokens =
+            if needs(Role::needs_tokens) { Some(Tokens::from_config(config).context("JWT key")?) } else { None };
+        Ok(Self { db, cache, pubsub, storage, tokens })
+    }
+}
+
+/// Builds every gRPC role of `roles` from `ctx` and adds it to `host`.
+async fn host_roles(ctx: &RoleContext, roles: &[Role], host: &mut Host) -> anyhow::Result<()> {
+    for &role in roles {
+        let built = || format!("building the {role} role");
+        match role {
+            Role::Api => {}
+            Role::User => host.add(role, douyin_user::build(ctx).with_context(built)?),
+            Role::Video => host.add(role, douyin_video::build(ctx).await.with_context(built)?),
+            Role::Interaction => host.add(role, douyin_interaction::build(ctx)),
+            Role::Relation => host.add(role, douyin_relation::build(ctx)),
+            Role::Chat => host.add(role, douyin_chat::build(ctx)),
+            Role::Counter => host.add(role, douyin_counter::build(ctx)),
+        }
+    }
+    Ok(())
+}
+
+/// Migrations and demo content. When the database does not answer yet, this
+/// goes on in the background and the hosted roles report NOT_SERVING until it
+/// is done.
+async fn prepare(ctx: &RoleContext, roles: &[Role], host: &mut Host) -> anyhow::Result<()> {
+    let config = &ctx.config;
+    let seeds = roles.contains(&Role::Video) && config.demo_content();
+    let done = Arc::new(AtomicBool::new(false));
+    let storage = ctx.storage.clone().filter(|_| seeds);
+    let prepare = Prepare { db: ctx.db.clone(), migrate: config.migrate, storage, done: done.clone() };
+    match prepare.run_once().await {
+        Ok(()) => {}
+        Err(error @ (douyin_kit::Error::Unavailable(_) | douyin_kit::Error::Busy(_))) => {
+            tracing::warn!(%error, "database not reachable yet; preparing it in the background");
+            tokio::spawn(prepare.retry(ctx.shutdown.clone()));
+        }
+        Err(error) => return Err(error).context("preparing the database"),
+    }
+    host.require_everywhere(&probe("migrations", move || {
+        let done = done.load(Ordering::Acquire);
+        async move {
+            if done { Ok(()) } else { Err(douyin_kit::Error::Unavailable("database not prepared yet".into())) }
+        }
+    }));
+    Ok(())
+}
+
+type Task = BoxFuture<'static, anyhow::Result<()>>;
+
+/// Binds the gRPC listener of the hosted roles. Without a service key it
+/// answers health checks only.
+async fn serve_grpc(
+    addr: SocketAddr,
+    routes: tonic::service::Routes,
+    key: Option<grpc::ServiceKey>,
+    shutdown: Shutdown,
+) -> anyhow::Result<(SocketAddr, Task)> {
+    let listener = bind(addr, "gRPC").await?;
+    let addr = listener.local_addr()?;
+    let key = key.unwrap_or_else(|| {
+        tracing::info!("DOUYIN_SERVICE_SECRET is not set: the gRPC listener answers health checks only");
+        grpc::ServiceKey::random()
+    });
+    Ok((addr, Box::pin(async move { Ok(grpc::serve(routes, listener, key, shutdown).await?) })))
+}
+
+/// Binds the gateway's HTTP listener.
+async fn serve_gateway(gateway: douyin_api::Gateway) -> anyhow::Result<(SocketAddr, Task)> {
+    let listener = bind(gateway.config.http_addr, "HTTP").await?;
+    let addr = listener.local_addr()?;
+    let shutdown = gateway.shutdown.clone();
+    let router = douyin_api::router(gateway);
+    Ok((addr, Box::pin(async move { Ok(douyin_api::serve(router, listener, shutdown).await?) })))
+}
+
 /// Opens the backends the roles need and binds every listener, so that when
 /// this returns the process accepts connections.
 pub async fn start(config: Config, roles: &[Role], shutdown: Shutdown) -> anyhow::Result<Running> {
     let service_key = service_key(&config, roles)?;
     let config = Arc::new(config);
-    let hosted: HashSet<Role> = roles.iter().copied().filter(|r| *r != Role::Api).collect();
-    let serves_api = roles.contains(&Role::Api);
-
-    let db = if hosted.is_empty() { None } else { Some(Db::connect(&config).await.context("database")?) };
-    if let Some(db) = &db {
-        douyin_kit::metrics::watch_pool(db);
-    }
-    let cache = cache::from_config(&config).await.context("cache")?;
-    let pubsub = pubsub::from_config(&config).await.context("pub/sub")?;
-    let needs_storage = hosted.contains(&Role::Video) || serves_api;
-    let storage =
-        if needs_storage { Some(storage::from_config(&config).await.context("object storage")?) } else { None };
-    let tokens = if hosted.contains(&Role::User) || serves_api {
-        Some(Tokens::from_config(&config).context("JWT key")?)
-    } else {
-        None
-    };
-
-    let grpc_listen = config.grpc_listen(roles);
+    let backends = Backends::open(&config, roles).await?;
     let local = LocalServers::default();
     let clients = grpc::clients(&config, roles, &local, service_key.as_ref()).context("peer clients")?;
-    let (reporter, health_service) = tonic_health::server::health_reporter();
+    let (mut host, reporter) = Host::new(local);
     health::report_alive(&reporter).await;
-    let mut routes = tonic::service::RoutesBuilder::default();
-    routes.add_service(health_service);
-    let mut probes: Vec<(Role, Vec<Probe>)> = Vec::new();
-    // Each role checks the tables it reads and writes; Redis is reported but
-    // decides no readiness: every role degrades without it (counts from the
-    // database, no live push, per-process rate limits).
-    let db_probe = |db: &Db, tables: &[&'static str]| -> Vec<Probe> {
-        tables
-            .iter()
-            .map(|table| {
-                let (db, table) = (db.clone(), *table);
-                probe(format!("database table {table}"), move || {
-                    let db = db.clone();
-                    async move { db.check_table(table).await }
-                })
-            })
-            .collect()
-    };
-    let cache_probe = {
-        let cache = cache.clone();
-        probe("redis", move || {
-            let cache = cache.clone();
-            async move { cache.ping().await }
-        })
-        .optional()
-    };
-
-    if let Some(db) = &db {
-        for role in roles {
-            match role {
-                Role::User => {
-                    let server = douyin_user::server(db.clone(), tokens.clone().expect("tokens"), clients.clone());
-                    local.register(Role::User, server.clone());
-                    routes.add_service(server);
-                    probes.push((Role::User, db_probe(db, &["users", "user_stats"])));
-                }
-                Role::Video => {
-                    let storage = storage.clone().expect("storage");
-                    let settings = douyin_video::VideoSettings {
-                        max_upload_bytes: config.max_upload_bytes,
-                        tmp_dir: config.data_dir.join("tmp"),
-                        ffmpeg: config.ffmpeg_path.clone(),
-                        cover_timeout: std::time::Duration::from_secs(config.cover_timeout_secs),
-                        upload_idle_timeout: std::time::Duration::from_secs(config.upload_idle_timeout_secs.max(1)),
-                        upload_deadline: std::time::Duration::from_secs(config.upload_timeout_secs.max(1)),
-                    };
-                    if !douyin_video::ffmpeg_available(&config.ffmpeg_path).await {
-                        tracing::info!("ffmpeg not found; new videos get the default cover");
-                    }
-                    let server = douyin_video::server(db.clone(), storage.clone(), clients.clone(), settings);
-                    local.register(Role::Video, server.clone());
-                    routes.add_service(server);
-                    let storage_probe = probe("object storage", move || {
-                        let storage = storage.clone();
-                        async move { storage.ping().await }
-                    });
-                    let mut checks = db_probe(db, &["videos", "video_stats"]);
-                    checks.push(storage_probe);
-                    probes.push((Role::Video, checks));
-                }
-                Role::Interaction => {
-                    let server = douyin_interaction::server(db.clone(), clients.clone(), &config.sensitive_words);
-                    local.register(Role::Interaction, server.clone());
-                    routes.add_service(server);
-                    probes.push((Role::Interaction, db_probe(db, &["favorites", "comments"])));
-                }
-                Role::Relation => {
-                    let server = douyin_relation::server(db.clone(), clients.clone());
-                    local.register(Role::Relation, server.clone());
-                    routes.add_service(server);
-                    probes.push((Role::Relation, db_probe(db, &["follows"])));
-                }
-                Role::Chat => {
-                    let server = douyin_chat::server(db.clone(), clients.clone(), pubsub.clone());
-                    local.register(Role::Chat, server.clone());
-                    routes.add_service(server);
-                    let mut checks = db_probe(db, &["messages"]);
-                    checks.push(cache_probe.clone());
-                    probes.push((Role::Chat, checks));
-                }
-                Role::Counter => {
-                    let server = douyin_counter::server(db.clone(), cache.clone());
-                    local.register(Role::Counter, server.clone());
-                    routes.add_service(server);
-                    let mut checks = db_probe(db, &["user_stats", "video_stats"]);
-                    checks.push(cache_probe.clone());
-                    probes.push((Role::Counter, checks));
-                }
-                Role::Api => {}
-            }
-        }
+    if let Some(db) = &backends.db {
+        let ctx = RoleContext {
+            config: config.clone(),
+            db: db.clone(),
+            cache: backends.cache.clone(),
+            pubsub: backends.pubsub.clone(),
+            storage: backends.storage.clone(),
+            tokens: backends.tokens.clone(),
+            clients: clients.clone(),
+            shutdown: shutdown.clone(),
+        };
+        host_roles(&ctx, roles, &mut host).await?;
+        prepare(&ctx, roles, &mut host).await?;
     }
+    let serves_api = roles.contains(&Role::Api);
     if serves_api {
-        probes.push((Role::Api, vec![cache_probe.clone()]));
+        host.add_probes(Role::Api, vec![host::cache_probe(&backends.cache)]);
     }
-
-    // Migrations and demo content. When the database does not answer yet, this
-    // goes on in the background and the roles report NOT_SERVING until it is done.
-    let prepared = Arc::new(AtomicBool::new(db.is_none()));
-    if let Some(db) = &db {
-        let seed_storage = storage.clone().filter(|_| hosted.contains(&Role::Video) && config.demo_content());
-        let prepare =
-            Prepare { db: db.clone(), migrate: config.migrate, storage: seed_storage, done: prepared.clone() };
-        match prepare.run_once().await {
-            Ok(()) => {}
-            Err(error @ (douyin_kit::Error::Unavailable(_) | douyin_kit::Error::Busy(_))) => {
-                tracing::warn!(%error, "database not reachable yet; preparing it in the background");
-                tokio::spawn(prepare.retry(shutdown.clone()));
-            }
-            Err(error) => return Err(error).context("preparing the database"),
-        }
-        let flag = prepared.clone();
-        let prepared_probe = probe("migrations", move || {
-            let done = flag.load(Ordering::Acquire);
-            async move {
-                if done { Ok(()) } else { Err(douyin_kit::Error::Unavailable("database not prepared yet".into())) }
-            }
-        });
-        for (_, role_probes) in probes.iter_mut().filter(|(role, _)| *role != Role::Api) {
-            role_probes.push(prepared_probe.clone());
-        }
-    }
+    let (routes, probes) = host.finish();
 
     let readiness = Readiness::default();
-    let mut tasks: Vec<BoxFuture<'static, anyhow::Result<()>>> = Vec::new();
+    let mut tasks: Vec<Task> = Vec::new();
     tasks.push(Box::pin({
         let (readiness, shutdown) = (readiness.clone(), shutdown.clone());
         let interval = std::time::Duration::from_secs(config.health_interval_secs.max(1));
@@ -331,34 +308,27 @@ pub async fn start(config: Config, roles: &[Role], shutdown: Shutdown) -> anyhow
     }));
 
     let mut grpc_addr = None;
-    if let Some(addr) = grpc_listen {
-        let listener = bind(addr, "gRPC").await?;
-        grpc_addr = Some(listener.local_addr()?);
-        let routes = routes.routes();
-        let shutdown = shutdown.clone();
-        let key = service_key.clone().unwrap_or_else(|| {
-            tracing::info!("DOUYIN_SERVICE_SECRET is not set: the gRPC listener answers health checks only");
-            grpc::ServiceKey::random()
-        });
-        tasks.push(Box::pin(async move { Ok(grpc::serve(routes, listener, key, shutdown).await?) }));
+    if let Some(addr) = config.grpc_listen(roles) {
+        let (addr, task) = serve_grpc(addr, routes, service_key, shutdown.clone()).await?;
+        grpc_addr = Some(addr);
+        tasks.push(task);
     }
 
     let mut http_addr = None;
     if serves_api {
-        let listener = bind(config.http_addr, "HTTP").await?;
-        http_addr = Some(listener.local_addr()?);
-        let router = douyin_api::router(douyin_api::Gateway {
+        let (addr, task) = serve_gateway(douyin_api::Gateway {
             config: config.clone(),
-            clients: clients.clone(),
-            tokens: tokens.clone().expect("tokens"),
-            pubsub: pubsub.clone(),
-            cache: cache.clone(),
-            media: storage.clone(),
+            clients,
+            tokens: backends.tokens.clone().context("the gateway needs token keys")?,
+            pubsub: backends.pubsub.clone(),
+            cache: backends.cache.clone(),
+            media: backends.storage.clone(),
             readiness: readiness.clone(),
             shutdown: shutdown.clone(),
-        });
-        let shutdown = shutdown.clone();
-        tasks.push(Box::pin(async move { Ok(douyin_api::serve(router, listener, shutdown).await?) }));
+        })
+        .await?;
+        http_addr = Some(addr);
+        tasks.push(task);
     }
 
     let admin = bind(config.admin_addr, "admin").await?;
@@ -372,6 +342,7 @@ pub async fn start(config: Config, roles: &[Role], shutdown: Shutdown) -> anyhow
         admin = %admin_addr,
         "douyin started"
     );
+    let cache = backends.cache;
     Ok(Running { http_addr, grpc_addr, admin_addr, cache, tasks, shutdown, grace: config.shutdown_grace() })
 }
 

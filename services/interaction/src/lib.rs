@@ -4,8 +4,8 @@ mod repo;
 mod service;
 
 use douyin_kit::{
-    db::{Db, ServiceMigrations},
-    grpc::Clients,
+    db::ServiceMigrations,
+    host::{Built, RoleContext},
 };
 use douyin_proto::{
     common::{Comment, Empty, VideoList},
@@ -25,13 +25,14 @@ pub static MIGRATIONS: ServiceMigrations = ServiceMigrations {
     mysql: &sqlx::migrate!("./migrations/mysql"),
 };
 
-pub fn server(
-    db: Db,
-    clients: Clients,
-    sensitive_words: &[String],
-) -> interaction_service_server::InteractionServiceServer<InteractionGrpc> {
-    let service = InteractionService::new(InteractionRepo::new(db), clients, sensitive_words);
-    interaction_service_server::InteractionServiceServer::new(InteractionGrpc(service))
+/// The interaction role: favorites and comments, checked on its own tables.
+pub fn build(ctx: &RoleContext) -> Built<interaction_service_server::InteractionServiceServer<InteractionGrpc>> {
+    let repo = InteractionRepo::new(ctx.db.clone());
+    let service = InteractionService::new(repo, ctx.clients.clone(), &ctx.config.sensitive_words);
+    Built {
+        server: interaction_service_server::InteractionServiceServer::new(InteractionGrpc(service)),
+        probes: ctx.table_probes(&["favorites", "comments"]),
+    }
 }
 
 #[derive(Clone)]

@@ -11,7 +11,6 @@ use douyin_kit::{
 };
 use douyin_proto::{
     common::{Comment, Ids, User, Video},
-    user::GetUsersRequest,
     video::GetVideosRequest,
 };
 
@@ -53,9 +52,7 @@ impl InteractionService {
         if user_id <= 0 {
             return Err(Error::invalid("user_id must be a positive integer"));
         }
-        let mut user = self.clients.user.clone();
-        let found = user.existing_users(Ids { ids: vec![user_id] }).await?.into_inner().ids;
-        if found.is_empty() {
+        if !self.clients.user_exists(user_id).await? {
             return Err(Error::not_found(format!("user {user_id} does not exist")));
         }
         Ok(())
@@ -165,13 +162,7 @@ impl InteractionService {
     }
 
     async fn users(&self, ids: &[i64], viewer_id: i64) -> Result<HashMap<i64, User>> {
-        let ids = ids::unique(ids);
-        if ids.is_empty() {
-            return Ok(HashMap::new());
-        }
-        let mut user = self.clients.user.clone();
-        let users = user.get_users(GetUsersRequest { ids, viewer_id }).await?.into_inner().users;
-        Ok(users.into_iter().map(|u| (u.id, u)).collect())
+        self.clients.users_by_id(ids, viewer_id).await
     }
 }
 

@@ -11,6 +11,7 @@ pub mod db;
 pub mod error;
 pub mod grpc;
 pub mod health;
+pub mod host;
 pub mod ids;
 pub mod metrics;
 pub mod pubsub;
@@ -68,6 +69,21 @@ impl Role {
         }
     }
 
+    /// Whether the role stores rows (every role but the gateway).
+    pub fn needs_database(self) -> bool {
+        self != Role::Api
+    }
+
+    /// Whether the role reads or writes media objects.
+    pub fn needs_storage(self) -> bool {
+        matches!(self, Role::Api | Role::Video)
+    }
+
+    /// Whether the role signs or verifies user tokens.
+    pub fn needs_tokens(self) -> bool {
+        matches!(self, Role::Api | Role::User)
+    }
+
     /// Where the role is found in a cluster when no endpoint is configured.
     pub fn default_endpoint(self) -> String {
         format!("http://douyin-{}:50051", self.name())
@@ -76,10 +92,29 @@ impl Role {
     pub fn parse(name: &str) -> Option<Role> {
         Role::ALL.into_iter().find(|r| r.name() == name)
     }
+
+    /// Its place in [`Role::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
 }
 
 impl std::fmt::Display for Role {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Role;
+
+    #[test]
+    fn every_role_is_listed_once_in_declaration_order() {
+        for (i, role) in Role::ALL.into_iter().enumerate() {
+            assert_eq!(role.index(), i, "{role}");
+            assert_eq!(Role::parse(role.name()), Some(role));
+        }
+        assert_eq!(Role::GRPC[..], Role::ALL[1..], "every role but the gateway serves gRPC");
     }
 }

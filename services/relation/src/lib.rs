@@ -4,8 +4,8 @@ mod repo;
 mod service;
 
 use douyin_kit::{
-    db::{Db, ServiceMigrations},
-    grpc::Clients,
+    db::ServiceMigrations,
+    host::{Built, RoleContext},
 };
 use douyin_proto::{
     common::{Empty, UserList},
@@ -25,11 +25,13 @@ pub static MIGRATIONS: ServiceMigrations = ServiceMigrations {
     mysql: &sqlx::migrate!("./migrations/mysql"),
 };
 
-pub fn server(db: Db, clients: Clients) -> relation_service_server::RelationServiceServer<RelationGrpc> {
-    relation_service_server::RelationServiceServer::new(RelationGrpc(RelationService::new(
-        RelationRepo::new(db),
-        clients,
-    )))
+/// The relation role: follows, checked on its own table.
+pub fn build(ctx: &RoleContext) -> Built<relation_service_server::RelationServiceServer<RelationGrpc>> {
+    let service = RelationService::new(RelationRepo::new(ctx.db.clone()), ctx.clients.clone());
+    Built {
+        server: relation_service_server::RelationServiceServer::new(RelationGrpc(service)),
+        probes: ctx.table_probes(&["follows"]),
+    }
 }
 
 #[derive(Clone)]

@@ -3,12 +3,7 @@
 use std::collections::{HashMap, HashSet};
 
 use douyin_kit::{Error, Result, counts, grpc::Clients, ids};
-use douyin_proto::{
-    chat::LatestRequest,
-    common::{Ids, User},
-    relation::Friend,
-    user::GetUsersRequest,
-};
+use douyin_proto::{chat::LatestRequest, common::User, relation::Friend, user::GetUsersRequest};
 
 use crate::repo::RelationRepo;
 
@@ -27,9 +22,7 @@ impl RelationService {
         if user_id <= 0 {
             return Err(Error::invalid(format!("{param} must be a positive integer")));
         }
-        let mut user = self.clients.user.clone();
-        let found = user.existing_users(Ids { ids: vec![user_id] }).await?.into_inner().ids;
-        if found.is_empty() {
+        if !self.clients.user_exists(user_id).await? {
             return Err(Error::not_found(format!("user {user_id} does not exist")));
         }
         Ok(())

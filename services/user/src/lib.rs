@@ -5,9 +5,8 @@ mod service;
 
 use douyin_kit::{
     Error,
-    auth::Tokens,
     db::{Db, ServiceMigrations},
-    grpc::Clients,
+    host::{Built, RoleContext},
 };
 use douyin_proto::{
     common::{Ids, UserList},
@@ -35,9 +34,14 @@ pub async fn fill_name_keys(db: &Db) -> douyin_kit::Result<()> {
 }
 
 /// The tonic server of this role.
-pub fn server(db: Db, tokens: Tokens, clients: Clients) -> user_service_server::UserServiceServer<UserGrpc> {
-    let counts = douyin_kit::counts::Reader::new(clients, db.clone());
-    user_service_server::UserServiceServer::new(UserGrpc(UserService::new(UserRepo::new(db), tokens, counts)))
+/// The user role: accounts and profiles, checked on its own tables.
+pub fn build(ctx: &RoleContext) -> douyin_kit::Result<Built<user_service_server::UserServiceServer<UserGrpc>>> {
+    let counts = douyin_kit::counts::Reader::new(ctx.clients.clone(), ctx.db.clone());
+    let service = UserService::new(UserRepo::new(ctx.db.clone()), ctx.tokens()?, counts);
+    Ok(Built {
+        server: user_service_server::UserServiceServer::new(UserGrpc(service)),
+        probes: ctx.table_probes(&["users", "user_stats"]),
+    })
 }
 
 /// gRPC adapter over [`UserService`].

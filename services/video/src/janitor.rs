@@ -7,6 +7,8 @@ use std::{
     time::{Duration, SystemTime},
 };
 
+use douyin_kit::shutdown::Shutdown;
+
 /// Removes `upload-*` directories under `tmp_dir` older than `max_age`;
 /// returns how many were removed.
 pub fn sweep(tmp_dir: &Path, max_age: Duration) -> usize {
@@ -23,14 +25,17 @@ pub fn sweep(tmp_dir: &Path, max_age: Duration) -> usize {
     removed
 }
 
-/// Sweeps `tmp_dir` every `max_age / 2` (at least every second) until the
-/// process ends.
-pub fn spawn(tmp_dir: PathBuf, max_age: Duration) {
+/// Sweeps `tmp_dir` every `max_age / 2` (at least every second) until
+/// `shutdown`.
+pub fn spawn(tmp_dir: PathBuf, max_age: Duration, shutdown: Shutdown) {
     let every = (max_age / 2).max(Duration::from_secs(1));
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(every);
         loop {
-            ticker.tick().await;
+            tokio::select! {
+                _ = ticker.tick() => {}
+                () = shutdown.clone().wait() => return,
+            }
             let dir = tmp_dir.clone();
             let removed = tokio::task::spawn_blocking(move || sweep(&dir, max_age)).await.unwrap_or(0);
             if removed > 0 {

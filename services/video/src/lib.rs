@@ -8,13 +8,13 @@ mod repo;
 mod service;
 mod sniff;
 
-use std::{pin::Pin, sync::Arc};
+use std::pin::Pin;
 
 use douyin_kit::{
     Error,
-    db::{Db, ServiceMigrations},
-    grpc::Clients,
-    storage::ObjectStore,
+    db::ServiceMigrations,
+    health::probe,
+    host::{Built, RoleContext},
 };
 use douyin_proto::{
     common::{Ids, VideoList},
@@ -38,17 +38,29 @@ pub static MIGRATIONS: ServiceMigrations = ServiceMigrations {
     mysql: &sqlx::migrate!("./migrations/mysql"),
 };
 
-pub fn server(
-    db: Db,
-    storage: Arc<dyn ObjectStore>,
-    clients: Clients,
-    settings: VideoSettings,
-) -> video_service_server::VideoServiceServer<VideoGrpc> {
+/// The video role: videos and their media, checked on its own tables and the
+/// object store. Its janitor sweeps abandoned uploads until shutdown.
+pub async fn build(
+    ctx: &RoleContext,
+) -> douyin_kit::Result<Built<video_service_server::VideoServiceServer<VideoGrpc>>> {
+    let settings = VideoSettings::from_config(&ctx.config);
+    if !ffmpeg_available(&ctx.config.ffmpeg_path).await {
+        tracing::info!("ffmpeg not found; new videos get the default cover");
+    }
+    let storage = ctx.storage()?;
     // The longest an upload may legitimately take: the call deadline.
-    janitor::spawn(settings.tmp_dir.clone(), settings.upload_deadline);
-    let counts = douyin_kit::counts::Reader::new(clients.clone(), db.clone());
-    let service = VideoService::new(VideoRepo::new(db), storage, clients, counts, settings);
-    video_service_server::VideoServiceServer::new(VideoGrpc(service)).max_decoding_message_size(8 * 1024 * 1024)
+    janitor::spawn(settings.tmp_dir.clone(), settings.upload_deadline, ctx.shutdown.clone());
+    let counts = douyin_kit::counts::Reader::new(ctx.clients.clone(), ctx.db.clone());
+    let repo = VideoRepo::new(ctx.db.clone());
+    let service = VideoService::new(repo, storage.clone(), ctx.clients.clone(), counts, settings);
+    let server =
+        video_service_server::VideoServiceServer::new(VideoGrpc(service)).max_decoding_message_size(8 * 1024 * 1024);
+    let mut probes = ctx.table_probes(&["videos", "video_stats"]);
+    probes.push(probe("object storage", move || {
+        let storage = storage.clone();
+        async move { storage.ping().await }
+    }));
+    Ok(Built { server, probes })
 }
 
 #[derive(Clone)]

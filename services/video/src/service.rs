@@ -39,6 +39,19 @@ pub struct VideoSettings {
     pub upload_deadline: Duration,
 }
 
+impl VideoSettings {
+    pub fn from_config(config: &douyin_kit::Config) -> Self {
+        Self {
+            max_upload_bytes: config.max_upload_bytes,
+            tmp_dir: config.data_dir.join("tmp"),
+            ffmpeg: config.ffmpeg_path.clone(),
+            cover_timeout: Duration::from_secs(config.cover_timeout_secs),
+            upload_idle_timeout: Duration::from_secs(config.upload_idle_timeout_secs.max(1)),
+            upload_deadline: Duration::from_secs(config.upload_timeout_secs.max(1)),
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct VideoService {
     repo: VideoRepo,
@@ -263,12 +276,8 @@ impl VideoService {
             return Err(Error::invalid("user_id must be a positive integer"));
         }
         let rows = self.repo.by_author(user_id).await?;
-        if rows.is_empty() {
-            let mut user = self.clients.user.clone();
-            let found = user.existing_users(douyin_proto::common::Ids { ids: vec![user_id] }).await?.into_inner().ids;
-            if found.is_empty() {
-                return Err(Error::not_found(format!("user {user_id} does not exist")));
-            }
+        if rows.is_empty() && !self.clients.user_exists(user_id).await? {
+            return Err(Error::not_found(format!("user {user_id} does not exist")));
         }
         self.assemble(rows, viewer_id).await
     }

@@ -7,6 +7,7 @@
 
 mod credential;
 mod discovery;
+mod users;
 
 use std::{
     collections::HashSet,
@@ -54,11 +55,7 @@ pub struct Clients {
 /// roles which call each other can be constructed in any order.
 #[derive(Clone, Default)]
 pub struct LocalServers {
-    slots: Arc<[OnceLock<GrpcChannel>; 7]>,
-}
-
-fn slot_index(role: Role) -> usize {
-    Role::ALL.iter().position(|r| *r == role).unwrap_or(0)
+    slots: Arc<[OnceLock<GrpcChannel>; Role::ALL.len()]>,
 }
 
 impl LocalServers {
@@ -74,7 +71,7 @@ impl LocalServers {
     {
         let server = tower::Layer::layer(&crate::telemetry::GrpcServerLayer, server);
         let service = BoxCloneSyncService::new(server.map_err(|never: Infallible| -> Status { match never {} }));
-        let _ = self.slots[slot_index(role)].set(service);
+        let _ = self.slots[role.index()].set(service);
     }
 
     fn channel(&self, role: Role) -> LocalChannel {
@@ -99,7 +96,7 @@ impl Service<http::Request<Body>> for LocalChannel {
     }
 
     fn call(&mut self, req: http::Request<Body>) -> Self::Future {
-        let server = self.servers.slots[slot_index(self.role)].get().cloned();
+        let server = self.servers.slots[self.role.index()].get().cloned();
         let role = self.role;
         Box::pin(async move {
             match server {
@@ -158,31 +155,10 @@ pub fn clients(config: &Config, roles: &[Role], local: &LocalServers, key: Optio
     })
 }
 
-/// Methods that only read, so a failed attempt may be repeated.
+/// Methods that only read (marked so where the protobuf defines them), so a
+/// failed attempt may be repeated.
 fn is_idempotent_read(path: &str) -> bool {
-    const READS: &[&str] = &[
-        "GetUsers",
-        "ExistingUsers",
-        "AccountKeys",
-        "Feed",
-        "PublishList",
-        "GetVideos",
-        "VideoAuthors",
-        "FavoriteList",
-        "FavoriteFlags",
-        "CommentList",
-        "FollowList",
-        "FollowerList",
-        "FriendList",
-        "FollowFlags",
-        "History",
-        "LatestMessages",
-        "Recent",
-        "Counts",
-        "TopVideos",
-        "TopUsers",
-    ];
-    path.rsplit('/').next().is_some_and(|method| READS.contains(&method))
+    douyin_proto::NO_SIDE_EFFECTS.contains(&path)
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -313,4 +289,22 @@ pub async fn serve(
         .serve_with_incoming_shutdown(incoming, shutdown.wait())
         .await
         .map_err(|e| Error::internal(format!("grpc server: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_idempotent_read;
+
+    #[test]
+    fn reads_are_retried_and_writes_are_not() {
+        assert!(is_idempotent_read("/douyin.user.v1.UserService/GetUsers"));
+        assert!(is_idempotent_read("/douyin.chat.v1.ChatService/Recent"));
+        assert!(is_idempotent_read("/douyin.counter.v1.CounterService/Counts"));
+        assert!(!is_idempotent_read("/douyin.user.v1.UserService/Register"));
+        assert!(!is_idempotent_read("/douyin.chat.v1.ChatService/Send"));
+        assert!(!is_idempotent_read("/douyin.counter.v1.CounterService/Refresh"));
+        assert!(!is_idempotent_read("/douyin.video.v1.VideoService/Publish"));
+        assert!(!is_idempotent_read("/other.Service/GetUsers"), "the whole path is the mark");
+        assert_eq!(douyin_proto::NO_SIDE_EFFECTS.len(), 20, "{:?}", douyin_proto::NO_SIDE_EFFECTS);
+    }
 }
