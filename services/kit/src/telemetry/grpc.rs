@@ -25,20 +25,38 @@ fn header_status(headers: &http::HeaderMap) -> Option<i32> {
     headers.get("grpc-status").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok())
 }
 
+/// The span of one call of `service`/`method`, named and kind as given (the
+/// span name must be a literal, hence a macro); its status fields are
+/// recorded by [`record_code`].
+macro_rules! rpc_span {
+    ($name:literal, $kind:literal, $service:expr, $method:expr) => {{
+        let (service, method) = ($service, $method);
+        tracing::info_span!(
+            $name,
+            otel.name = %format!("{service}/{method}"),
+            otel.kind = $kind,
+            rpc.system = "grpc",
+            rpc.service = %service,
+            rpc.method = %method,
+            rpc.grpc.status_code = Empty,
+            otel.status_code = Empty,
+        )
+    }};
+}
+
+/// Records a call's gRPC status code on its span (non-zero: an error).
+fn record_code(span: &Span, code: i32) {
+    span.record("rpc.grpc.status_code", code);
+    if code != 0 {
+        span.record("otel.status_code", "error");
+    }
+}
+
 /// A span per outgoing call; the caller enters it to inject the trace
 /// context and instruments the call with it.
 pub fn client_span(path: &str) -> Span {
     let (service, method) = split_path(path);
-    tracing::info_span!(
-        "grpc client",
-        otel.name = %format!("{service}/{method}"),
-        otel.kind = "client",
-        rpc.system = "grpc",
-        rpc.service = %service,
-        rpc.method = %method,
-        rpc.grpc.status_code = Empty,
-        otel.status_code = Empty,
-    )
+    rpc_span!("grpc client", "client", service, method)
 }
 
 /// Records how an outgoing call ended on its client span.
@@ -47,10 +65,7 @@ pub fn record_client_outcome<B>(span: &Span, result: &Result<http::Response<B>, 
         Ok(response) => header_status(response.headers()).unwrap_or(0),
         Err(status) => status.code() as i32,
     };
-    span.record("rpc.grpc.status_code", code);
-    if code != 0 {
-        span.record("otel.status_code", "error");
-    }
+    record_code(span, code);
 }
 
 /// A server span around every gRPC call, child of the caller's span when the
@@ -91,16 +106,7 @@ where
         let span = if service == HEALTH {
             Span::none()
         } else {
-            let span = tracing::info_span!(
-                "grpc server",
-                otel.name = %format!("{service}/{method}"),
-                otel.kind = "server",
-                rpc.system = "grpc",
-                rpc.service = %service,
-                rpc.method = %method,
-                rpc.grpc.status_code = Empty,
-                otel.status_code = Empty,
-            );
+            let span = rpc_span!("grpc server", "server", &service, &method);
             super::continue_trace(&span, req.headers());
             span
         };
@@ -112,10 +118,7 @@ where
                 Ok(response) => header_status(response.headers()).unwrap_or(0),
                 Err(_) => 2,
             };
-            span.record("rpc.grpc.status_code", code);
-            if code != 0 {
-                span.record("otel.status_code", "error");
-            }
+            record_code(&span, code);
             // Paths no service answers are counted together (bounded labels).
             let known = code != 12 && (service == HEALTH || Role::GRPC.iter().any(|r| r.grpc_service() == service));
             let (service, method) = if known { (service.as_str(), method.as_str()) } else { ("other", "other") };
