@@ -9,10 +9,7 @@ use douyin_kit::{
 };
 use douyin_proto::{
     common::{Empty, UserList},
-    relation::{
-        FollowFlagsReply, FollowFlagsRequest, FollowRequest, FriendListReply, RelationListRequest,
-        relation_service_server,
-    },
+    relation::{FollowRequest, FriendListReply, RelationListRequest, relation_service_server},
 };
 use tonic::{Request, Response, Status};
 
@@ -58,10 +55,5 @@ impl relation_service_server::RelationService for RelationGrpc {
     async fn friend_list(&self, request: Request<RelationListRequest>) -> Result<Response<FriendListReply>, Status> {
         let r = request.into_inner();
         Ok(Response::new(FriendListReply { friends: self.0.friend_list(r.user_id, r.viewer_id).await? }))
-    }
-
-    async fn follow_flags(&self, request: Request<FollowFlagsRequest>) -> Result<Response<FollowFlagsReply>, Status> {
-        let r = request.into_inner();
-        Ok(Response::new(FollowFlagsReply { flags: self.0.follow_flags(r.user_id, &r.ids).await? }))
     }
 }

@@ -2,7 +2,7 @@
 
 use douyin_kit::{
     Result,
-    db::{Db, Pair, bind_ids, placeholders, retry_tx},
+    db::{Db, Pair, retry_tx},
     stats::{self, UserCount},
 };
 use sqlx::Row;
@@ -71,20 +71,5 @@ impl RelationRepo {
             user_id,
         )
         .await
-    }
-
-    /// Which of `ids` `user_id` follows.
-    pub async fn followed_among(&self, user_id: i64, ids: &[i64]) -> Result<Vec<i64>> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let sql = format!(
-            "SELECT followee_id FROM follows WHERE follower_id = ? AND followee_id IN ({})",
-            placeholders(ids.len())
-        );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(user_id);
-        query = bind_ids(query, ids);
-        let rows = query.fetch_all(self.db.pool()).await?;
-        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
     }
 }

@@ -1,8 +1,8 @@
 //! The relation role's logic.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
-use douyin_kit::{Error, Result, counts, grpc::Clients, ids};
+use douyin_kit::{Error, Result, counts, grpc::Clients};
 use douyin_proto::{chat::LatestRequest, common::User, relation::Friend, user::GetUsersRequest};
 
 use crate::repo::RelationRepo;
@@ -101,14 +101,5 @@ impl RelationService {
                 Friend { user: Some(user), message, msg_type }
             })
             .collect())
-    }
-
-    pub async fn follow_flags(&self, user_id: i64, targets: &[i64]) -> Result<Vec<bool>> {
-        if user_id <= 0 {
-            return Ok(vec![false; targets.len()]);
-        }
-        let followed: HashSet<i64> =
-            self.repo.followed_among(user_id, &ids::unique(targets)).await?.into_iter().collect();
-        Ok(targets.iter().map(|id| followed.contains(id)).collect())
     }
 }
