@@ -22,7 +22,7 @@ use crate::common;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
-use crate::common::{TestApp, sample_mp4};
+use crate::common::{TestApp, sample_mp4, send_json};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -510,7 +510,7 @@ async fn a_stored_message_is_a_sent_message_while_redis_is_down() {
             ("content", content),
         ])
     };
-    let reply: Value = send("before").send().await.unwrap().json().await.unwrap();
+    let reply: Value = send_json(send("before")).await;
     assert_eq!(reply["status_code"], 0, "{reply}");
 
     // Live push goes through Redis; the message row does not. Once it is
@@ -603,7 +603,7 @@ async fn redis_stopped_mid_run_then_counts_are_exact() {
     };
     let mut liked = 0;
     for token in &likers[..3] {
-        let reply: Value = like(token, "1").send().await.unwrap().json().await.unwrap();
+        let reply: Value = send_json(like(token, "1")).await;
         assert_eq!(reply["status_code"], 0);
         liked += 1;
     }
@@ -641,7 +641,7 @@ async fn redis_stopped_mid_run_then_counts_are_exact() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     // And they keep counting exactly.
-    let reply: Value = like(&likers[0], "2").send().await.unwrap().json().await.unwrap();
+    let reply: Value = send_json(like(&likers[0], "2")).await;
     assert_eq!(reply["status_code"], 0);
     assert_eq!(favorite_count(&app, video_id).await, Some(liked - 1));
     figure("fault", format!("redis-stopped answered={answered}"));

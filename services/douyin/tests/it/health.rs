@@ -6,7 +6,7 @@ use crate::common;
 
 use std::time::{Duration, Instant};
 
-use crate::common::TestApp;
+use crate::common::{TestApp, send_json};
 use serde_json::Value;
 
 /// A MySQL address where nothing listens: the database is down from the start.
@@ -79,7 +79,7 @@ async fn a_lame_duck_reports_not_serving_and_still_serves() {
     assert_eq!(status(&app.http, app.url("/readyz")).await, 503, "gateway /readyz");
     // New connections are accepted and answered, on both listeners.
     let fresh = reqwest::Client::new();
-    let feed: Value = fresh.get(app.url("/douyin/feed/")).send().await.unwrap().json().await.unwrap();
+    let feed: Value = send_json(fresh.get(app.url("/douyin/feed/"))).await;
     assert_eq!(feed["status_code"], 0, "{feed}");
     app.stop().await;
 }

@@ -211,6 +211,11 @@ impl TestApp {
     }
 }
 
+/// Sends `request` and reads its answer as JSON, whatever its headers say.
+pub async fn send_json(request: reqwest::RequestBuilder) -> Value {
+    request.send().await.unwrap().json().await.unwrap()
+}
+
 pub async fn json(response: reqwest::Response) -> Value {
     let status = response.status();
     let content_type =

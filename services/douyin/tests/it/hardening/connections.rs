@@ -11,7 +11,7 @@ use tokio::{
 };
 
 use super::figure;
-use crate::common::{TestApp, client_from};
+use crate::common::{TestApp, client_from, send_json};
 
 fn gateway(app: &TestApp) -> SocketAddr {
     app.base.trim_start_matches("http://").parse().unwrap()
@@ -86,8 +86,7 @@ async fn idle_and_dripping_sockets_do_not_stop_a_legitimate_request() {
 
     // A legitimate client from a third address is answered at once.
     let started = tokio::time::Instant::now();
-    let reply: serde_json::Value =
-        client_from("127.0.0.4").get(app.url("/douyin/feed/")).send().await.unwrap().json().await.unwrap();
+    let reply: serde_json::Value = send_json(client_from("127.0.0.4").get(app.url("/douyin/feed/"))).await;
     assert_eq!(reply["status_code"], 0, "{reply}");
     assert!(started.elapsed() < Duration::from_secs(2), "answered in {:?}", started.elapsed());
 
@@ -161,8 +160,7 @@ async fn new_connections_count_against_the_address_rate() {
     }
     assert!(refused >= 9, "{refused} of 20 connections refused at a burst of 10");
     // Another address is not affected.
-    let reply: serde_json::Value =
-        client_from("127.0.0.7").get(app.url("/douyin/feed/")).send().await.unwrap().json().await.unwrap();
+    let reply: serde_json::Value = send_json(client_from("127.0.0.7").get(app.url("/douyin/feed/"))).await;
     assert_eq!(reply["status_code"], 0, "{reply}");
     app.stop().await;
 }

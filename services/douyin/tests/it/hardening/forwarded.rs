@@ -5,23 +5,20 @@
 
 use serde_json::Value;
 
-use crate::common::{TestApp, client_from};
+use crate::common::{TestApp, client_from, send_json};
 
 /// The avatar link of `user_id` in a reply to a request that claims to come
 /// through `https://evil.example`.
 async fn avatar(app: &TestApp, client: &reqwest::Client, user_id: i64, token: &str) -> String {
-    let reply: Value = client
-        .get(app.url("/douyin/user/"))
-        .query(&[("user_id", user_id.to_string()), ("token", token.to_owned())])
-        .header("x-forwarded-host", "evil.example")
-        .header("x-forwarded-proto", "https")
-        .header("forwarded", "host=evil.example;proto=https")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let reply: Value = send_json(
+        client
+            .get(app.url("/douyin/user/"))
+            .query(&[("user_id", user_id.to_string()), ("token", token.to_owned())])
+            .header("x-forwarded-host", "evil.example")
+            .header("x-forwarded-proto", "https")
+            .header("forwarded", "host=evil.example;proto=https"),
+    )
+    .await;
     assert_eq!(reply["status_code"], 0, "{reply}");
     reply["user"]["avatar"].as_str().unwrap().to_owned()
 }

@@ -11,7 +11,7 @@ use tokio::{
 };
 
 use super::figure;
-use crate::common::{TestApp, sample_mp4};
+use crate::common::{TestApp, sample_mp4, send_json};
 
 const BOUNDARY: &str = "douyin-test-boundary";
 
@@ -152,17 +152,13 @@ async fn a_file_before_its_token_is_held_in_memory_and_never_reaches_the_disk() 
     let body =
         [file_head(), sample_mp4(), b"\r\n".to_vec(), field("token", &token), field("title", "data first"), end()]
             .concat();
-    let reply: Value = app
-        .http
-        .post(app.url("/douyin/publish/action/"))
-        .header("content-type", format!("multipart/form-data; boundary={BOUNDARY}"))
-        .body(body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let reply: Value = send_json(
+        app.http
+            .post(app.url("/douyin/publish/action/"))
+            .header("content-type", format!("multipart/form-data; boundary={BOUNDARY}"))
+            .body(body),
+    )
+    .await;
     assert_eq!(reply["status_code"], 0, "{reply}");
     let feed = app.get("/douyin/feed/", &[]).await;
     assert_eq!(feed["video_list"][0]["title"], "data first");
