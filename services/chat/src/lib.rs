@@ -14,8 +14,8 @@ use douyin_proto::{
 };
 use tonic::{Request, Response, Status};
 
-pub use repo::ChatRepo;
-pub use service::ChatService;
+use repo::ChatRepo;
+use service::ChatService;
 
 pub static MIGRATIONS: ServiceMigrations = ServiceMigrations {
     service: "chat",

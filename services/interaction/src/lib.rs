@@ -16,8 +16,8 @@ use douyin_proto::{
 };
 use tonic::{Request, Response, Status};
 
-pub use repo::{CommentRow, InteractionRepo};
-pub use service::InteractionService;
+use repo::InteractionRepo;
+use service::InteractionService;
 
 pub static MIGRATIONS: ServiceMigrations = ServiceMigrations {
     service: "interaction",

@@ -13,8 +13,8 @@ use douyin_proto::{
 };
 use tonic::{Request, Response, Status};
 
-pub use repo::RelationRepo;
-pub use service::RelationService;
+use repo::RelationRepo;
+use service::RelationService;
 
 pub static MIGRATIONS: ServiceMigrations = ServiceMigrations {
     service: "relation",

@@ -14,8 +14,8 @@ use douyin_proto::{
 };
 use tonic::{Request, Response, Status};
 
-pub use repo::{Profile, UserRepo};
-pub use service::UserService;
+use repo::UserRepo;
+use service::UserService;
 
 pub static MIGRATIONS: ServiceMigrations = ServiceMigrations {
     service: "user",

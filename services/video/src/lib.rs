@@ -26,11 +26,10 @@ use douyin_proto::{
 use futures::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
-pub use cover::available as ffmpeg_available;
+use cover::available as ffmpeg_available;
 pub use demo::seed_demo_content;
-pub use repo::{VideoRepo, VideoRow};
-pub use service::{DEFAULT_COVER, Upload, VideoService, VideoSettings, check_title};
-pub use sniff::{Container, sniff};
+use repo::VideoRepo;
+use service::{Upload, VideoService, VideoSettings};
 
 pub static MIGRATIONS: ServiceMigrations = ServiceMigrations {
     service: "video",
