@@ -7,6 +7,9 @@ use douyin_kit::{
 };
 use sqlx::Row;
 
+/// `favorites (user_id, video_id)`: who likes which video.
+const FAVORITES: Pair = Pair { table: "favorites", first: "user_id", second: "video_id" };
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CommentRow {
     pub id: i64,
@@ -32,7 +35,7 @@ impl InteractionRepo {
         retry_tx(|| async {
             let mut tx = self.db.begin_write().await?;
             self.db.require_account(&mut tx, user_id).await?;
-            let changed = self.db.set_pair(&mut tx, Pair::Favorite, user_id, video_id, like).await?;
+            let changed = self.db.set_pair(&mut tx, FAVORITES, user_id, video_id, like).await?;
             if changed {
                 let delta = if like { 1 } else { -1 };
                 stats::add_video(&mut tx, video_id, VideoCount::Favorite, delta).await?;

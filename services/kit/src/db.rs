@@ -36,22 +36,13 @@ enum MigrationLock {
     Sqlite(#[allow(dead_code)] Option<std::fs::File>),
 }
 
-/// Tables whose rows are pairs of ids (a like, a follow).
+/// A table whose rows are pairs of ids (a like, a follow), with a unique key
+/// on the pair and a `created_at_ms` column; named by the repo that owns it.
 #[derive(Clone, Copy, Debug)]
-pub enum Pair {
-    /// `favorites (user_id, video_id)`
-    Favorite,
-    /// `follows (follower_id, followee_id)`
-    Follow,
-}
-
-impl Pair {
-    fn columns(self) -> (&'static str, &'static str, &'static str) {
-        match self {
-            Pair::Favorite => ("favorites", "user_id", "video_id"),
-            Pair::Follow => ("follows", "follower_id", "followee_id"),
-        }
-    }
+pub struct Pair {
+    pub table: &'static str,
+    pub first: &'static str,
+    pub second: &'static str,
 }
 
 /// The migrations of one service, one set per dialect.
@@ -164,7 +155,7 @@ impl Db {
         b: i64,
         present: bool,
     ) -> Result<bool> {
-        let (name, first, second) = table.columns();
+        let Pair { table: name, first, second } = table;
         let result = if present {
             let sql =
                 format!("{} INTO {name} ({first}, {second}, created_at_ms) VALUES (?, ?, ?)", self.insert_ignore());

@@ -7,6 +7,9 @@ use douyin_kit::{
 };
 use sqlx::Row;
 
+/// `follows (follower_id, followee_id)`: who follows whom.
+const FOLLOWS: Pair = Pair { table: "follows", first: "follower_id", second: "followee_id" };
+
 #[derive(Clone, Debug)]
 pub struct RelationRepo {
     db: Db,
@@ -23,7 +26,7 @@ impl RelationRepo {
         retry_tx(|| async {
             let mut tx = self.db.begin_write().await?;
             self.db.require_account(&mut tx, follower_id).await?;
-            let changed = self.db.set_pair(&mut tx, Pair::Follow, follower_id, followee_id, follow).await?;
+            let changed = self.db.set_pair(&mut tx, FOLLOWS, follower_id, followee_id, follow).await?;
             if changed {
                 let delta = if follow { 1 } else { -1 };
                 stats::add_users(
