@@ -11,7 +11,7 @@ use std::{
 
 use async_trait::async_trait;
 
-use super::{Bucket, Cache, EPOCH_KEY, Ranked, Taken, new_epoch, version_of};
+use super::{Bucket, Cache, EPOCH_KEY, Ranked, Slice, Taken, new_epoch, version_of};
 use crate::Result;
 
 #[derive(Default)]
@@ -164,6 +164,15 @@ impl Cache for MemoryCache {
             .get(key)
             .map(|set| set.order.iter().take(limit).map(|(s, m)| (*m, s.0)).collect())
             .unwrap_or_default())
+    }
+
+    async fn zbelow(&self, key: &str, below: i64, limit: usize, probe: i64) -> Result<Slice> {
+        let state = self.state();
+        let Some(set) = state.sets.get(key) else { return Ok(Slice::default()) };
+        let from = (std::cmp::Reverse(below.saturating_sub(1)), i64::MIN);
+        let members = set.order.range(from..).take(limit).map(|(s, m)| (*m, s.0)).collect();
+        let probe = set.scores.get(&probe).map(|score| (*score, set.versions.get(&probe).copied().unwrap_or(0)));
+        Ok(Slice { members, probe })
     }
 
     async fn hit(&self, key: &str, window: Duration) -> Result<(u64, Duration)> {

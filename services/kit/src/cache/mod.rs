@@ -2,16 +2,20 @@
 //! in-process map with the same semantics in the embedded mode. Nothing stored
 //! here is the truth; every entry can be rebuilt from the database.
 
+mod generation;
 mod memory;
 mod redis_cache;
+pub mod rows;
 pub mod suite;
 
 use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 
+pub use generation::Generation;
 pub use memory::MemoryCache;
 pub use redis_cache::RedisCache;
+pub use rows::RowCache;
 
 use crate::{Config, Result};
 
@@ -37,6 +41,14 @@ pub struct Ranked {
     pub id: i64,
     pub score: i64,
     pub version: i64,
+}
+
+/// What [`Cache::zbelow`] read.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Slice {
+    pub members: Vec<(i64, i64)>,
+    /// The probed member's score and version, when it is in the set.
+    pub probe: Option<(i64, i64)>,
 }
 
 /// A token bucket: up to `burst` tokens, refilled at `per_sec` tokens a
@@ -108,6 +120,10 @@ pub trait Cache: Send + Sync + 'static {
     /// The `limit` members with the highest scores as `(id, score)`, highest
     /// first (ties: lower id first).
     async fn ztop(&self, key: &str, limit: usize) -> Result<Vec<(i64, i64)>>;
+    /// In one round trip: up to `limit` members of the sorted set `key` scored
+    /// below `below` as `(id, score)`, highest first (ties: lower id first),
+    /// and `probe`'s `(score, version)` when it is a member.
+    async fn zbelow(&self, key: &str, below: i64, limit: usize, probe: i64) -> Result<Slice>;
     /// Increments a counter that expires `window` after its first increment;
     /// returns the new value and the time left in the window.
     async fn hit(&self, key: &str, window: Duration) -> Result<(u64, Duration)>;

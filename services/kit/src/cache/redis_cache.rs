@@ -12,7 +12,7 @@ use std::{
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-use super::{Bucket, Cache, EPOCH_KEY, Ranked, Taken, new_epoch};
+use super::{Bucket, Cache, EPOCH_KEY, Ranked, Slice, Taken, new_epoch};
 use crate::{Error, Result, breaker::Breaker};
 
 /// The longest any cache call waits for Redis: a hung Redis costs a request
@@ -289,6 +289,38 @@ impl Cache for RedisCache {
         cmd.arg(self.key(key)).arg(0).arg(limit - 1).arg("REV").arg("WITHSCORES");
         let raw: Vec<(i64, i64)> = self.guard(async move { cmd.query_async(&mut conn).await }).await?;
         Ok(raw.into_iter().map(|(m, score)| (member_id(m), score)).collect())
+    }
+
+    async fn zbelow(&self, key: &str, below: i64, limit: usize, probe: i64) -> Result<Slice> {
+        if limit == 0 {
+            return Ok(Slice::default());
+        }
+        self.count(1);
+        let (set, versions) = (self.key(key), self.key(&format!("{key}:versions")));
+        let mut pipe = redis::pipe();
+        pipe.cmd("ZRANGE")
+            .arg(&set)
+            .arg(format!("({below}"))
+            .arg("-inf")
+            .arg("BYSCORE")
+            .arg("REV")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(limit)
+            .arg("WITHSCORES")
+            .cmd("ZSCORE")
+            .arg(&set)
+            .arg(member(probe))
+            .cmd("HGET")
+            .arg(&versions)
+            .arg(member(probe));
+        let mut conn = self.conn.clone();
+        let (raw, score, version): (Vec<(i64, i64)>, Option<i64>, Option<i64>) =
+            self.guard(async move { pipe.query_async(&mut conn).await }).await?;
+        Ok(Slice {
+            members: raw.into_iter().map(|(m, score)| (member_id(m), score)).collect(),
+            probe: score.map(|score| (score, version.unwrap_or(0))),
+        })
     }
 
     async fn hit(&self, key: &str, window: Duration) -> Result<(u64, Duration)> {

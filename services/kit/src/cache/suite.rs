@@ -76,6 +76,21 @@ pub async fn sorted_sets_rank_by_score(cache: &dyn Cache) {
     assert_eq!(ids, vec![11, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12]);
 }
 
+pub async fn sorted_sets_read_below_a_score(cache: &dyn Cache) {
+    let epoch = cache.epoch().await.unwrap();
+    let key = format!("suite:zb:{}", uuid::Uuid::new_v4());
+    assert_eq!(cache.zbelow(&key, 100, 10, 0).await.unwrap(), super::Slice::default(), "a missing set");
+    let members = [ranked(1, 1_600_000_000_010, 0), ranked(2, 1_600_000_000_020, 0), ranked(3, 1_600_000_000_030, 0)];
+    cache.zadd_versioned(&epoch, &[(key.as_str(), &members), (key.as_str(), &[ranked(0, 5, 7)])]).await.unwrap();
+    let slice = cache.zbelow(&key, 1_600_000_000_030, 10, 0).await.unwrap();
+    assert_eq!(slice.members, vec![(2, 1_600_000_000_020), (1, 1_600_000_000_010), (0, 5)], "strictly below");
+    assert_eq!(slice.probe, Some((5, 7)));
+    let slice = cache.zbelow(&key, i64::MAX, 2, 9).await.unwrap();
+    assert_eq!(slice.members, vec![(3, 1_600_000_000_030), (2, 1_600_000_000_020)]);
+    assert_eq!(slice.probe, None, "not a member");
+    assert!(cache.zbelow(&key, 5, 10, 0).await.unwrap().members.is_empty());
+}
+
 pub async fn hits_count_within_a_window(cache: &dyn Cache) {
     let key = format!("suite:h:{}", uuid::Uuid::new_v4());
     let window = Duration::from_secs(30);
@@ -122,6 +137,7 @@ pub async fn buckets_take_up_to_their_burst_then_refill(cache: &dyn Cache) {
 pub async fn all(cache: &dyn Cache) {
     versioned_writes_never_go_back(cache).await;
     sorted_sets_rank_by_score(cache).await;
+    sorted_sets_read_below_a_score(cache).await;
     hits_count_within_a_window(cache).await;
     buckets_take_up_to_their_burst_then_refill(cache).await;
     writes_read_before_a_flush_are_dropped(cache).await;

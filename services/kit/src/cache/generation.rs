@@ -1,0 +1,55 @@
+//! The database's generation (`stats::generation`) as cache keys carry it:
+//! entries filled from another database, or from this one before a restore,
+//! are under other keys and never read.
+
+use std::{
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use crate::{Result, db::Db, stats};
+
+/// How often the generation is read again: a restore procedure's
+/// `douyin new-generation` reaches every reader within this.
+pub const GENERATION_CHECK: Duration = Duration::from_secs(5);
+
+/// A generation and when it was read.
+type Known = Option<(Arc<str>, Instant)>;
+
+/// The generation of one database, read at most every [`GENERATION_CHECK`].
+#[derive(Clone)]
+pub struct Generation {
+    db: Db,
+    known: Arc<Mutex<Known>>,
+}
+
+impl Generation {
+    pub fn new(db: Db) -> Self {
+        Self { db, known: Arc::default() }
+    }
+
+    /// The current generation; the last one known while the database does
+    /// not answer.
+    pub async fn current(&self) -> Result<Arc<str>> {
+        let known = self.known.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some((generation, read_at)) = &known
+            && read_at.elapsed() < GENERATION_CHECK
+        {
+            return Ok(generation.clone());
+        }
+        match stats::generation(self.db.pool()).await {
+            Ok(generation) => {
+                let generation: Arc<str> = generation.into();
+                *self.known.lock().unwrap_or_else(|e| e.into_inner()) = Some((generation.clone(), Instant::now()));
+                Ok(generation)
+            }
+            Err(error) => match known {
+                Some((generation, _)) => {
+                    tracing::warn!(%error, "database generation not read; keeping the last one");
+                    Ok(generation)
+                }
+                None => Err(error),
+            },
+        }
+    }
+}
