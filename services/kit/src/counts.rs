@@ -60,7 +60,9 @@ impl Reader {
         Ok(videos.into_iter().map(|c| (c.video_id, c)).collect())
     }
 
-    async fn counts(&self, video_ids: Vec<i64>, user_ids: Vec<i64>) -> Result<(Vec<VideoCounts>, Vec<UserCounts>)> {
+    /// Counts of videos and users together: one call to the counter (or one
+    /// fallback read) for a whole page.
+    pub async fn counts(&self, video_ids: Vec<i64>, user_ids: Vec<i64>) -> Result<(Vec<VideoCounts>, Vec<UserCounts>)> {
         if video_ids.is_empty() && user_ids.is_empty() {
             return Ok((Vec::new(), Vec::new()));
         }

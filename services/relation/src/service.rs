@@ -44,7 +44,7 @@ impl RelationService {
             return Ok(Vec::new());
         }
         let mut user = self.clients.user.clone();
-        Ok(user.get_users(GetUsersRequest { ids, viewer_id }).await?.into_inner().users)
+        Ok(user.get_users(GetUsersRequest { ids, viewer_id, without_counts: false }).await?.into_inner().users)
     }
 
     pub async fn follow_list(&self, user_id: i64, viewer_id: i64) -> Result<Vec<User>> {

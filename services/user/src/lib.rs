@@ -5,6 +5,7 @@ mod service;
 
 use douyin_kit::{
     Error,
+    cache::{Generation, RowCache},
     db::{Db, ServiceMigrations},
     host::{Built, RoleContext},
 };
@@ -37,7 +38,8 @@ pub async fn fill_name_keys(db: &Db) -> douyin_kit::Result<()> {
 /// The user role: accounts and profiles, checked on its own tables.
 pub fn build(ctx: &RoleContext) -> douyin_kit::Result<Built<user_service_server::UserServiceServer<UserGrpc>>> {
     let counts = douyin_kit::counts::Reader::new(ctx.clients.clone(), ctx.db.clone());
-    let service = UserService::new(UserRepo::new(ctx.db.clone()), ctx.tokens()?, counts);
+    let profiles = RowCache::new(ctx.cache.clone(), Generation::new(ctx.db.clone()), "profile");
+    let service = UserService::new(UserRepo::new(ctx.db.clone()), ctx.tokens()?, counts, profiles);
     Ok(Built {
         server: user_service_server::UserServiceServer::new(UserGrpc(service)),
         probes: ctx.table_probes(&["users", "user_stats"]),
@@ -64,7 +66,7 @@ impl user_service_server::UserService for UserGrpc {
 
     async fn get_users(&self, request: Request<GetUsersRequest>) -> Result<Response<UserList>, Status> {
         let r = request.into_inner();
-        let users = self.0.users(&r.ids, r.viewer_id).await?;
+        let users = self.0.users(&r.ids, r.viewer_id, !r.without_counts).await?;
         Ok(Response::new(UserList { users }))
     }
 

@@ -9,7 +9,7 @@ use douyin_kit::{
 use sqlx::Row;
 
 /// A stored profile (counts live in the stats tables).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Profile {
     pub id: i64,
     pub name: String,
@@ -30,7 +30,15 @@ impl UserRepo {
 
     /// Creates the user with its account key and its counts row together; a
     /// name whose skeleton `name_key` is taken is `AlreadyExists`.
-    pub async fn create(&self, username: &str, name_key: &str, password_hash: &str, account_key: &str) -> Result<i64> {
+    /// Returns the id and the creation time.
+    pub async fn create(
+        &self,
+        username: &str,
+        name_key: &str,
+        password_hash: &str,
+        account_key: &str,
+    ) -> Result<(i64, i64)> {
+        let created_at_ms = now_ms();
         let mut tx = self.db.begin_write().await?;
         let inserted = sqlx::query(
             "INSERT INTO users (username, name_key, password_hash, name, account_key, created_at_ms) \
@@ -41,7 +49,7 @@ impl UserRepo {
         .bind(password_hash)
         .bind(username)
         .bind(account_key)
-        .bind(now_ms())
+        .bind(created_at_ms)
         .execute(&mut *tx)
         .await;
         let id = match inserted {
@@ -55,7 +63,7 @@ impl UserRepo {
         };
         stats::create_user(&mut tx, id).await?;
         tx.commit().await?;
-        Ok(id)
+        Ok((id, created_at_ms))
     }
 
     /// Id, password hash and account key of the account `typed` names: the
@@ -136,27 +144,12 @@ impl UserRepo {
         rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
     }
 
-    /// Profiles of `ids` (any order; unknown ids absent), each with whether
-    /// `viewer_id` follows that user — one statement for a whole page. The
-    /// follow flag reads the relation role's `follows` table in the same
-    /// database instead of asking that role for it.
-    pub async fn profiles(&self, ids: &[i64], viewer_id: i64) -> Result<Vec<(Profile, bool)>> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let sql = format!(
-            "SELECT u.id, u.name, u.avatar, u.background_image, u.signature, \
-             CASE WHEN f.follower_id IS NULL THEN 0 ELSE 1 END \
-             FROM users u LEFT JOIN follows f ON f.follower_id = ? AND f.followee_id = u.id \
-             WHERE u.id IN ({})",
-            placeholders(ids.len())
-        );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(viewer_id);
-        query = bind_ids(query, ids);
-        let rows = query.fetch_all(self.db.pool()).await?;
+    /// Profiles of `ids` with their creation times (any order; unknown ids absent).
+    pub async fn profiles(&self, ids: &[i64]) -> Result<Vec<(Profile, i64)>> {
+        let select = "SELECT id, name, avatar, background_image, signature, created_at_ms FROM users WHERE id IN";
+        let rows = fetch_in(self.db.pool(), select, ids).await?;
         rows.iter()
             .map(|r| {
-                let followed: i64 = r.try_get(5)?;
                 let profile = Profile {
                     id: r.try_get(0)?,
                     name: r.try_get(1)?,
@@ -164,10 +157,25 @@ impl UserRepo {
                     background_image: r.try_get(3)?,
                     signature: r.try_get(4)?,
                 };
-                let is_follow = followed == 1 && profile.id != viewer_id;
-                Ok((profile, is_follow))
+                Ok((profile, r.try_get(5)?))
             })
             .collect()
+    }
+
+    /// Those of `ids` that `viewer_id` follows. The relation role's `follows`
+    /// table is read in the same database instead of asking that role.
+    pub async fn followed_among(&self, viewer_id: i64, ids: &[i64]) -> Result<Vec<i64>> {
+        if ids.is_empty() || viewer_id <= 0 {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT followee_id FROM follows WHERE follower_id = ? AND followee_id IN ({})",
+            placeholders(ids.len())
+        );
+        let query = bind_ids(sqlx::query(sqlx::AssertSqlSafe(sql)).bind(viewer_id), ids);
+        let rows = query.fetch_all(self.db.pool()).await?;
+        let followed: Vec<i64> = rows.iter().map(|r| r.try_get(0)).collect::<std::result::Result<_, _>>()?;
+        Ok(followed.into_iter().filter(|id| *id != viewer_id).collect())
     }
 
     /// Which of `ids` exist.

@@ -1,16 +1,22 @@
 //! The user role's logic, on plain types.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use douyin_kit::{
     Error, Result,
     auth::{Passwords, Tokens, new_account_key},
+    cache::RowCache,
     counts, ids,
     text::{self, check_length},
 };
 use douyin_proto::common::User;
 
-use crate::repo::UserRepo;
+use crate::repo::{Profile, UserRepo};
+
+/// A profile as the cache holds it.
+fn encode(profile: &Profile) -> String {
+    serde_json::to_string(profile).unwrap_or_default()
+}
 
 #[derive(Clone)]
 pub struct UserService {
@@ -18,6 +24,7 @@ pub struct UserService {
     passwords: Passwords,
     tokens: Tokens,
     counts: counts::Reader,
+    profiles: RowCache,
 }
 
 /// A signed-in user.
@@ -59,16 +66,19 @@ fn check_registration(username: &str, password: &str) -> Result<String> {
 }
 
 impl UserService {
-    pub fn new(repo: UserRepo, tokens: Tokens, counts: counts::Reader) -> Self {
-        Self { repo, passwords: Passwords::new(), tokens, counts }
+    pub fn new(repo: UserRepo, tokens: Tokens, counts: counts::Reader, profiles: RowCache) -> Self {
+        Self { repo, passwords: Passwords::new(), tokens, counts, profiles }
     }
 
     pub async fn register(&self, username: &str, password: &str) -> Result<Session> {
         let name = check_registration(username, password)?;
         let hash = self.passwords.hash(password).await?;
         let account_key = new_account_key();
-        let user_id = self.repo.create(&name, &text::skeleton(&name), &hash, &account_key).await?;
+        let (user_id, created_at_ms) = self.repo.create(&name, &text::skeleton(&name), &hash, &account_key).await?;
         tracing::info!(user_id, "user registered");
+        // Replaces the entry of an account that had this id before a restore.
+        let profile = Profile { id: user_id, name, ..Profile::default() };
+        self.profiles.put(&[(user_id, created_at_ms, encode(&profile))]).await;
         Ok(Session { user_id, token: self.tokens.issue(user_id, &account_key)? })
     }
 
@@ -89,31 +99,37 @@ impl UserService {
     }
 
     /// Users in the order of `ids` (unknown ones left out), with counts and
-    /// `is_follow` relative to `viewer_id` — one query (profiles and follow
-    /// flags together) and one read of counts for the whole list.
-    pub async fn users(&self, ids: &[i64], viewer_id: i64) -> Result<Vec<User>> {
+    /// `is_follow` relative to `viewer_id`: the profiles from the cache (the
+    /// misses in one query), the viewer's follows among them in one query,
+    /// and one read of counts for the whole list (none when `with_counts` is
+    /// false: every count is then 0).
+    pub async fn users(&self, ids: &[i64], viewer_id: i64, with_counts: bool) -> Result<Vec<User>> {
         let wanted = ids::unique(ids);
         if wanted.is_empty() {
             return Ok(Vec::new());
         }
-        let profiles = self.repo.profiles(&wanted, viewer_id.max(0)).await?;
-        let found: Vec<i64> = profiles.iter().map(|(p, _)| p.id).collect();
+        let profiles = self.profiles(&wanted).await?;
+        let found: Vec<i64> = wanted.iter().copied().filter(|id| profiles.contains_key(id)).collect();
         if found.is_empty() {
             return Ok(Vec::new());
         }
-        let counts = self.counts.users(&found).await?;
-        let profiles: HashMap<i64, _> = profiles.into_iter().map(|(p, follows)| (p.id, (p, follows))).collect();
-        Ok(wanted
+        let followed = async {
+            let followed = self.repo.followed_among(viewer_id, &found).await?;
+            Ok::<HashSet<i64>, Error>(followed.into_iter().collect())
+        };
+        let counts = async { if with_counts { self.counts.users(&found).await } else { Ok(HashMap::new()) } };
+        let (followed, counts) = tokio::try_join!(followed, counts)?;
+        Ok(found
             .iter()
             .filter_map(|id| {
-                let (p, is_follow) = profiles.get(id)?;
+                let p = profiles.get(id)?;
                 let c = counts.get(id).copied().unwrap_or_default();
                 Some(User {
                     id: p.id,
                     name: p.name.clone(),
                     follow_count: c.follow_count,
                     follower_count: c.follower_count,
-                    is_follow: *is_follow,
+                    is_follow: followed.contains(id),
                     avatar: p.avatar.clone(),
                     background_image: p.background_image.clone(),
                     signature: p.signature.clone(),
@@ -123,6 +139,30 @@ impl UserService {
                 })
             })
             .collect())
+    }
+
+    /// Profiles of `ids` by id (unknown ones absent): cached ones from one
+    /// cache read, the rest from one query, then cached.
+    async fn profiles(&self, ids: &[i64]) -> Result<HashMap<i64, Profile>> {
+        let read = self.profiles.get(ids).await;
+        let mut found = HashMap::with_capacity(ids.len());
+        let mut missing = Vec::new();
+        for (id, value) in ids.iter().zip(&read.values) {
+            match value.as_deref().and_then(|v| serde_json::from_str::<Profile>(v).ok()) {
+                Some(profile) if profile.id == *id => {
+                    found.insert(*id, profile);
+                }
+                _ => missing.push(*id),
+            }
+        }
+        if missing.is_empty() {
+            return Ok(found);
+        }
+        let rows = self.repo.profiles(&missing).await?;
+        let fills: Vec<(i64, i64, String)> = rows.iter().map(|(p, created)| (p.id, *created, encode(p))).collect();
+        self.profiles.fill(&read, &fills).await;
+        found.extend(rows.into_iter().map(|(p, _)| (p.id, p)));
+        Ok(found)
     }
 
     /// `(id, account key)` of those of `ids` that exist.

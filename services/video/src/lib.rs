@@ -3,6 +3,7 @@
 
 mod cover;
 mod demo;
+mod hot;
 mod janitor;
 mod repo;
 mod service;
@@ -12,6 +13,7 @@ use std::pin::Pin;
 
 use douyin_kit::{
     Error,
+    cache::{Generation, RowCache},
     db::ServiceMigrations,
     health::probe,
     host::{Built, RoleContext},
@@ -51,7 +53,8 @@ pub async fn build(
     janitor::spawn(settings.tmp_dir.clone(), settings.upload_deadline, ctx.shutdown.clone());
     let counts = douyin_kit::counts::Reader::new(ctx.clients.clone(), ctx.db.clone());
     let repo = VideoRepo::new(ctx.db.clone());
-    let service = VideoService::new(repo, storage.clone(), ctx.clients.clone(), counts, settings);
+    let rows = RowCache::new(ctx.cache.clone(), Generation::new(ctx.db.clone()), "video");
+    let service = VideoService::new(repo, storage.clone(), ctx.clients.clone(), counts, rows, settings);
     let server =
         video_service_server::VideoServiceServer::new(VideoGrpc(service)).max_decoding_message_size(8 * 1024 * 1024);
     let mut probes = ctx.table_probes(&["videos", "video_stats"]);

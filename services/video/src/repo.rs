@@ -103,6 +103,15 @@ impl VideoRepo {
         rows.iter().map(row).collect()
     }
 
+    /// `(id, published_at_ms)` of the newest `limit` videos, newest first.
+    pub async fn newest(&self, limit: i64) -> Result<Vec<(i64, i64)>> {
+        let rows = sqlx::query("SELECT id, published_at_ms FROM videos ORDER BY published_at_ms DESC LIMIT ?")
+            .bind(limit)
+            .fetch_all(self.db.pool())
+            .await?;
+        rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
+    }
+
     /// Every video of `author_id`, newest first (the list is never cut: its
     /// length is the author's `work_count`).
     pub async fn by_author(&self, author_id: i64) -> Result<Vec<VideoRow>> {
@@ -115,6 +124,12 @@ impl VideoRepo {
     pub async fn by_ids(&self, ids: &[i64]) -> Result<Vec<VideoRow>> {
         let rows = fetch_in(self.db.pool(), &format!("SELECT {COLUMNS} FROM videos WHERE id IN"), ids).await?;
         rows.iter().map(row).collect()
+    }
+
+    /// `(id, author_id)` of those of `ids` that exist.
+    pub async fn authors(&self, ids: &[i64]) -> Result<Vec<(i64, i64)>> {
+        let rows = fetch_in(self.db.pool(), "SELECT id, author_id FROM videos WHERE id IN", ids).await?;
+        rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
     }
 
     pub async fn is_empty(&self) -> Result<bool> {

@@ -5,9 +5,12 @@
 use std::{collections::HashMap, path::PathBuf, sync::Arc, time::Duration};
 
 use bytes::Bytes;
-use douyin_kit::{Error, Result, counts, grpc::Clients, ids, storage::ObjectStore, text::check_length};
+use douyin_kit::{
+    Error, Result, cache::RowCache, counts, grpc::Clients, ids, storage::ObjectStore, text::check_length,
+};
 use douyin_proto::{
     common::{User, Video},
+    counter::{UserCounts, VideoCounts},
     interaction::FlagsRequest,
     user::GetUsersRequest,
 };
@@ -16,6 +19,7 @@ use tokio::io::AsyncWriteExt;
 
 use crate::{
     cover,
+    hot::Hot,
     repo::{VideoRepo, VideoRow},
     sniff::{self, Container},
 };
@@ -58,6 +62,7 @@ pub struct VideoService {
     storage: Arc<dyn ObjectStore>,
     clients: Clients,
     counts: counts::Reader,
+    hot: Hot,
     settings: Arc<VideoSettings>,
 }
 
@@ -124,9 +129,10 @@ impl VideoService {
         storage: Arc<dyn ObjectStore>,
         clients: Clients,
         counts: counts::Reader,
+        rows: RowCache,
         settings: VideoSettings,
     ) -> Self {
-        Self { repo, storage, clients, counts, settings: Arc::new(settings) }
+        Self { repo, storage, clients, counts, hot: Hot::new(rows), settings: Arc::new(settings) }
     }
 
     /// Receives the upload into a temporary file, checks it, stores the video
@@ -224,6 +230,7 @@ impl VideoService {
             Ok(row) => {
                 written.committed = true;
                 tracing::info!(video_id = row.id, author_id, "video published");
+                self.hot.published(&row).await;
                 counts::refresh(&self.clients, vec![row.id], vec![author_id]).await;
                 Ok(row.id)
             }
@@ -266,7 +273,7 @@ impl VideoService {
     pub async fn feed(&self, before_ms: i64, viewer_id: i64, limit: u32) -> Result<Vec<Video>> {
         let before = if before_ms <= 0 { i64::MAX } else { before_ms };
         let limit = if limit == 0 { FEED_LIMIT } else { limit.min(FEED_LIMIT) };
-        let rows = self.repo.feed(before, i64::from(limit)).await?;
+        let rows = self.hot.feed(&self.repo, before, i64::from(limit)).await?;
         self.assemble(rows, viewer_id).await
     }
 
@@ -286,17 +293,18 @@ impl VideoService {
     pub async fn videos(&self, ids: &[i64], viewer_id: i64) -> Result<Vec<Video>> {
         let wanted = ids::unique(ids);
         let mut by_id: HashMap<i64, VideoRow> =
-            self.repo.by_ids(&wanted).await?.into_iter().map(|r| (r.id, r)).collect();
+            self.hot.rows(&self.repo, &wanted).await?.into_iter().map(|r| (r.id, r)).collect();
         let rows = wanted.iter().filter_map(|id| by_id.remove(id)).collect();
         self.assemble(rows, viewer_id).await
     }
 
     pub async fn authors(&self, ids: &[i64]) -> Result<Vec<(i64, i64)>> {
         let wanted = ids::unique(ids);
-        Ok(self.repo.by_ids(&wanted).await?.into_iter().map(|r| (r.id, r.author_id)).collect())
+        self.repo.authors(&wanted).await
     }
 
-    /// Authors, counts and the viewer's likes for a whole page: one call each.
+    /// Authors, counts (of the videos and their authors together) and the
+    /// viewer's likes for a whole page: one call each.
     async fn assemble(&self, rows: Vec<VideoRow>, viewer_id: i64) -> Result<Vec<Video>> {
         if rows.is_empty() {
             return Ok(Vec::new());
@@ -305,11 +313,10 @@ impl VideoService {
         let author_ids = ids::unique(&rows.iter().map(|r| r.author_id).collect::<Vec<_>>());
         let authors = async {
             let mut user = self.clients.user.clone();
-            let users =
-                user.get_users(GetUsersRequest { ids: author_ids.clone(), viewer_id }).await?.into_inner().users;
-            Ok::<HashMap<i64, User>, Error>(users.into_iter().map(|u| (u.id, u)).collect())
+            let request = GetUsersRequest { ids: author_ids.clone(), viewer_id, without_counts: true };
+            Ok::<Vec<User>, Error>(user.get_users(request).await?.into_inner().users)
         };
-        let counts = self.counts.videos(&video_ids);
+        let counts = self.counts.counts(video_ids.clone(), author_ids.clone());
         let likes = async {
             if viewer_id <= 0 {
                 return Ok::<Vec<bool>, Error>(vec![false; video_ids.len()]);
@@ -318,7 +325,11 @@ impl VideoService {
             let reply = interaction.favorite_flags(FlagsRequest { user_id: viewer_id, ids: video_ids.clone() }).await?;
             Ok(reply.into_inner().flags)
         };
-        let (authors, counts, likes) = tokio::try_join!(authors, counts, likes)?;
+        let (authors, (video_counts, author_counts), likes) = tokio::try_join!(authors, counts, likes)?;
+        let counts: HashMap<i64, VideoCounts> = video_counts.into_iter().map(|c| (c.video_id, c)).collect();
+        let author_counts: HashMap<i64, UserCounts> = author_counts.into_iter().map(|c| (c.user_id, c)).collect();
+        let authors: HashMap<i64, User> =
+            authors.into_iter().map(|u| (u.id, with_counts(author_counts.get(&u.id), u))).collect();
         let mut videos = Vec::with_capacity(rows.len());
         for (i, row) in rows.into_iter().enumerate() {
             let c = counts.get(&row.id).copied().unwrap_or_default();
@@ -344,6 +355,19 @@ impl VideoService {
             });
         }
         Ok(videos)
+    }
+}
+
+/// `user` with the counts the counter holds for it (0 without a row).
+fn with_counts(counts: Option<&UserCounts>, user: User) -> User {
+    let c = counts.copied().unwrap_or_default();
+    User {
+        follow_count: c.follow_count,
+        follower_count: c.follower_count,
+        total_favorited: c.total_favorited,
+        work_count: c.work_count,
+        favorite_count: c.favorite_count,
+        ..user
     }
 }
 

@@ -54,7 +54,10 @@ pub async fn users(State(state): State<AppState>, headers: HeaderMap, params: Pa
                 Vec::new()
             } else {
                 let mut user = state.clients.user.clone();
-                user.get_users(GetUsersRequest { ids, viewer_id: viewer }).await?.into_inner().users
+                user.get_users(GetUsersRequest { ids, viewer_id: viewer, without_counts: false })
+                    .await?
+                    .into_inner()
+                    .users
             };
             let urls = state.urls(&headers);
             Ok(UserListBody::new(users.into_iter().map(|u| UserJson::new(u, &urls)).collect()))

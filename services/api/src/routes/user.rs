@@ -71,7 +71,10 @@ pub async fn info(State(state): State<AppState>, headers: HeaderMap, params: Par
             let viewer = state.viewer(&params, &headers, Need::User).await?;
             let user_id = params.opt_id("user_id")?.unwrap_or(viewer);
             let mut user = state.clients.user.clone();
-            let found = user.get_users(GetUsersRequest { ids: vec![user_id], viewer_id: viewer }).await?.into_inner();
+            let found = user
+                .get_users(GetUsersRequest { ids: vec![user_id], viewer_id: viewer, without_counts: false })
+                .await?
+                .into_inner();
             let found = found
                 .users
                 .into_iter()

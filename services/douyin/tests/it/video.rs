@@ -332,6 +332,85 @@ async fn feed_pages_by_next_time_without_skips_or_repeats() {
     app.stop().await;
 }
 
+/// The feed's pages (ids, authors with their counts and follow flags, the
+/// viewer's likes) as the API shows them, paged by `next_time` to the end.
+async fn all_pages(app: &TestApp, token: Option<&str>) -> Vec<Value> {
+    let mut pages = Vec::new();
+    let mut latest: Option<String> = None;
+    loop {
+        let mut query = Vec::new();
+        if let Some(token) = token {
+            query.push(("token", token));
+        }
+        if let Some(latest) = &latest {
+            query.push(("latest_time", latest.as_str()));
+        }
+        let page = feed(app, &query).await;
+        if page["video_list"].as_array().unwrap().is_empty() {
+            return pages;
+        }
+        latest = Some(page["next_time"].as_i64().unwrap().to_string());
+        pages.push(page["video_list"].clone());
+        assert!(pages.len() < 10, "paging does not end");
+    }
+}
+
+#[tokio::test]
+async fn feed_pages_are_the_same_with_a_warm_a_cold_or_a_flushed_cache() {
+    let app = TestApp::spawn_with(|c| {
+        c.ffmpeg_path = "/nonexistent/ffmpeg".into();
+        c.uploads_max_per_user = 0;
+        c.uploads_max_per_address = 0;
+    })
+    .await;
+    let mut flusher = crate::interaction::Flusher::new(&app).await;
+    let users = [app.register("cache-alice").await, app.register("cache-bob").await];
+    let (alice, bob) = (&users[0], &users[1]);
+    for i in 0..35 {
+        assert_ok(&app.publish(&users[i % 2].1, &format!("cached {i}"), sample_mp4()).await);
+    }
+    let newest = ids(&feed(&app, &[]).await["video_list"])[0];
+    let like = [("token", bob.1.as_str()), ("video_id", &newest.to_string()), ("action_type", "1")];
+    assert_ok(&app.post_query("/douyin/favorite/action/", &like).await);
+    let follow = [("token", bob.1.as_str()), ("to_user_id", &alice.0.to_string()), ("action_type", "1")];
+    assert_ok(&app.post_query("/douyin/relation/action/", &follow).await);
+
+    // Cold after the flush, then warm, for anonymous and signed-in readers.
+    flusher.flush().await;
+    let cold = (all_pages(&app, None).await, all_pages(&app, Some(&bob.1)).await);
+    assert_eq!(cold.0.iter().map(|p| p.as_array().unwrap().len()).collect::<Vec<_>>(), [30, 5]);
+    let signed = &cold.1[0][0];
+    assert_eq!((signed["id"].as_i64(), &signed["is_favorite"]), (Some(newest), &Value::Bool(true)), "{signed}");
+    assert_eq!(signed["author"]["is_follow"], signed["author"]["id"] == alice.0, "{signed}");
+    for _ in 0..2 {
+        assert_eq!((all_pages(&app, None).await, all_pages(&app, Some(&bob.1)).await), cold, "warm pages");
+    }
+
+    // Flushed at any moment while pages are read and videos published: every
+    // video is in the feed once its publish answered, and the pages are the
+    // database's.
+    let mut published = ids(&feed(&app, &[]).await["video_list"]);
+    for round in 0..6 {
+        if round % 2 == 0 {
+            flusher.flush().await;
+        }
+        let reply = app.publish(&alice.1, &format!("fresh {round}"), sample_mp4()).await;
+        assert_ok(&reply);
+        if round % 3 == 1 {
+            flusher.flush().await;
+        }
+        let page = ids(&feed(&app, &[]).await["video_list"]);
+        assert!(page[0] > published[0], "round {round}: the new video is not first: {page:?}");
+        assert_eq!(page[1..], published[..29], "round {round}");
+        published = page;
+    }
+    let warm = all_pages(&app, Some(&bob.1)).await;
+    flusher.flush().await;
+    assert_eq!(all_pages(&app, Some(&bob.1)).await, warm, "after a last flush");
+    assert_eq!(warm.iter().map(|p| p.as_array().unwrap().len()).sum::<usize>(), 41);
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn covers_are_first_frames_when_ffmpeg_runs() {
     let app = TestApp::spawn().await;

@@ -25,7 +25,7 @@ impl Clients {
             return Ok(HashMap::new());
         }
         let mut user = self.user.clone();
-        let users = user.get_users(GetUsersRequest { ids, viewer_id }).await?.into_inner().users;
+        let users = user.get_users(GetUsersRequest { ids, viewer_id, without_counts: false }).await?.into_inner().users;
         Ok(users.into_iter().map(|u| (u.id, u)).collect())
     }
 }
