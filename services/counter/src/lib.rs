@@ -1,6 +1,7 @@
 //! The counter role: counts for many ids in one round trip and rankings, cached
 //! in Redis (or in-process) and rebuilt from the database whenever lost.
 
+mod dirty;
 mod service;
 
 use std::sync::Arc;
@@ -13,8 +14,12 @@ use tonic::{Request, Response, Status};
 
 pub use service::{CounterService, MAX_TOP};
 
+/// The counter's gRPC service. It starts the loop that stores dirty counts
+/// (`dirty.rs`), which runs for as long as the service is kept.
 pub fn server(db: Db, cache: Arc<dyn Cache>) -> counter_service_server::CounterServiceServer<CounterGrpc> {
-    counter_service_server::CounterServiceServer::new(CounterGrpc(CounterService::new(db, cache)))
+    let service = CounterService::new(db, cache);
+    let running = dirty::spawn(service.clone());
+    counter_service_server::CounterServiceServer::new(CounterGrpc { service, _running: running })
 }
 
 /// The counter role, checked on the stats tables and (reported only) Redis.
@@ -27,7 +32,10 @@ pub fn build(
 }
 
 #[derive(Clone)]
-pub struct CounterGrpc(pub CounterService);
+pub struct CounterGrpc {
+    service: CounterService,
+    _running: dirty::Running,
+}
 
 fn ranked(entries: Vec<(i64, i64)>) -> TopReply {
     TopReply { entries: entries.into_iter().map(|(id, score)| Ranked { id, score }).collect() }
@@ -37,21 +45,21 @@ fn ranked(entries: Vec<(i64, i64)>) -> TopReply {
 impl counter_service_server::CounterService for CounterGrpc {
     async fn counts(&self, request: Request<CountsRequest>) -> Result<Response<CountsReply>, Status> {
         let r = request.into_inner();
-        let (videos, users) = self.0.counts(&r.video_ids, &r.user_ids).await?;
+        let (videos, users) = self.service.counts(&r.video_ids, &r.user_ids).await?;
         Ok(Response::new(CountsReply { videos, users }))
     }
 
     async fn refresh(&self, request: Request<CountsRequest>) -> Result<Response<RefreshReply>, Status> {
         let r = request.into_inner();
-        self.0.refresh(&r.video_ids, &r.user_ids).await?;
+        self.service.refresh(&r.video_ids, &r.user_ids).await?;
         Ok(Response::new(RefreshReply {}))
     }
 
     async fn top_videos(&self, request: Request<TopRequest>) -> Result<Response<TopReply>, Status> {
-        Ok(Response::new(ranked(self.0.top_videos(request.into_inner().limit as usize).await?)))
+        Ok(Response::new(ranked(self.service.top_videos(request.into_inner().limit as usize).await?)))
     }
 
     async fn top_users(&self, request: Request<TopRequest>) -> Result<Response<TopReply>, Status> {
-        Ok(Response::new(ranked(self.0.top_users(request.into_inner().limit as usize).await?)))
+        Ok(Response::new(ranked(self.service.top_users(request.into_inner().limit as usize).await?)))
     }
 }

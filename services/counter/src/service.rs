@@ -30,6 +30,8 @@ pub const MAX_TOP: usize = 50;
 /// How often the database's generation is read again: a restore procedure's
 /// `douyin new-generation` reaches every counter within this.
 const GENERATION_CHECK: Duration = Duration::from_secs(5);
+/// How many dirty rows of each kind one round of [`CounterService::store_dirty`] stores.
+const DIRTY_BATCH: i64 = 500;
 
 #[derive(Clone)]
 pub struct CounterService {
@@ -204,26 +206,51 @@ impl CounterService {
     /// entries and rankings with them: one epoch read, one query per kind,
     /// one write of the entries and one of both rankings.
     pub async fn refresh(&self, video_ids: &[i64], user_ids: &[i64]) -> Result<()> {
-        let k = self.keys().await?;
-        let epoch = self.cache.epoch().await?;
         let videos = stats::videos(self.db.pool(), &ids::unique(video_ids)).await?;
         let users = stats::users(self.db.pool(), &ids::unique(user_ids)).await?;
+        self.store(&videos, &users).await?;
+        Ok(())
+    }
+
+    /// Stores rows whose counts changed since they were last stored (marked
+    /// dirty by their writers) and clears their marks: what makes good a
+    /// refresh that was lost after a commit. Returns how many rows it stored.
+    pub async fn store_dirty(&self) -> Result<usize> {
+        let videos = stats::dirty_videos(self.db.pool(), DIRTY_BATCH).await?;
+        let users = stats::dirty_users(self.db.pool(), DIRTY_BATCH).await?;
+        if videos.is_empty() && users.is_empty() {
+            return Ok(0);
+        }
+        if !self.store(&videos, &users).await? {
+            // The cache was lost between its epoch and the write: store again
+            // under the new epoch on the next round.
+            return Ok(0);
+        }
+        stats::clean_videos(self.db.pool(), &videos).await?;
+        stats::clean_users(self.db.pool(), &users).await?;
+        Ok(videos.len() + users.len())
+    }
+
+    /// Writes rows read from the stats tables into the cache entries and the
+    /// rankings, over older versions only; false when the cache was lost
+    /// meanwhile (readers then fill it from the database).
+    async fn store(&self, videos: &[stats::VideoStats], users: &[stats::UserStats]) -> Result<bool> {
+        let k = self.keys().await?;
+        let epoch = self.cache.epoch().await?;
         let entries: Vec<(String, String)> = videos
             .iter()
             .map(|s| (k.video(s.video_id), encode_video(s)))
             .chain(users.iter().map(|s| (k.user(s.user_id), encode_user(s))))
             .collect();
         if !self.cache.set_versioned(&epoch, &entries, WRITE_TTL).await? {
-            // The cache was lost meanwhile; readers fill it from the database.
-            return Ok(());
+            return Ok(false);
         }
         let video_scores: Vec<Ranked> =
             videos.iter().map(|s| Ranked { id: s.video_id, score: s.favorite_count, version: s.version }).collect();
         let user_scores: Vec<Ranked> =
             users.iter().map(|s| Ranked { id: s.user_id, score: s.follower_count, version: s.version }).collect();
         let (rank_videos, rank_users) = (k.ranking(Ranking::Videos), k.ranking(Ranking::Users));
-        self.cache.zadd_versioned(&epoch, &[(&rank_videos, &video_scores), (&rank_users, &user_scores)]).await?;
-        Ok(())
+        self.cache.zadd_versioned(&epoch, &[(&rank_videos, &video_scores), (&rank_users, &user_scores)]).await
     }
 
     /// Most-liked videos as `(video_id, favorite_count)`.

@@ -2,14 +2,14 @@
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
-use douyin_proto::counter::{CountsRequest, UserCounts, VideoCounts, counter_service_client::CounterServiceClient};
+use douyin_proto::counter::{CountsRequest, UserCounts, VideoCounts};
 use tokio::sync::Semaphore;
 
 use crate::{
     Error, Result,
     breaker::Breaker,
     db::Db,
-    grpc::{Clients, GrpcChannel},
+    grpc::Clients,
     ids, stats,
 };
 
@@ -116,28 +116,16 @@ impl Reader {
 
 /// After a commit, has the counter re-read these rows into its cache. A failure
 /// never fails the caller's request (the database already holds the truth),
-/// and the caller waits at most [`FIRST_ATTEMPT`] for it: the refresh is then
-/// retried in the background so the cache converges.
+/// and the caller waits at most [`FIRST_ATTEMPT`] for it. A refresh that is
+/// lost is made good by the counter from the rows' dirty marks
+/// (`stats::dirty_videos`), so nothing here retries.
 pub async fn refresh(clients: &Clients, video_ids: Vec<i64>, user_ids: Vec<i64>) {
     let request = CountsRequest { video_ids, user_ids };
     let mut counter = clients.counter.clone();
-    let error = match tokio::time::timeout(FIRST_ATTEMPT, counter.refresh(request.clone())).await {
+    let error = match tokio::time::timeout(FIRST_ATTEMPT, counter.refresh(request)).await {
         Ok(Ok(_)) => return,
         Ok(Err(status)) => status.message().to_owned(),
         Err(_) => format!("no answer within {} ms", FIRST_ATTEMPT.as_millis()),
     };
-    tracing::warn!(%error, "count refresh failed; retrying in the background");
-    tokio::spawn(retry(counter, request));
-}
-
-async fn retry(mut counter: CounterServiceClient<GrpcChannel>, request: CountsRequest) {
-    let mut delay = Duration::from_millis(200);
-    for _ in 0..8 {
-        tokio::time::sleep(delay).await;
-        if counter.refresh(request.clone()).await.is_ok() {
-            return;
-        }
-        delay = (delay * 2).min(Duration::from_secs(10));
-    }
-    tracing::error!("count refresh gave up; cached counts expire within the hour");
+    tracing::warn!(%error, "count refresh failed; the counter stores the changed rows once it can");
 }

@@ -1,6 +1,8 @@
 //! The counts tables (`user_stats`, `video_stats`). Writers change a count in
 //! the same transaction as the row it counts, so the database is always exact;
-//! the counter role reads these tables to fill its cache.
+//! the counter role reads these tables to fill its cache. A changed row is
+//! marked dirty in the same statement, and stays so until the counter has
+//! stored that version in its cache.
 
 use sqlx::{AnyConnection, Row};
 
@@ -62,7 +64,7 @@ pub async fn create_video(conn: &mut AnyConnection, video_id: i64) -> Result<()>
 
 pub async fn add_user(conn: &mut AnyConnection, user_id: i64, count: UserCount, delta: i64) -> Result<()> {
     let sql = format!(
-        "UPDATE user_stats SET {col} = {col} + ?, version = version + 1 WHERE user_id = ?",
+        "UPDATE user_stats SET {col} = {col} + ?, version = version + 1, dirty = 1 WHERE user_id = ?",
         col = count.column()
     );
     sqlx::query(sqlx::AssertSqlSafe(sql)).bind(delta).bind(user_id).execute(conn).await?;
@@ -82,7 +84,7 @@ pub async fn add_users(conn: &mut AnyConnection, updates: &[(i64, UserCount)], d
 
 pub async fn add_video(conn: &mut AnyConnection, video_id: i64, count: VideoCount, delta: i64) -> Result<()> {
     let sql = format!(
-        "UPDATE video_stats SET {col} = {col} + ?, version = version + 1 WHERE video_id = ?",
+        "UPDATE video_stats SET {col} = {col} + ?, version = version + 1, dirty = 1 WHERE video_id = ?",
         col = count.column()
     );
     sqlx::query(sqlx::AssertSqlSafe(sql)).bind(delta).bind(video_id).execute(conn).await?;
@@ -109,10 +111,59 @@ pub struct VideoStats {
     pub version: i64,
 }
 
+const USER_COLUMNS: &str =
+    "SELECT user_id, follow_count, follower_count, total_favorited, work_count, favorite_count, version FROM user_stats";
+const VIDEO_COLUMNS: &str = "SELECT video_id, favorite_count, comment_count, version FROM video_stats";
+
 pub async fn users(pool: &sqlx::AnyPool, ids: &[i64]) -> Result<Vec<UserStats>> {
-    let select = "SELECT user_id, follow_count, follower_count, total_favorited, work_count, favorite_count, version \
-                  FROM user_stats WHERE user_id IN";
-    let rows = fetch_in(pool, select, ids).await?;
+    user_rows(&fetch_in(pool, &format!("{USER_COLUMNS} WHERE user_id IN"), ids).await?)
+}
+
+pub async fn videos(pool: &sqlx::AnyPool, ids: &[i64]) -> Result<Vec<VideoStats>> {
+    video_rows(&fetch_in(pool, &format!("{VIDEO_COLUMNS} WHERE video_id IN"), ids).await?)
+}
+
+/// Up to `limit` users whose counts changed since the counter last stored them.
+pub async fn dirty_users(pool: &sqlx::AnyPool, limit: i64) -> Result<Vec<UserStats>> {
+    let sql = format!("{USER_COLUMNS} WHERE dirty = 1 LIMIT ?");
+    user_rows(&sqlx::query(sqlx::AssertSqlSafe(sql)).bind(limit).fetch_all(pool).await?)
+}
+
+/// Up to `limit` videos whose counts changed since the counter last stored them.
+pub async fn dirty_videos(pool: &sqlx::AnyPool, limit: i64) -> Result<Vec<VideoStats>> {
+    let sql = format!("{VIDEO_COLUMNS} WHERE dirty = 1 LIMIT ?");
+    video_rows(&sqlx::query(sqlx::AssertSqlSafe(sql)).bind(limit).fetch_all(pool).await?)
+}
+
+/// Clears the dirty mark of these users, each only while its row is still at
+/// the version that was stored in the cache.
+pub async fn clean_users(pool: &sqlx::AnyPool, stored: &[UserStats]) -> Result<()> {
+    let rows: Vec<(i64, i64)> = stored.iter().map(|s| (s.user_id, s.version)).collect();
+    clean(pool, "user_stats", "user_id", &rows).await
+}
+
+/// Clears the dirty mark of these videos, each only while its row is still
+/// at the version that was stored in the cache.
+pub async fn clean_videos(pool: &sqlx::AnyPool, stored: &[VideoStats]) -> Result<()> {
+    let rows: Vec<(i64, i64)> = stored.iter().map(|s| (s.video_id, s.version)).collect();
+    clean(pool, "video_stats", "video_id", &rows).await
+}
+
+async fn clean(pool: &sqlx::AnyPool, table: &str, id: &str, rows: &[(i64, i64)]) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let matches = vec![format!("({id} = ? AND version = ?)"); rows.len()].join(" OR ");
+    let sql = format!("UPDATE {table} SET dirty = 0 WHERE dirty = 1 AND ({matches})");
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for (id, version) in rows {
+        query = query.bind(*id).bind(*version);
+    }
+    query.execute(pool).await?;
+    Ok(())
+}
+
+fn user_rows(rows: &[sqlx::any::AnyRow]) -> Result<Vec<UserStats>> {
     rows.iter()
         .map(|r| {
             Ok(UserStats {
@@ -128,9 +179,7 @@ pub async fn users(pool: &sqlx::AnyPool, ids: &[i64]) -> Result<Vec<UserStats>> 
         .collect()
 }
 
-pub async fn videos(pool: &sqlx::AnyPool, ids: &[i64]) -> Result<Vec<VideoStats>> {
-    let select = "SELECT video_id, favorite_count, comment_count, version FROM video_stats WHERE video_id IN";
-    let rows = fetch_in(pool, select, ids).await?;
+fn video_rows(rows: &[sqlx::any::AnyRow]) -> Result<Vec<VideoStats>> {
     rows.iter()
         .map(|r| {
             Ok(VideoStats {

@@ -1,8 +1,11 @@
-//! The database's contents replaced under a Redis that keeps its cache: a
-//! backup restored (with the README's restore step, `douyin new-generation`)
-//! and a schema dropped and created again (no step at all). Cached counts carry
-//! higher row versions than the rows now say, so only a keyspace tied to the
-//! database's generation keeps them from being read.
+//! Cached counts that no longer say what the rows say, and how they come back
+//! to the rows: a change committed whose cache refresh never came (the writer
+//! died after its commit), and the database's contents replaced under a Redis
+//! that keeps its cache: a backup restored (with the README's restore step,
+//! `douyin new-generation`) and a schema dropped and created again (no step at
+//! all). There cached counts carry higher row versions than the rows now say,
+//! so only a keyspace tied to the database's generation keeps them from being
+//! read.
 
 use crate::common::{self, TestApp};
 
@@ -67,6 +70,43 @@ async fn eventually(app: &TestApp, fan: i64, fan_token: &str, video: i64, want: 
         assert!(tokio::time::Instant::now() < deadline, "{what}: counts {now:?}, rows say {want:?}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// What the interaction role commits for a like, without the cache refresh
+/// that follows it: a writer killed between its commit and the refresh.
+async fn like_committed_without_refresh(config: &douyin_kit::Config, fan: i64, video: i64, author: i64) {
+    use douyin_kit::stats::{self, UserCount, VideoCount};
+    let db = douyin_kit::db::Db::connect(config).await.expect("the app's database");
+    let mut tx = db.begin_write().await.expect("a transaction");
+    sqlx::query("INSERT INTO favorites (user_id, video_id, created_at_ms) VALUES (?, ?, ?)")
+        .bind(fan)
+        .bind(video)
+        .bind(douyin_kit::db::now_ms())
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    stats::add_video(&mut tx, video, VideoCount::Favorite, 1).await.unwrap();
+    stats::add_users(&mut tx, &[(fan, UserCount::Favorite), (author, UserCount::TotalFavorited)], 1).await.unwrap();
+    tx.commit().await.unwrap();
+    db.pool().close().await;
+}
+
+#[tokio::test]
+async fn a_like_whose_cache_refresh_was_lost_is_counted_within_seconds() {
+    let app = spawn_on(None).await;
+    let (video, fan, fan_token) = video_and_fan(&app).await;
+    like(&app, &fan_token, video).await;
+    assert_eq!(counts(&app, fan, &fan_token, video).await, (1, 1), "cached after the like");
+
+    let (other, other_token) = app.register("restore-other-fan").await;
+    let author = app.get("/douyin/feed/", &[]).await["video_list"][0]["author"]["id"].as_i64().unwrap();
+    like_committed_without_refresh(&app.config, other, video, author).await;
+    // The cache still holds the counts from before (kept for an hour after a
+    // write); the rows say one more like.
+    eventually(&app, other, &other_token, video, (2, 1), "a like committed without its refresh").await;
+    let author_row = app.get("/douyin/user/", &[("token", &other_token), ("user_id", &author.to_string())]).await;
+    assert_eq!(author_row["user"]["total_favorited"], 2, "{author_row}");
+    app.stop().await;
 }
 
 fn mariadb(tool: &str, server: &str, args: &[&str], stdin: Option<&[u8]>) -> Vec<u8> {

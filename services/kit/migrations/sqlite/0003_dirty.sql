@@ -1,0 +1,9 @@
+-- A count changed since the counter last stored it in its cache. Writers set
+-- it in the same statement that changes the count; the counter stores dirty
+-- rows in its cache and clears the mark (only if the row did not change in
+-- between), so a cache update lost after a commit (a crash, an outage of the
+-- counter or of Redis) is made good from the rows once they are back.
+ALTER TABLE user_stats ADD COLUMN dirty INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE video_stats ADD COLUMN dirty INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX IF NOT EXISTS user_stats_dirty ON user_stats (dirty) WHERE dirty = 1;
+CREATE INDEX IF NOT EXISTS video_stats_dirty ON video_stats (dirty) WHERE dirty = 1;
