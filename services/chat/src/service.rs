@@ -33,6 +33,10 @@ pub const RECENT_MAX: u32 = 500;
 const RESYNC_MAX_USERS: usize = 1000;
 /// How often a pending resync notice is tried again.
 const RESYNC_RETRY: Duration = Duration::from_secs(1);
+/// How far back sessions catch up when a chat process starts: a replacement
+/// of a killed one starts within this, and the pushes the killed one had
+/// queued reach their sessions.
+const START_RESYNC: Duration = Duration::from_secs(60);
 
 /// Publishes stored messages for live push, in order, on one task of its own,
 /// so a slow or absent Redis never delays or fails a send: a stored message
@@ -51,9 +55,20 @@ struct Pusher {
 struct Lost {
     after_ms: Option<i64>,
     users: BTreeSet<i64>,
+    /// Every session catches up, whatever `users` holds.
+    everyone: bool,
 }
 
 impl Lost {
+    /// What a chat process that was killed may have lost: the messages it had
+    /// stored but not yet published, at most [`START_RESYNC`] before this one
+    /// started. Every session catches up over that time once the bus takes
+    /// the notice.
+    fn at_start() -> Self {
+        let after_ms = douyin_kit::db::now_ms() - START_RESYNC.as_millis() as i64;
+        Lost { after_ms: Some(after_ms), users: BTreeSet::new(), everyone: true }
+    }
+
     fn add(&mut self, message: &PushedMessage) {
         let before = message.create_time - 1;
         self.after_ms = Some(self.after_ms.map_or(before, |t| t.min(before)));
@@ -61,7 +76,8 @@ impl Lost {
     }
 
     fn notice(&self) -> Option<PushResync> {
-        let users = (self.users.len() <= RESYNC_MAX_USERS).then(|| self.users.iter().copied().collect());
+        let users =
+            (!self.everyone && self.users.len() <= RESYNC_MAX_USERS).then(|| self.users.iter().copied().collect());
         self.after_ms.map(|after_ms| PushResync { after_ms, users })
     }
 }
@@ -70,7 +86,7 @@ impl Pusher {
     /// Needs a Tokio runtime; the task ends with the last clone.
     fn start(pubsub: Arc<dyn PubSub>) -> Self {
         let (tx, mut rx) = mpsc::channel::<PushedMessage>(PUSH_QUEUE);
-        let lost = Arc::new(Mutex::new(Lost::default()));
+        let lost = Arc::new(Mutex::new(Lost::at_start()));
         let pending = lost.clone();
         tokio::spawn(async move {
             loop {

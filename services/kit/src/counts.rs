@@ -5,13 +5,7 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 use douyin_proto::counter::{CountsRequest, UserCounts, VideoCounts};
 use tokio::sync::Semaphore;
 
-use crate::{
-    Error, Result,
-    breaker::Breaker,
-    db::Db,
-    grpc::Clients,
-    ids, stats,
-};
+use crate::{Error, Result, breaker::Breaker, db::Db, grpc::Clients, ids, stats};
 
 /// How long a reader waits for a share of the fallback budget before the
 /// read is refused as busy.

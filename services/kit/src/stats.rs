@@ -111,8 +111,7 @@ pub struct VideoStats {
     pub version: i64,
 }
 
-const USER_COLUMNS: &str =
-    "SELECT user_id, follow_count, follower_count, total_favorited, work_count, favorite_count, version FROM user_stats";
+const USER_COLUMNS: &str = "SELECT user_id, follow_count, follower_count, total_favorited, work_count, favorite_count, version FROM user_stats";
 const VIDEO_COLUMNS: &str = "SELECT video_id, favorite_count, comment_count, version FROM video_stats";
 
 pub async fn users(pool: &sqlx::AnyPool, ids: &[i64]) -> Result<Vec<UserStats>> {

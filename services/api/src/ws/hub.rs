@@ -44,7 +44,14 @@ impl Push {
     }
 }
 
-type Sessions = HashMap<i64, Vec<(u64, mpsc::Sender<Push>)>>;
+/// An open session: its id, when it opened (ms) and its queue.
+struct Session {
+    id: u64,
+    opened_ms: i64,
+    tx: mpsc::Sender<Push>,
+}
+
+type Sessions = HashMap<i64, Vec<Session>>;
 
 /// The open sessions of this gateway, by user.
 pub struct Hub {
@@ -158,16 +165,22 @@ impl Hub {
             users.push(message.from_user_id);
         }
         for user in users {
-            self.deliver(user, None, &push);
+            self.deliver(user, None, &push, None);
         }
     }
 
-    /// Queues `push` for `user`'s sessions (only `session` when given).
-    fn deliver(&self, user: i64, session: Option<u64>, push: &Push) {
+    /// Queues `push` for `user`'s sessions (only `session` when given). A
+    /// message caught up from the database (`stored_ms`, its create_time) is
+    /// not sent to sessions that opened well after it was stored: they did
+    /// not miss it, and without `since` they asked only for what comes next.
+    fn deliver(&self, user: i64, session: Option<u64>, push: &Push, stored_ms: Option<i64>) {
         let mut sessions = self.lock();
         let Some(list) = sessions.get_mut(&user) else { return };
-        list.retain(|(id, tx)| {
+        list.retain(|Session { id, opened_ms, tx }| {
             if session.is_some_and(|only| only != *id) {
+                return true;
+            }
+            if session.is_none() && stored_ms.is_some_and(|stored| stored < opened_ms - CLOCK_MARGIN_MS) {
                 return true;
             }
             match tx.try_send(push.clone()) {
@@ -211,7 +224,7 @@ impl Hub {
             Ok(reply) => {
                 for message in reply.into_inner().messages {
                     if let Some(push) = Push::new(&PushedMessage::from(&message)) {
-                        self.deliver(user, session, &push);
+                        self.deliver(user, session, &push, Some(message.create_time));
                     }
                 }
             }
@@ -224,14 +237,14 @@ impl Hub {
     pub(super) fn register(self: &Arc<Self>, user_id: i64) -> Registration {
         let (tx, rx) = mpsc::channel(SESSION_QUEUE);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        self.lock().entry(user_id).or_default().push((id, tx));
+        self.lock().entry(user_id).or_default().push(Session { id, opened_ms: now_ms(), tx });
         Registration { hub: self.clone(), user_id, id, outgoing: rx, sent: Sent::default() }
     }
 
     fn unregister(&self, user_id: i64, id: u64) {
         let mut sessions = self.lock();
         if let Some(list) = sessions.get_mut(&user_id) {
-            list.retain(|(sid, _)| *sid != id);
+            list.retain(|session| session.id != id);
             if list.is_empty() {
                 sessions.remove(&user_id);
             }

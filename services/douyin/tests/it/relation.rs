@@ -752,3 +752,43 @@ async fn a_message_sent_through_one_gateway_reaches_a_socket_on_another() {
     second.stop().await;
     first.stop().await;
 }
+
+#[tokio::test]
+#[ignore = "needs DOUYIN_TEST_REDIS_URL (a Redis server)"]
+async fn a_message_a_killed_chat_process_stored_but_never_published_is_pushed_once_chat_starts_again() {
+    common::needs("DOUYIN_TEST_REDIS_URL");
+    let first = TestApp::spawn_with(|c| {
+        c.jwt_secret = Some("a-secret-shared-by-both-replicas-0123456789".into());
+    })
+    .await;
+    let (a, _) = first.register("killed-chat-a").await;
+    let (b, tb) = first.register("killed-chat-b").await;
+    let mut b_socket = connect(&first.base, &tb).await;
+
+    // A chat process stored this message and was killed before its push
+    // went out: the row is there, no session was sent it.
+    let db = database(&first.config).await;
+    sqlx::query(
+        "INSERT INTO messages (lo_user, hi_user, from_user_id, to_user_id, content, create_time) \
+         VALUES (?, ?, ?, ?, ?, ?)",
+    )
+    .bind(a.min(b))
+    .bind(a.max(b))
+    .bind(a)
+    .bind(b)
+    .bind("stored before the kill")
+    .bind(now_ms())
+    .execute(&db)
+    .await
+    .unwrap();
+    db.close().await;
+    assert!(pushes_until_quiet(&mut b_socket, Duration::from_millis(500)).await.is_empty());
+
+    // Its replacement starts: b's open session is sent the message, once.
+    let replacement = Replica::start(&first.config).await;
+    let pushed = next_push(&mut b_socket, Instant::now() + PUSH_DEADLINE).await;
+    assert_eq!(pushed["content"], "stored before the kill");
+    assert!(pushes_until_quiet(&mut b_socket, Duration::from_millis(500)).await.is_empty(), "sent once");
+    replacement.stop().await;
+    first.stop().await;
+}
