@@ -286,20 +286,25 @@ pub fn is_retryable(error: &crate::Error) -> bool {
     matches!(error, crate::Error::Busy(_))
 }
 
-/// Runs `attempt` again (a few times, with a short pause) while it fails with a
-/// retryable database error.
+/// Runs `attempt` again (a dozen times, pausing 5 ms growing to 250 ms) while
+/// it fails with a retryable database error. Each pause is drawn between half
+/// and all of its length, so transactions that deadlocked each other (one is
+/// rolled back each time) do not meet again in step: a burst of writers on
+/// one row all get through.
 pub async fn retry_tx<T, F, Fut>(mut attempt: F) -> crate::Result<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = crate::Result<T>>,
 {
+    use std::hash::BuildHasher;
     let mut delay = Duration::from_millis(5);
-    for _ in 0..8 {
+    for n in 0u32..12 {
         match attempt().await {
             Err(error) if is_retryable(&error) => {
                 tracing::debug!(%error, "retrying a transaction");
-                tokio::time::sleep(delay).await;
-                delay *= 2;
+                let draw = std::collections::hash_map::RandomState::new().hash_one(n) % 1000;
+                tokio::time::sleep(delay / 2 + delay / 2 * draw as u32 / 1000).await;
+                delay = (delay * 2).min(Duration::from_millis(250));
             }
             other => return other,
         }
