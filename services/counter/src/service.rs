@@ -6,15 +6,11 @@
 //! and on the row version (an older read never replaces a newer one). So a
 //! flush at any moment, or a reader racing a writer, leaves no stale number.
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex},
-    time::{Duration, Instant},
-};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use douyin_kit::{
     Result,
-    cache::{Cache, Ranked, versioned},
+    cache::{Cache, Generation, Ranked, versioned},
     db::{Db, now_ms},
     ids, stats,
 };
@@ -27,9 +23,6 @@ const WRITE_TTL: Duration = Duration::from_secs(3600);
 /// How many entries a lost ranking is rebuilt with.
 const RANK_DEPTH: i64 = 1000;
 pub const MAX_TOP: usize = 50;
-/// How often the database's generation is read again: a restore procedure's
-/// `douyin new-generation` reaches every counter within this.
-const GENERATION_CHECK: Duration = Duration::from_secs(5);
 /// How many dirty rows of each kind one round of [`CounterService::store_dirty`] stores.
 const DIRTY_BATCH: i64 = 500;
 
@@ -37,7 +30,7 @@ const DIRTY_BATCH: i64 = 500;
 pub struct CounterService {
     db: Db,
     cache: Arc<dyn Cache>,
-    generation: Arc<Mutex<Option<(Keys, Instant)>>>,
+    generation: Generation,
 }
 
 /// The cache keys of one database generation (`stats::generation`): entries
@@ -91,35 +84,12 @@ fn decode(value: &str, fields: usize) -> Option<Vec<i64>> {
 
 impl CounterService {
     pub fn new(db: Db, cache: Arc<dyn Cache>) -> Self {
-        Self { db, cache, generation: Arc::default() }
+        Self { generation: Generation::new(db.clone()), db, cache }
     }
 
-    /// The keys of the database's generation, read at most every
-    /// `GENERATION_CHECK`; the last one known while the database does not answer.
+    /// The keys of the database's generation ([`Generation`]).
     async fn keys(&self) -> Result<Keys> {
-        let known = self.generation.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        if let Some((keys, read_at)) = &known
-            && read_at.elapsed() < GENERATION_CHECK
-        {
-            return Ok(keys.clone());
-        }
-        match stats::generation(self.db.pool()).await {
-            Ok(generation) => {
-                let keys = Keys { generation: generation.into() };
-                if known.as_ref().is_some_and(|(old, _)| *old != keys) {
-                    tracing::info!(generation = %keys.generation, "the database has a new generation; its cache starts empty");
-                }
-                *self.generation.lock().unwrap_or_else(|e| e.into_inner()) = Some((keys.clone(), Instant::now()));
-                Ok(keys)
-            }
-            Err(error) => match known {
-                Some((keys, _)) => {
-                    tracing::warn!(%error, "database generation not read; keeping the last one");
-                    Ok(keys)
-                }
-                None => Err(error),
-            },
-        }
+        Ok(Keys { generation: self.generation.current().await? })
     }
 
     /// Counts of many videos and users: one cache round trip, plus for misses

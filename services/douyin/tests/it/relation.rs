@@ -416,6 +416,26 @@ async fn database(config: &Config) -> sqlx::AnyPool {
     sqlx::any::AnyPoolOptions::new().max_connections(1).connect(&url).await.unwrap()
 }
 
+/// Stores a message from `from` to `to` as another chat process would have,
+/// without the chat role of `config`'s app knowing.
+async fn store_message(config: &Config, from: i64, to: i64, content: &str, create_time: i64) {
+    let db = database(config).await;
+    sqlx::query(
+        "INSERT INTO messages (lo_user, hi_user, from_user_id, to_user_id, content, create_time) \
+         VALUES (?, ?, ?, ?, ?, ?)",
+    )
+    .bind(from.min(to))
+    .bind(from.max(to))
+    .bind(from)
+    .bind(to)
+    .bind(content)
+    .bind(create_time)
+    .execute(&db)
+    .await
+    .unwrap();
+    db.close().await;
+}
+
 #[tokio::test]
 async fn a_replica_with_its_clock_ahead_does_not_hide_later_messages() {
     let app = TestApp::spawn().await;
@@ -423,21 +443,7 @@ async fn a_replica_with_its_clock_ahead_does_not_hide_later_messages() {
     let (b, tb) = app.register("skew-b").await;
     // Another chat replica, its clock 5 s ahead, stored a message.
     let ahead = now_ms() + 5_000;
-    let db = database(&app.config).await;
-    sqlx::query(
-        "INSERT INTO messages (lo_user, hi_user, from_user_id, to_user_id, content, create_time) \
-         VALUES (?, ?, ?, ?, ?, ?)",
-    )
-    .bind(a.min(b))
-    .bind(a.max(b))
-    .bind(a)
-    .bind(b)
-    .bind("from the future")
-    .bind(ahead)
-    .execute(&db)
-    .await
-    .unwrap();
-    db.close().await;
+    store_message(&app.config, a, b, "from the future", ahead).await;
 
     let held = chat(&app, &tb, a, None).await;
     assert_eq!(held.len(), 1);
@@ -767,21 +773,7 @@ async fn a_message_a_killed_chat_process_stored_but_never_published_is_pushed_on
 
     // A chat process stored this message and was killed before its push
     // went out: the row is there, no session was sent it.
-    let db = database(&first.config).await;
-    sqlx::query(
-        "INSERT INTO messages (lo_user, hi_user, from_user_id, to_user_id, content, create_time) \
-         VALUES (?, ?, ?, ?, ?, ?)",
-    )
-    .bind(a.min(b))
-    .bind(a.max(b))
-    .bind(a)
-    .bind(b)
-    .bind("stored before the kill")
-    .bind(now_ms())
-    .execute(&db)
-    .await
-    .unwrap();
-    db.close().await;
+    store_message(&first.config, a, b, "stored before the kill", now_ms()).await;
     assert!(pushes_until_quiet(&mut b_socket, Duration::from_millis(500)).await.is_empty());
 
     // Its replacement starts: b's open session is sent the message, once.

@@ -40,6 +40,9 @@ impl Generation {
         match stats::generation(self.db.pool()).await {
             Ok(generation) => {
                 let generation: Arc<str> = generation.into();
+                if known.as_ref().is_some_and(|(old, _)| *old != generation) {
+                    tracing::info!(%generation, "the database has a new generation; its caches start empty");
+                }
                 *self.known.lock().unwrap_or_else(|e| e.into_inner()) = Some((generation.clone(), Instant::now()));
                 Ok(generation)
             }
