@@ -28,13 +28,14 @@ async fn run(service: CounterService, running: Weak<()>) {
     let mut failing = false;
     while running.strong_count() > 0 {
         match service.store_dirty().await {
-            Ok(stored) => {
+            Ok(more) => {
                 if failing {
                     tracing::info!("dirty counts are stored again");
                     failing = false;
                 }
-                if stored > 0 {
-                    // More may be waiting: go on at once.
+                if more {
+                    // A whole batch: a backlog is worked off at once, while
+                    // rows that writers keep changing wait for the next round.
                     continue;
                 }
             }

@@ -184,21 +184,23 @@ impl CounterService {
 
     /// Stores rows whose counts changed since they were last stored (marked
     /// dirty by their writers) and clears their marks: what makes good a
-    /// refresh that was lost after a commit. Returns how many rows it stored.
-    pub async fn store_dirty(&self) -> Result<usize> {
+    /// refresh that was lost after a commit. Returns whether a whole batch
+    /// was stored, so more may be waiting.
+    pub async fn store_dirty(&self) -> Result<bool> {
         let videos = stats::dirty_videos(self.db.pool(), DIRTY_BATCH).await?;
         let users = stats::dirty_users(self.db.pool(), DIRTY_BATCH).await?;
         if videos.is_empty() && users.is_empty() {
-            return Ok(0);
+            return Ok(false);
         }
         if !self.store(&videos, &users).await? {
             // The cache was lost between its epoch and the write: store again
             // under the new epoch on the next round.
-            return Ok(0);
+            return Ok(false);
         }
         stats::clean_videos(self.db.pool(), &videos).await?;
         stats::clean_users(self.db.pool(), &users).await?;
-        Ok(videos.len() + users.len())
+        let full = |n: usize| n as i64 >= DIRTY_BATCH;
+        Ok(full(videos.len()) || full(users.len()))
     }
 
     /// Writes rows read from the stats tables into the cache entries and the
