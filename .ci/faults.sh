@@ -23,6 +23,9 @@ DOUYIN_TEST_DATABASE_URL="${DOUYIN_TEST_DATABASE_URL:-mysql://root@127.0.0.1:330
   cargo nextest run --workspace --run-ignored all --no-capture -E 'binary(it) & test(/^faults::/)' >"$log" 2>&1
 status=$?
 set -e
+# The timeline of faults, and any write refused though it committed or
+# message never pushed, with when it was sent.
+grep -E '^faults: ' "$log" | grep -vE '^faults: [0-9]+ injected' >&2 || true
 line="$(grep -E '^faults: [0-9]+ injected' "$log" | tail -1 || true)"
 if [ "$status" -ne 0 ] || [ -z "$line" ]; then
   grep -v '^{"timestamp' "$log" | tail -40 >&2

@@ -8,7 +8,7 @@
 //! the rows (pushes are reported, not yet required).
 
 use std::{
-    collections::HashSet,
+    collections::{HashMap, HashSet},
     process::{Child, Command, Stdio},
     sync::{
         Arc, Mutex,
@@ -72,14 +72,29 @@ impl Drop for Redis {
 struct Tally {
     requests: AtomicU64,
     failed: AtomicU64,
-    committed_refused: AtomicU64,
-    /// Contents of comments and messages whose sending was answered as a failure.
-    refused_texts: Mutex<Vec<(&'static str, String)>>,
+    /// Toggles answered as failures that the rows show done.
+    committed_refused: Mutex<Vec<Refusal>>,
+    /// Comments and messages whose sending was answered as a failure, by
+    /// table and content.
+    refused_texts: Mutex<Vec<(&'static str, String, Refusal)>>,
     pushed: Mutex<HashSet<String>>,
+    /// When each message was sent, seconds since the load began.
+    sent_messages: Mutex<HashMap<String, f64>>,
+}
+
+/// A write answered as a failure: what it was, when it was sent (seconds
+/// since the load began), how long the answer took and what it said.
+#[derive(Clone)]
+struct Refusal {
+    what: String,
+    at: f64,
+    took: f64,
+    why: String,
 }
 
 struct Load {
     base: String,
+    started: Instant,
     http: reqwest::Client,
     pool: sqlx::AnyPool,
     users: Vec<(i64, String)>,
@@ -92,21 +107,34 @@ struct Load {
 }
 
 impl Load {
-    /// One request: its reply, or None when it failed (HTTP error, timeout,
-    /// status_code != 0).
-    async fn call(&self, post: bool, path: &str, query: &[(&str, String)]) -> Option<Value> {
+    /// One request: its reply, or what went wrong (HTTP error, timeout,
+    /// status_code != 0) with when it was sent and how long it took.
+    async fn call(&self, post: bool, path: &str, query: &[(&str, String)]) -> Result<Value, Refusal> {
         self.tally.requests.fetch_add(1, Ordering::Relaxed);
+        let sent = Instant::now();
         let url = format!("{}{path}", self.base);
         let request = if post { self.http.post(url) } else { self.http.get(url) };
         let reply = match request.query(query).send().await {
-            Ok(response) => response.json::<Value>().await.ok(),
-            Err(_) => None,
+            Ok(response) => {
+                let status = response.status();
+                response.json::<Value>().await.map_err(|e| format!("HTTP {status}, body not JSON: {e}"))
+            }
+            Err(error) => Err(format!("{error}")),
         };
-        let ok = reply.as_ref().filter(|r| r["status_code"] == 0).cloned();
-        if ok.is_none() {
+        let reply = reply.and_then(|r| if r["status_code"] == 0 { Ok(r) } else { Err(r.to_string()) });
+        reply.map_err(|why| {
             self.tally.failed.fetch_add(1, Ordering::Relaxed);
-        }
-        ok
+            let what = format!(
+                "{path} {}",
+                query
+                    .iter()
+                    .filter(|(k, _)| *k != "token")
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join("&")
+            );
+            Refusal { what, at: (sent - self.started).as_secs_f64(), took: sent.elapsed().as_secs_f64(), why }
+        })
     }
 
     /// Whether `sql` (one `?` per bound id) finds a row.
@@ -128,10 +156,13 @@ impl Load {
     /// A toggle of a pair only this worker touches: when refused, the rows
     /// say whether it was done anyway.
     async fn toggle(&self, path: &str, query: Vec<(&str, String)>, want: bool, row: (&'static str, i64, i64)) -> bool {
-        let done = self.call(true, path, &query).await.is_some();
-        let present = if done { want } else { self.exists(row.0, row.1, row.2).await };
-        if !done && present == want {
-            self.tally.committed_refused.fetch_add(1, Ordering::Relaxed);
+        let refusal = match self.call(true, path, &query).await {
+            Ok(_) => return want,
+            Err(refusal) => refusal,
+        };
+        let present = self.exists(row.0, row.1, row.2).await;
+        if present == want {
+            self.tally.committed_refused.lock().unwrap().push(refusal);
         }
         present
     }
@@ -160,8 +191,8 @@ impl Load {
                         ("action_type", "1".into()),
                         ("comment_text", text.clone()),
                     ];
-                    if self.call(true, "/douyin/comment/action/", &q).await.is_none() {
-                        self.tally.refused_texts.lock().unwrap().push(("comments", text));
+                    if let Err(refusal) = self.call(true, "/douyin/comment/action/", &q).await {
+                        self.tally.refused_texts.lock().unwrap().push(("comments", text, refusal));
                     }
                 }
                 3 => {
@@ -190,8 +221,10 @@ impl Load {
                         ("action_type", "1".into()),
                         ("content", text.clone()),
                     ];
-                    if self.call(true, "/douyin/message/action/", &q).await.is_none() {
-                        self.tally.refused_texts.lock().unwrap().push(("messages", text));
+                    let at = self.started.elapsed().as_secs_f64();
+                    self.tally.sent_messages.lock().unwrap().insert(text.clone(), at);
+                    if let Err(refusal) = self.call(true, "/douyin/message/action/", &q).await {
+                        self.tally.refused_texts.lock().unwrap().push(("messages", text, refusal));
                     }
                 }
             }
@@ -253,7 +286,7 @@ async fn disagreeing(load: &Load) -> u64 {
         }
         let list =
             load.call(false, "/douyin/publish/list/", &[("token", token.clone()), ("user_id", id.to_string())]).await;
-        for video in list.and_then(|l| l["video_list"].as_array().cloned()).unwrap_or_default() {
+        for video in list.ok().and_then(|l| l["video_list"].as_array().cloned()).unwrap_or_default() {
             let vid = video["id"].as_i64().unwrap_or_default();
             let likes = count("SELECT COUNT(*) FROM favorites WHERE video_id = ?", vid).await;
             let comments = count("SELECT COUNT(*) FROM comments WHERE video_id = ?", vid).await;
@@ -266,8 +299,8 @@ async fn disagreeing(load: &Load) -> u64 {
     wrong
 }
 
-/// Stored messages that no push session received.
-async fn unpushed(load: &Load) -> usize {
+/// Stored messages that no push session received, each with when it was sent.
+async fn unpushed(load: &Load) -> Vec<(String, f64)> {
     let stored: Vec<String> = sqlx::query("SELECT content FROM messages")
         .fetch_all(&load.pool)
         .await
@@ -276,20 +309,30 @@ async fn unpushed(load: &Load) -> usize {
         .map(|r| r.try_get::<String, _>(0).unwrap())
         .collect();
     let pushed = load.tally.pushed.lock().unwrap();
-    stored.iter().filter(|m| !pushed.contains(*m)).count()
+    let sent = load.tally.sent_messages.lock().unwrap();
+    stored
+        .into_iter()
+        .filter(|m| !pushed.contains(m))
+        .map(|m| {
+            let at = sent.get(&m).copied().unwrap_or(-1.0);
+            (m, at)
+        })
+        .collect()
 }
 
 /// Refused comments and messages that are stored anyway.
-async fn stored_though_refused(load: &Load) -> u64 {
+async fn stored_though_refused(load: &Load) -> Vec<Refusal> {
     let refused = load.tally.refused_texts.lock().unwrap().clone();
-    let mut stored = 0;
-    for (table, text) in refused {
+    let mut stored = Vec::new();
+    for (table, text, refusal) in refused {
         let sql = if table == "comments" {
             "SELECT 1 FROM comments WHERE content = ?"
         } else {
             "SELECT 1 FROM messages WHERE content = ?"
         };
-        stored += u64::from(sqlx::query(sql).bind(&text).fetch_optional(&load.pool).await.unwrap().is_some());
+        if sqlx::query(sql).bind(&text).fetch_optional(&load.pool).await.unwrap().is_some() {
+            stored.push(refusal);
+        }
     }
     stored
 }
@@ -352,6 +395,7 @@ async fn faults_under_load() {
     let pool = sqlx::any::AnyPoolOptions::new().max_connections(4).connect(&database).await.unwrap();
     let load = Arc::new(Load {
         base,
+        started: Instant::now(),
         http,
         pool,
         users,
@@ -369,27 +413,38 @@ async fn faults_under_load() {
     // Each fault lasts longer than a call's deadline (5 s), so a read or a
     // write that waited on the sick dependency would fail.
     let outage = || tokio::time::sleep(Duration::from_secs(6));
+    let mark = |what: &str| eprintln!("faults: {:.1} s: {what}", load.started.elapsed().as_secs_f64());
+    mark("counter hung");
     procs.get("counter").signal("STOP");
     outage().await;
     procs.get("counter").signal("CONT");
+    mark("counter resumed");
     pause().await;
+    mark("counter killed");
     procs.get("counter").signal("KILL");
     outage().await;
     procs.get_mut("counter").restart();
     procs.get("counter").ready(&http).await;
+    mark("counter ready again");
     pause().await;
+    mark("Redis hung");
     redis.signal("-STOP");
     outage().await;
     redis.signal("-CONT");
+    mark("Redis resumed");
     pause().await;
+    mark("Redis killed");
     redis.kill();
     outage().await;
     redis = Redis::start(redis.port).await;
+    mark("Redis started again");
     pause().await;
+    mark("chat killed");
     procs.get("chat").signal("KILL");
     outage().await;
     procs.get_mut("chat").restart();
     procs.get("chat").ready(&http).await;
+    mark("chat ready again");
     pause().await;
     let faults = 5;
 
@@ -403,7 +458,7 @@ async fn faults_under_load() {
     // Recovery: 5 s for pushes to arrive and counts to converge.
     let recovered = Instant::now() + Duration::from_secs(5);
     let mut unpushed = unpushed(&load).await;
-    while unpushed > 0 && Instant::now() < recovered {
+    while !unpushed.is_empty() && Instant::now() < recovered {
         tokio::time::sleep(Duration::from_millis(100)).await;
         unpushed = self::unpushed(&load).await;
     }
@@ -412,8 +467,18 @@ async fn faults_under_load() {
         let _ = task.await;
     }
     tokio::time::sleep_until(recovered.into()).await;
+    for (message, at) in unpushed.iter().take(20) {
+        eprintln!("faults: never pushed: {message:?}, sent at {at:.1} s");
+    }
+    let unpushed = unpushed.len();
     let wrong = disagreeing(&load).await;
-    let refused = load.tally.committed_refused.load(Ordering::Relaxed) + stored_though_refused(&load).await;
+    let mut refusals = load.tally.committed_refused.lock().unwrap().clone();
+    refusals.extend(stored_though_refused(&load).await);
+    for refusal in &refusals {
+        let Refusal { what, at, took, why } = refusal;
+        eprintln!("faults: committed but refused: {what}, sent at {at:.1} s, answered after {took:.1} s: {why}");
+    }
+    let refused = refusals.len();
     println!(
         "faults: {faults} injected, {requests} requests, {failed} failed, {refused} committed-but-refused writes, \
          {wrong} API counts disagreeing with rows 5 s after recovery, {unpushed} messages stored but not pushed"
