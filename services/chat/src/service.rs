@@ -89,24 +89,12 @@ impl Pusher {
         let lost = Arc::new(Mutex::new(Lost::at_start()));
         let pending = lost.clone();
         tokio::spawn(async move {
+            // A notice is tried at start (the one of `Lost::at_start`), after
+            // each push that went out and each retry interval; not after a
+            // push that failed, as the bus is away.
+            let mut try_notice = true;
             loop {
-                let notice = pending.lock().unwrap_or_else(|e| e.into_inner()).notice();
-                // With a notice pending, wake up to retry it even when no message comes.
-                let next = match &notice {
-                    None => rx.recv().await.map(Some),
-                    Some(_) => match tokio::time::timeout(RESYNC_RETRY, rx.recv()).await {
-                        Ok(received) => received.map(Some),
-                        Err(_) => Some(None),
-                    },
-                };
-                let Some(message) = next else { return };
-                if let Some(message) = message
-                    && let Err(error) = publish(&*pubsub, CHAT_MESSAGES, &message).await
-                {
-                    tracing::warn!(%error, "could not publish a message for live push; sessions catch up later");
-                    pending.lock().unwrap_or_else(|e| e.into_inner()).add(&message);
-                    continue;
-                }
+                let notice = if try_notice { pending.lock().unwrap_or_else(|e| e.into_inner()).notice() } else { None };
                 if let Some(notice) = notice
                     && publish(&*pubsub, CHAT_RESYNC, &notice).await.is_ok()
                 {
@@ -116,6 +104,28 @@ impl Pusher {
                         *lost = Lost::default();
                     }
                 }
+                let waiting = pending.lock().unwrap_or_else(|e| e.into_inner()).notice().is_some();
+                // With a notice pending, wake up to retry it even when no message comes.
+                let next = if waiting {
+                    match tokio::time::timeout(RESYNC_RETRY, rx.recv()).await {
+                        Ok(received) => received.map(Some),
+                        Err(_) => Some(None),
+                    }
+                } else {
+                    rx.recv().await.map(Some)
+                };
+                let Some(message) = next else { return };
+                try_notice = match message {
+                    None => true,
+                    Some(message) => match publish(&*pubsub, CHAT_MESSAGES, &message).await {
+                        Ok(()) => true,
+                        Err(error) => {
+                            tracing::warn!(%error, "could not publish a message for live push; sessions catch up later");
+                            pending.lock().unwrap_or_else(|e| e.into_inner()).add(&message);
+                            false
+                        }
+                    },
+                };
             }
         });
         Self { tx, lost }

@@ -30,6 +30,14 @@ const REMEMBERED: usize = 4096;
 const CLOCK_MARGIN_MS: i64 = 5_000;
 /// Users caught up at once after a gap.
 const CATCH_UP_CONCURRENCY: usize = 8;
+/// Messages one catch-up read brings (the chat role's cap).
+const CATCH_UP_PAGE: u32 = 500;
+/// Reads one catch-up after a gap makes at most, oldest first: a gap with
+/// more messages than this leaves the oldest to polling.
+const CATCH_UP_PAGES: usize = 20;
+/// How long a catch-up waits for room in a session's queue before the
+/// session loses the message (a client that stopped reading).
+const CATCH_UP_SEND_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// One message for a session: its id (to send it once) and its JSON.
 #[derive(Clone, Debug)]
@@ -44,11 +52,32 @@ impl Push {
     }
 }
 
-/// An open session: its id, when it opened (ms) and its queue.
+/// An open session: its id, when it opened (ms), its queue and the messages
+/// queued for it so far (each is queued once, so a catch-up that reads what
+/// was already pushed takes no room in the queue).
+#[derive(Clone)]
 struct Session {
     id: u64,
     opened_ms: i64,
     tx: mpsc::Sender<Push>,
+    sent: Arc<Mutex<Sent>>,
+}
+
+impl Session {
+    /// Whether a message stored at `stored_ms` and read back after a gap is
+    /// for this session: not one stored well before the session opened, as a
+    /// session without `since` asked only for what comes next.
+    fn wants(&self, stored_ms: i64) -> bool {
+        stored_ms >= self.opened_ms - CLOCK_MARGIN_MS
+    }
+
+    fn claim(&self, id: i64) -> bool {
+        self.sent.lock().unwrap_or_else(|e| e.into_inner()).first(id)
+    }
+
+    fn unclaim(&self, id: i64) {
+        self.sent.lock().unwrap_or_else(|e| e.into_inner()).forget(id);
+    }
 }
 
 type Sessions = HashMap<i64, Vec<Session>>;
@@ -165,28 +194,24 @@ impl Hub {
             users.push(message.from_user_id);
         }
         for user in users {
-            self.deliver(user, None, &push, None);
+            self.deliver(user, &push);
         }
     }
 
-    /// Queues `push` for `user`'s sessions (only `session` when given). A
-    /// message caught up from the database (`stored_ms`, its create_time) is
-    /// not sent to sessions that opened well after it was stored: they did
-    /// not miss it, and without `since` they asked only for what comes next.
-    fn deliver(&self, user: i64, session: Option<u64>, push: &Push, stored_ms: Option<i64>) {
+    /// Queues a live `push` for `user`'s sessions that have not been sent it.
+    fn deliver(&self, user: i64, push: &Push) {
         let mut sessions = self.lock();
         let Some(list) = sessions.get_mut(&user) else { return };
-        list.retain(|Session { id, opened_ms, tx }| {
-            if session.is_some_and(|only| only != *id) {
+        list.retain(|session| {
+            if !session.claim(push.id) {
                 return true;
             }
-            if session.is_none() && stored_ms.is_some_and(|stored| stored < opened_ms - CLOCK_MARGIN_MS) {
-                return true;
-            }
-            match tx.try_send(push.clone()) {
+            match session.tx.try_send(push.clone()) {
                 Ok(()) => true,
-                // A slow client loses this message rather than holding up others.
+                // A slow client loses this message rather than holding up
+                // others; a later catch-up may still bring it.
                 Err(mpsc::error::TrySendError::Full(_)) => {
+                    session.unclaim(push.id);
                     douyin_kit::metrics::push_dropped("queue_full", 1);
                     true
                 }
@@ -195,6 +220,30 @@ impl Hub {
         });
         if list.is_empty() {
             sessions.remove(&user);
+        }
+    }
+
+    /// Queues messages read from the database (`(push, create_time)`, oldest
+    /// first) for `user`'s sessions (only `session` when given), waiting for
+    /// room in a queue rather than losing them: a catch-up runs on its own task.
+    async fn deliver_stored(&self, user: i64, session: Option<u64>, pushes: &[(Push, i64)]) {
+        let targets: Vec<Session> = {
+            let sessions = self.lock();
+            let Some(list) = sessions.get(&user) else { return };
+            list.iter().filter(|s| session.is_none_or(|only| only == s.id)).cloned().collect()
+        };
+        // A session that asked with `since` wants all it asked for.
+        let asked = session.is_some();
+        for target in targets {
+            for (push, stored_ms) in pushes {
+                if !(asked || target.wants(*stored_ms)) || !target.claim(push.id) {
+                    continue;
+                }
+                if target.tx.send_timeout(push.clone(), CATCH_UP_SEND_WAIT).await.is_err() {
+                    target.unclaim(push.id);
+                    douyin_kit::metrics::push_dropped("queue_full", 1);
+                }
+            }
         }
     }
 
@@ -216,29 +265,40 @@ impl Hub {
             .await;
     }
 
-    /// One user's catch-up (one session's when given).
-    pub(super) async fn catch_up_user(&self, user: i64, session: Option<u64>, after_ms: i64) {
-        let mut chat = self.chat.clone();
-        let request = RecentRequest { user_id: user, after_ms: after_ms.max(0), limit: 0 };
-        match chat.recent(request).await {
-            Ok(reply) => {
-                for message in reply.into_inner().messages {
-                    if let Some(push) = Push::new(&PushedMessage::from(&message)) {
-                        self.deliver(user, session, &push, Some(message.create_time));
-                    }
+    /// One user's catch-up (one session's when given, which asked with
+    /// `since`: one read). After a gap every message since `after_ms` is
+    /// read, a page at a time.
+    pub(super) async fn catch_up_user(&self, user: i64, session: Option<u64>, mut after_ms: i64) {
+        let pages = if session.is_some() { 1 } else { CATCH_UP_PAGES };
+        for _ in 0..pages {
+            let mut chat = self.chat.clone();
+            let request = RecentRequest { user_id: user, after_ms: after_ms.max(0), limit: CATCH_UP_PAGE };
+            let messages = match chat.recent(request).await {
+                Ok(reply) => reply.into_inner().messages,
+                Err(status) => {
+                    tracing::warn!(user, %status, "push catch-up failed; the client gets its messages by polling");
+                    return;
                 }
-            }
-            Err(status) => {
-                tracing::warn!(user, %status, "push catch-up failed; the client gets its messages by polling")
-            }
+            };
+            let pushes: Vec<(Push, i64)> = messages
+                .iter()
+                .filter_map(|m| Push::new(&PushedMessage::from(m)).map(|push| (push, m.create_time)))
+                .collect();
+            self.deliver_stored(user, session, &pushes).await;
+            let Some(last) = messages.last().filter(|_| messages.len() >= CATCH_UP_PAGE as usize) else { return };
+            // The next page starts at the last one's millisecond (messages
+            // sharing it are sent once), or after it when a page is all one
+            // millisecond.
+            after_ms = if last.create_time - 1 > after_ms { last.create_time - 1 } else { last.create_time };
         }
     }
 
     pub(super) fn register(self: &Arc<Self>, user_id: i64) -> Registration {
         let (tx, rx) = mpsc::channel(SESSION_QUEUE);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        self.lock().entry(user_id).or_default().push(Session { id, opened_ms: now_ms(), tx });
-        Registration { hub: self.clone(), user_id, id, outgoing: rx, sent: Sent::default() }
+        let sent = Arc::default();
+        self.lock().entry(user_id).or_default().push(Session { id, opened_ms: now_ms(), tx, sent });
+        Registration { hub: self.clone(), user_id, id, outgoing: rx }
     }
 
     fn unregister(&self, user_id: i64, id: u64) {
@@ -273,6 +333,13 @@ impl Sent {
         }
         true
     }
+
+    /// Forgets `id` (it could not be queued), so a later catch-up sends it.
+    fn forget(&mut self, id: i64) {
+        if self.ids.remove(&id) {
+            self.order.retain(|kept| *kept != id);
+        }
+    }
 }
 
 /// A session's place in the hub, taken before the upgrade completes (so a
@@ -283,18 +350,12 @@ pub(super) struct Registration {
     pub(super) user_id: i64,
     pub(super) id: u64,
     outgoing: mpsc::Receiver<Push>,
-    sent: Sent,
 }
 
 impl Registration {
-    /// The next message this session has not been sent; None when the hub is gone.
+    /// The next message for this session; None when the hub is gone.
     pub(super) async fn next(&mut self) -> Option<Arc<str>> {
-        loop {
-            let push = self.outgoing.recv().await?;
-            if self.sent.first(push.id) {
-                return Some(push.text);
-            }
-        }
+        self.outgoing.recv().await.map(|push| push.text)
     }
 
     pub(super) fn hub(&self) -> &Arc<Hub> {

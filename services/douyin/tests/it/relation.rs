@@ -784,3 +784,49 @@ async fn a_message_a_killed_chat_process_stored_but_never_published_is_pushed_on
     replacement.stop().await;
     first.stop().await;
 }
+
+#[tokio::test]
+#[ignore = "needs DOUYIN_TEST_REDIS_URL (a Redis server)"]
+async fn a_catch_up_longer_than_a_page_and_a_session_queue_pushes_every_message_once() {
+    common::needs("DOUYIN_TEST_REDIS_URL");
+    let first = TestApp::spawn_with(|c| {
+        c.jwt_secret = Some("a-secret-shared-by-both-replicas-0123456789".into());
+    })
+    .await;
+    let (a, _) = first.register("long-gap-a").await;
+    let (b, tb) = first.register("long-gap-b").await;
+    let mut b_socket = connect(&first.base, &tb).await;
+
+    // A killed chat process stored more messages than one catch-up read
+    // brings (500) and a session queues (256), none of them published.
+    let db = database(&first.config).await;
+    let stored = 700;
+    let start = now_ms();
+    for n in 0..stored {
+        sqlx::query(
+            "INSERT INTO messages (lo_user, hi_user, from_user_id, to_user_id, content, create_time) \
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(a.min(b))
+        .bind(a.max(b))
+        .bind(a)
+        .bind(b)
+        .bind(format!("gap message {n}"))
+        .bind(start + n)
+        .execute(&db)
+        .await
+        .unwrap();
+    }
+    db.close().await;
+
+    // Its replacement starts: b's session is sent every one of them, once.
+    let replacement = Replica::start(&first.config).await;
+    let first_push = next_push(&mut b_socket, Instant::now() + PUSH_DEADLINE * 5).await;
+    let mut pushed = vec![first_push["content"].as_str().unwrap().to_owned()];
+    pushed.extend(pushes_until_quiet(&mut b_socket, Duration::from_millis(1500)).await);
+    let distinct: std::collections::HashSet<&String> = pushed.iter().collect();
+    assert_eq!(distinct.len(), stored as usize, "every stored message reaches the session");
+    assert_eq!(pushed.len(), stored as usize, "each of them once");
+    replacement.stop().await;
+    first.stop().await;
+}
