@@ -88,7 +88,7 @@ impl ChatRepo {
                     Err(e) if is_unique_violation(&e) => return Ok(None),
                     Err(e) => return Err(e.into()),
                 };
-                tx.commit().await?;
+                douyin_kit::db::commit(tx).await?;
                 Ok(Some(Message { id, to_user_id: to, from_user_id: from, content: content.to_owned(), create_time }))
             })
             .await?;

@@ -46,7 +46,7 @@ impl InteractionRepo {
                 )
                 .await?;
             }
-            tx.commit().await?;
+            douyin_kit::db::commit(tx).await?;
             Ok(changed)
         })
         .await
@@ -92,7 +92,7 @@ impl InteractionRepo {
                     .await?;
             let id = inserted_id(&mut tx, &result).await?;
             stats::add_video(&mut tx, video_id, VideoCount::Comment, 1).await?;
-            tx.commit().await?;
+            douyin_kit::db::commit(tx).await?;
             Ok(CommentRow { id, video_id, user_id, content: content.to_owned(), created_at_ms })
         })
         .await
@@ -120,7 +120,7 @@ impl InteractionRepo {
             if deleted {
                 stats::add_video(&mut tx, comment.video_id, VideoCount::Comment, -1).await?;
             }
-            tx.commit().await?;
+            douyin_kit::db::commit(tx).await?;
             Ok(deleted)
         })
         .await

@@ -148,7 +148,7 @@ impl InteractionService {
     /// change has committed, so it is answered as done even when the user
     /// role cannot say more than the author's id in time.
     async fn comment_author(&self, user_id: i64) -> Option<User> {
-        match tokio::time::timeout(AUTHOR_WAIT, self.users(&[user_id], user_id)).await {
+        match tokio::time::timeout(douyin_kit::deadline::budget(AUTHOR_WAIT), self.users(&[user_id], user_id)).await {
             Ok(Ok(mut users)) => users.remove(&user_id),
             Ok(Err(error)) => {
                 tracing::warn!(%error, "comment answered without its author's profile");

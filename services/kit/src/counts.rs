@@ -63,15 +63,16 @@ impl Reader {
         if self.breaker.allow() {
             let mut counter = self.clients.counter.clone();
             let request = CountsRequest { video_ids: video_ids.clone(), user_ids: user_ids.clone() };
-            let error = match tokio::time::timeout(FIRST_ATTEMPT, counter.counts(request)).await {
-                Ok(Ok(reply)) => {
-                    self.breaker.success();
-                    let reply = reply.into_inner();
-                    return Ok((reply.videos, reply.users));
-                }
-                Ok(Err(status)) => status.message().to_owned(),
-                Err(_) => format!("no answer within {} ms", FIRST_ATTEMPT.as_millis()),
-            };
+            let error =
+                match tokio::time::timeout(crate::deadline::budget(FIRST_ATTEMPT), counter.counts(request)).await {
+                    Ok(Ok(reply)) => {
+                        self.breaker.success();
+                        let reply = reply.into_inner();
+                        return Ok((reply.videos, reply.users));
+                    }
+                    Ok(Err(status)) => status.message().to_owned(),
+                    Err(_) => "no answer in time".to_owned(),
+                };
             self.breaker.failure();
             tracing::warn!(%error, "counter unavailable; reading counts from the database");
         }
@@ -110,16 +111,17 @@ impl Reader {
 
 /// After a commit, has the counter re-read these rows into its cache. A failure
 /// never fails the caller's request (the database already holds the truth),
-/// and the caller waits at most [`FIRST_ATTEMPT`] for it. A refresh that is
+/// and the caller waits at most [`FIRST_ATTEMPT`] for it (less when its own
+/// call is near its deadline). A refresh that is
 /// lost is made good by the counter from the rows' dirty marks
 /// (`stats::dirty_videos`), so nothing here retries.
 pub async fn refresh(clients: &Clients, video_ids: Vec<i64>, user_ids: Vec<i64>) {
     let request = CountsRequest { video_ids, user_ids };
     let mut counter = clients.counter.clone();
-    let error = match tokio::time::timeout(FIRST_ATTEMPT, counter.refresh(request)).await {
+    let error = match tokio::time::timeout(crate::deadline::budget(FIRST_ATTEMPT), counter.refresh(request)).await {
         Ok(Ok(_)) => return,
         Ok(Err(status)) => status.message().to_owned(),
-        Err(_) => format!("no answer within {} ms", FIRST_ATTEMPT.as_millis()),
+        Err(_) => "no answer in time".to_owned(),
     };
     tracing::warn!(%error, "count refresh failed; the counter stores the changed rows once it can");
 }

@@ -280,6 +280,15 @@ pub fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default()
 }
 
+/// Commits `tx`, unless the call it serves is too near its deadline to be
+/// answered: then it is rolled back and refused, since a caller that gave up
+/// would take the committed write for a failure.
+pub async fn commit(tx: Transaction<'_, sqlx::Any>) -> Result<()> {
+    crate::deadline::check_commit()?;
+    tx.commit().await?;
+    Ok(())
+}
+
 /// True for errors after which the same transaction may simply be run again
 /// (MySQL deadlock or lock-wait timeout, SQLite busy).
 pub fn is_retryable(error: &crate::Error) -> bool {

@@ -8,6 +8,7 @@ pub mod cache;
 pub mod config;
 pub mod counts;
 pub mod db;
+pub mod deadline;
 pub mod error;
 pub mod grpc;
 pub mod health;

@@ -36,7 +36,7 @@ impl RelationRepo {
                 )
                 .await?;
             }
-            tx.commit().await?;
+            douyin_kit::db::commit(tx).await?;
             Ok(changed)
         })
         .await

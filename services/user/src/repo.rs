@@ -62,7 +62,7 @@ impl UserRepo {
             Err(e) => return Err(e.into()),
         };
         stats::create_user(&mut tx, id).await?;
-        tx.commit().await?;
+        douyin_kit::db::commit(tx).await?;
         Ok((id, created_at_ms))
     }
 

@@ -72,7 +72,7 @@ impl VideoRepo {
             };
             stats::create_video(&mut tx, id).await?;
             stats::add_user(&mut tx, author_id, UserCount::Work, 1).await?;
-            tx.commit().await?;
+            douyin_kit::db::commit(tx).await?;
             return Ok(VideoRow {
                 id,
                 author_id,

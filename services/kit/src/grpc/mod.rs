@@ -221,9 +221,12 @@ where
                     body.collect().await.map_err(|e| Status::internal(format!("request body: {e}")))?.to_bytes();
                 let mut backoff = Duration::from_millis(50);
                 let mut attempt = 0;
+                let started = tokio::time::Instant::now();
                 loop {
-                    let req =
-                        http::Request::from_parts(parts.clone(), Body::new(http_body_util::Full::new(bytes.clone())));
+                    let mut parts = parts.clone();
+                    // Each attempt tells the peer the time the call has left.
+                    parts.headers.insert("grpc-timeout", grpc_timeout(deadline.saturating_sub(started.elapsed())));
+                    let req = http::Request::from_parts(parts, Body::new(http_body_util::Full::new(bytes.clone())));
                     match call_once(inner.clone(), req).await {
                         Err(error) if attempt < RETRIES => {
                             tracing::debug!(%error, %path, attempt, "retrying read");

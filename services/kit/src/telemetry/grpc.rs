@@ -111,9 +111,10 @@ where
             span
         };
         let started = Instant::now();
+        let deadline = crate::deadline::from_headers(req.headers());
         let call = span.in_scope(|| self.inner.call(req));
         Box::pin(async move {
-            let result = call.instrument(span.clone()).await;
+            let result = crate::deadline::scope(deadline, call.instrument(span.clone())).await;
             let code = match &result {
                 Ok(response) => header_status(response.headers()).unwrap_or(0),
                 Err(_) => 2,
