@@ -6,9 +6,10 @@
 # role killed, each for 6 s (longer than a call's deadline). Never touches the
 # machine's shared Redis. Ends with one line:
 #   faults: 5 injected, R requests, F failed, 0 committed-but-refused writes,
-#   0 API counts disagreeing with rows 5 s after recovery, M messages stored but not pushed
-# and fails unless the committed-but-refused and disagreeing figures are 0
-# (M is reported, not yet required).
+#   0 API counts disagreeing with rows 5 s after recovery, 0 messages stored but not pushed
+# and fails unless all three figures are 0. Before it, the timeline of the
+# faults and each refused-but-committed write and unpushed message, with
+# when it was sent.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/douyin-target}"
