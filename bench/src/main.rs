@@ -2,6 +2,7 @@
 //! the direct-SQL baseline, or run the whole suite and write a report. See bench/README.md.
 
 mod baseline;
+mod check;
 mod costs;
 mod load;
 mod mesh;
