@@ -1,7 +1,7 @@
 //! Routes 1, 5 and 6: feed, publish, publish list.
 
 use axum::{
-    extract::{FromRequest, Multipart, Request, State},
+    extract::{FromRequest, Multipart, Request, State, multipart::Field},
     http::{HeaderMap, header::CONTENT_TYPE},
     response::Response,
 };
@@ -132,6 +132,56 @@ impl Progress {
         }
         Ok(())
     }
+
+    /// Reads the `data` part: sent on as it arrives once the uploader is
+    /// known, held back (within the early-data budget) until then.
+    async fn read_data(&mut self, field: &mut Field<'_>, tx: &mpsc::Sender<PublishChunk>) -> Result<(), Refused> {
+        loop {
+            match field.chunk().await {
+                Ok(Some(bytes)) => {
+                    self.size += bytes.len() as u64;
+                    douyin_kit::metrics::upload_bytes(bytes.len() as u64);
+                    if self.author.is_some() {
+                        send(tx, PublishChunk { part: Some(Part::Data(bytes.to_vec())) }).await?;
+                    } else {
+                        self.slot.hold_early(bytes.len())?;
+                        self.early.push(bytes);
+                    }
+                }
+                Ok(None) => return Ok(()),
+                Err(e) => return Err(body_error(e.status(), "uploaded file").into()),
+            }
+        }
+    }
+
+    /// After each part: checks a token that arrived, sends the file bytes held
+    /// back once the uploader is known, and the header once the title is too.
+    async fn forward(
+        &mut self,
+        state: &AppState,
+        params: &Params,
+        headers: &HeaderMap,
+        tx: &mpsc::Sender<PublishChunk>,
+    ) -> Result<(), Refused> {
+        self.authenticate(state, params, headers).await?;
+        if self.author.is_some() && !self.early.is_empty() {
+            for bytes in std::mem::take(&mut self.early) {
+                send(tx, PublishChunk { part: Some(Part::Data(bytes.to_vec())) }).await?;
+            }
+            self.slot.release_early();
+        }
+        if let (false, Some(author_id), Some(title)) = (self.header_sent, self.author, params.get("title")) {
+            send(tx, PublishChunk { part: Some(Part::Header(PublishHeader { author_id, title: title.to_owned() })) })
+                .await?;
+            self.header_sent = true;
+        }
+        Ok(())
+    }
+}
+
+/// Sends one part of the upload to the video role's call.
+async fn send(tx: &mpsc::Sender<PublishChunk>, chunk: PublishChunk) -> Result<()> {
+    tx.send(chunk).await.map_err(|_| Error::Unavailable("upload stream closed".into()))
 }
 
 async fn publish_inner(state: AppState, headers: HeaderMap, request: Request) -> Result<i64, Refused> {
@@ -167,10 +217,6 @@ async fn publish_inner(state: AppState, headers: HeaderMap, request: Request) ->
     let feed = Box::pin(async {
         let mut saw_data = false;
         let mut parts = 0;
-        let send = |chunk: PublishChunk| {
-            let tx = tx.clone();
-            async move { tx.send(chunk).await.map_err(|_| Error::Unavailable("upload stream closed".into())) }
-        };
         loop {
             let mut field = match multipart.next_field().await {
                 Ok(Some(field)) => field,
@@ -187,39 +233,12 @@ async fn publish_inner(state: AppState, headers: HeaderMap, request: Request) ->
                     return Err(Error::invalid("data must be sent once").into());
                 }
                 saw_data = true;
-                loop {
-                    match field.chunk().await {
-                        Ok(Some(bytes)) => {
-                            progress.size += bytes.len() as u64;
-                            douyin_kit::metrics::upload_bytes(bytes.len() as u64);
-                            if progress.author.is_some() {
-                                send(PublishChunk { part: Some(Part::Data(bytes.to_vec())) }).await?;
-                            } else {
-                                progress.slot.hold_early(bytes.len())?;
-                                progress.early.push(bytes);
-                            }
-                        }
-                        Ok(None) => break,
-                        Err(e) => return Err(body_error(e.status(), "uploaded file").into()),
-                    }
-                }
+                progress.read_data(&mut field, &tx).await?;
             } else if field.file_name().is_none() {
                 let value = crate::params::field_text(field).await?;
                 params.push(name, value);
             }
-            progress.authenticate(&state, &params, &headers).await?;
-            if progress.author.is_some() && !progress.early.is_empty() {
-                for bytes in std::mem::take(&mut progress.early) {
-                    send(PublishChunk { part: Some(Part::Data(bytes.to_vec())) }).await?;
-                }
-                progress.slot.release_early();
-            }
-            if let (false, Some(author_id), Some(title)) = (progress.header_sent, progress.author, params.get("title"))
-            {
-                send(PublishChunk { part: Some(Part::Header(PublishHeader { author_id, title: title.to_owned() })) })
-                    .await?;
-                progress.header_sent = true;
-            }
+            progress.forward(&state, &params, &headers, &tx).await?;
         }
         if !saw_data {
             return Err(Error::invalid("data is required: attach the video file as the data field").into());
@@ -230,7 +249,7 @@ async fn publish_inner(state: AppState, headers: HeaderMap, request: Request) ->
         if !progress.header_sent {
             return Err(Error::invalid("title is required").into());
         }
-        send(PublishChunk { part: Some(Part::End(PublishEnd { size: progress.size })) }).await?;
+        send(&tx, PublishChunk { part: Some(Part::End(PublishEnd { size: progress.size })) }).await?;
         drop(tx);
         Ok::<(), Refused>(())
     });
