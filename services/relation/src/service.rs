@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use douyin_kit::{Error, Result, counts, grpc::Clients};
-use douyin_proto::{chat::LatestRequest, common::User, relation::Friend, user::GetUsersRequest};
+use douyin_proto::{chat::LatestRequest, common::User, relation::Friend};
 
 use crate::repo::RelationRepo;
 
@@ -40,11 +40,7 @@ impl RelationService {
     }
 
     async fn users(&self, ids: Vec<i64>, viewer_id: i64) -> Result<Vec<User>> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut user = self.clients.user.clone();
-        Ok(user.get_users(GetUsersRequest { ids, viewer_id, without_counts: false }).await?.into_inner().users)
+        self.clients.users(ids, viewer_id).await
     }
 
     pub async fn follow_list(&self, user_id: i64, viewer_id: i64) -> Result<Vec<User>> {

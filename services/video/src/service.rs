@@ -12,7 +12,6 @@ use douyin_proto::{
     common::{User, Video},
     counter::{UserCounts, VideoCounts},
     interaction::FlagsRequest,
-    user::GetUsersRequest,
 };
 use futures::{Stream, StreamExt};
 use tokio::io::AsyncWriteExt;
@@ -311,11 +310,7 @@ impl VideoService {
         }
         let video_ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
         let author_ids = ids::unique(&rows.iter().map(|r| r.author_id).collect::<Vec<_>>());
-        let authors = async {
-            let mut user = self.clients.user.clone();
-            let request = GetUsersRequest { ids: author_ids.clone(), viewer_id, without_counts: true };
-            Ok::<Vec<User>, Error>(user.get_users(request).await?.into_inner().users)
-        };
+        let authors = self.clients.profiles_by_id(&author_ids, viewer_id);
         let counts = self.counts.counts(video_ids.clone(), author_ids.clone());
         let likes = async {
             if viewer_id <= 0 {
@@ -329,7 +324,7 @@ impl VideoService {
         let counts: HashMap<i64, VideoCounts> = video_counts.into_iter().map(|c| (c.video_id, c)).collect();
         let author_counts: HashMap<i64, UserCounts> = author_counts.into_iter().map(|c| (c.user_id, c)).collect();
         let authors: HashMap<i64, User> =
-            authors.into_iter().map(|u| (u.id, with_counts(author_counts.get(&u.id), u))).collect();
+            authors.into_iter().map(|(id, u)| (id, with_counts(author_counts.get(&id), u))).collect();
         let mut videos = Vec::with_capacity(rows.len());
         for (i, row) in rows.into_iter().enumerate() {
             let c = counts.get(&row.id).copied().unwrap_or_default();

@@ -2,7 +2,7 @@
 
 use axum::{extract::State, http::HeaderMap, response::Response};
 use douyin_kit::{Error, Result};
-use douyin_proto::{counter::TopRequest, user::GetUsersRequest, video::GetVideosRequest};
+use douyin_proto::{counter::TopRequest, video::GetVideosRequest};
 
 use crate::{
     AppState, Need, Params,
@@ -50,15 +50,7 @@ pub async fn users(State(state): State<AppState>, headers: HeaderMap, params: Pa
             let mut counter = state.clients.counter.clone();
             let top = counter.top_users(TopRequest { limit }).await?.into_inner().entries;
             let ids = top.iter().map(|e| e.id).collect::<Vec<_>>();
-            let users = if ids.is_empty() {
-                Vec::new()
-            } else {
-                let mut user = state.clients.user.clone();
-                user.get_users(GetUsersRequest { ids, viewer_id: viewer, without_counts: false })
-                    .await?
-                    .into_inner()
-                    .users
-            };
+            let users = state.clients.users(ids, viewer).await?;
             let urls = state.urls(&headers);
             Ok(UserListBody::new(users.into_iter().map(|u| UserJson::new(u, &urls)).collect()))
         }

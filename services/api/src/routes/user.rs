@@ -2,7 +2,7 @@
 
 use axum::{Extension, extract::State, http::HeaderMap, response::Response};
 use douyin_kit::{Error, Result};
-use douyin_proto::user::{Credentials, GetUsersRequest};
+use douyin_proto::user::Credentials;
 use serde::Serialize;
 
 use crate::{
@@ -70,13 +70,10 @@ pub async fn info(State(state): State<AppState>, headers: HeaderMap, params: Par
             params.parsed()?;
             let viewer = state.viewer(&params, &headers, Need::User).await?;
             let user_id = params.opt_id("user_id")?.unwrap_or(viewer);
-            let mut user = state.clients.user.clone();
-            let found = user
-                .get_users(GetUsersRequest { ids: vec![user_id], viewer_id: viewer, without_counts: false })
+            let found = state
+                .clients
+                .users(vec![user_id], viewer)
                 .await?
-                .into_inner();
-            let found = found
-                .users
                 .into_iter()
                 .next()
                 .ok_or_else(|| Error::not_found(format!("user {user_id} does not exist")))?;

@@ -17,15 +17,34 @@ impl Clients {
         Ok(!user.existing_users(Ids { ids: vec![user_id] }).await?.into_inner().ids.is_empty())
     }
 
+    /// The profiles of `ids` as `viewer_id` sees them, with their counts, in
+    /// the user role's order; unknown ids are left out, and an empty list
+    /// asks nothing.
+    pub async fn users(&self, ids: Vec<i64>, viewer_id: i64) -> Result<Vec<User>> {
+        self.get_users(ids, viewer_id, false).await
+    }
+
     /// The profiles of `ids` (repeats asked once) as `viewer_id` sees them, by
     /// id; unknown ids are left out.
     pub async fn users_by_id(&self, ids: &[i64], viewer_id: i64) -> Result<HashMap<i64, User>> {
-        let ids = ids::unique(ids);
+        Ok(by_id(self.get_users(ids::unique(ids), viewer_id, false).await?))
+    }
+
+    /// As [`Clients::users_by_id`], without the counts (for a caller that reads
+    /// them together with others of its own).
+    pub async fn profiles_by_id(&self, ids: &[i64], viewer_id: i64) -> Result<HashMap<i64, User>> {
+        Ok(by_id(self.get_users(ids::unique(ids), viewer_id, true).await?))
+    }
+
+    async fn get_users(&self, ids: Vec<i64>, viewer_id: i64, without_counts: bool) -> Result<Vec<User>> {
         if ids.is_empty() {
-            return Ok(HashMap::new());
+            return Ok(Vec::new());
         }
         let mut user = self.user.clone();
-        let users = user.get_users(GetUsersRequest { ids, viewer_id, without_counts: false }).await?.into_inner().users;
-        Ok(users.into_iter().map(|u| (u.id, u)).collect())
+        Ok(user.get_users(GetUsersRequest { ids, viewer_id, without_counts }).await?.into_inner().users)
     }
+}
+
+fn by_id(users: Vec<User>) -> HashMap<i64, User> {
+    users.into_iter().map(|u| (u.id, u)).collect()
 }
