@@ -38,7 +38,8 @@ pub struct ChatGrpc(pub ChatService);
 impl chat_service_server::ChatService for ChatGrpc {
     async fn send(&self, request: Request<SendRequest>) -> Result<Response<Message>, Status> {
         let r = request.into_inner();
-        Ok(Response::new(self.0.send(r.from_user_id, r.to_user_id, &r.content).await?))
+        let key = Some(r.request_key.as_str()).filter(|k| !k.is_empty());
+        Ok(Response::new(self.0.send(r.from_user_id, r.to_user_id, &r.content, key).await?))
     }
 
     async fn history(&self, request: Request<HistoryRequest>) -> Result<Response<HistoryReply>, Status> {

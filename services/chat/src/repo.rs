@@ -47,7 +47,10 @@ impl ChatRepo {
     /// so a message commits before any later one of the same conversation gets
     /// its time. A poller that holds a message therefore already sees every
     /// older one, across clock skew between replicas too.
-    pub async fn insert(&self, from: i64, to: i64, content: &str) -> Result<Message> {
+    ///
+    /// With a `key`, a concurrent send under the same key that stored first
+    /// is answered instead.
+    pub async fn insert(&self, from: i64, to: i64, content: &str, key: Option<&str>) -> Result<Message> {
         let (lo, hi) = pair(from, to);
         for _ in 0..10 {
             let attempt = retry_tx(|| async {
@@ -70,8 +73,8 @@ impl ChatRepo {
                     .transpose()?;
                 let create_time = newest.map_or(now_ms(), |t| now_ms().max(t + 1));
                 let inserted = sqlx::query(
-                    "INSERT INTO messages (lo_user, hi_user, from_user_id, to_user_id, content, create_time) \
-                     VALUES (?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO messages (lo_user, hi_user, from_user_id, to_user_id, content, create_time, request_key) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?)",
                 )
                 .bind(lo)
                 .bind(hi)
@@ -79,6 +82,7 @@ impl ChatRepo {
                 .bind(to)
                 .bind(content)
                 .bind(create_time)
+                .bind(key)
                 .execute(&mut *tx)
                 .await;
                 let id = match inserted {
@@ -95,8 +99,26 @@ impl ChatRepo {
             if let Some(message) = attempt {
                 return Ok(message);
             }
+            if let Some(key) = key
+                && let Some(message) = self.by_key(from, key).await?
+            {
+                return Ok(message);
+            }
         }
         Err(Error::Unavailable("could not allocate a message time".into()))
+    }
+
+    /// The message `from` stored under `key`, if any.
+    pub async fn by_key(&self, from: i64, key: &str) -> Result<Option<Message>> {
+        let row = sqlx::query(
+            "SELECT id, from_user_id, to_user_id, content, create_time FROM messages \
+             WHERE request_key = ? AND from_user_id = ?",
+        )
+        .bind(key)
+        .bind(from)
+        .fetch_optional(self.db.pool())
+        .await?;
+        row.as_ref().map(message).transpose()
     }
 
     /// The conversation of `a` and `b`, oldest first: all of it when
@@ -189,5 +211,36 @@ impl ChatRepo {
         }
         let rows = query.fetch_all(self.db.pool()).await?;
         rows.iter().map(message).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn repo() -> (ChatRepo, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let config = douyin_kit::Config { data_dir: dir.path().into(), ..Default::default() };
+        let db = Db::connect(&config).await.unwrap();
+        db.migrate(&[&crate::MIGRATIONS]).await.unwrap();
+        // The user role's table, as far as a write checks its sender.
+        sqlx::query("CREATE TABLE IF NOT EXISTS users (id INTEGER PRIMARY KEY)").execute(db.pool()).await.unwrap();
+        sqlx::query("INSERT INTO users (id) VALUES (1), (2)").execute(db.pool()).await.unwrap();
+        (ChatRepo::new(db), dir)
+    }
+
+    #[tokio::test]
+    async fn a_send_repeated_under_its_key_is_stored_once_and_answered_as_the_first() {
+        let (repo, _dir) = repo().await;
+        let first = repo.insert(1, 2, "hello", Some("key-1")).await.unwrap();
+        let again = repo.insert(1, 2, "hello", Some("key-1")).await.unwrap();
+        assert_eq!((again.id, again.create_time), (first.id, first.create_time));
+        assert_eq!(repo.by_key(1, "key-1").await.unwrap().map(|m| m.id), Some(first.id));
+        assert!(repo.by_key(2, "key-1").await.unwrap().is_none(), "a key is its sender's");
+
+        let a = repo.insert(1, 2, "twice", None).await.unwrap();
+        let b = repo.insert(1, 2, "twice", None).await.unwrap();
+        assert_ne!(a.id, b.id, "sends without a key are each a message");
+        assert_eq!(repo.history(1, 2, 0).await.unwrap().len(), 3);
     }
 }

@@ -151,7 +151,10 @@ impl ChatService {
         Self { repo, clients, pusher: Pusher::start(pubsub) }
     }
 
-    pub async fn send(&self, from: i64, to: i64, content: &str) -> Result<Message> {
+    /// Stores and pushes a message. With a `key` that already stored one from
+    /// `from`, that message is answered (and pushed again, in case the
+    /// process that stored it died before its push went out).
+    pub async fn send(&self, from: i64, to: i64, content: &str, key: Option<&str>) -> Result<Message> {
         if to <= 0 {
             return Err(Error::invalid("to_user_id must be a positive integer"));
         }
@@ -162,10 +165,17 @@ impl ChatService {
             return Err(Error::invalid("content is required"));
         }
         check_length("content", content, 1, 1000)?;
+        if let Some(key) = key {
+            check_length("request_key", key, 1, 64)?;
+            if let Some(message) = self.repo.by_key(from, key).await? {
+                self.pusher.push(PushedMessage::from(&message));
+                return Ok(message);
+            }
+        }
         if !self.exists(to).await? {
             return Err(Error::not_found(format!("user {to} does not exist")));
         }
-        let message = self.repo.insert(from, to, content).await?;
+        let message = self.repo.insert(from, to, content, key).await?;
         self.pusher.push(PushedMessage::from(&message));
         Ok(message)
     }

@@ -127,7 +127,12 @@ async fn internal_calls_need_a_credential_for_the_role_they_call() {
                 "Send",
                 chat.send(request(
                     auth,
-                    SendRequest { from_user_id: bob.0, to_user_id: alice.0, content: "forged".into() },
+                    SendRequest {
+                        from_user_id: bob.0,
+                        to_user_id: alice.0,
+                        content: "forged".into(),
+                        ..Default::default()
+                    },
                 ))
                 .await
                 .map(|_| ()),
