@@ -6,9 +6,9 @@ mod service;
 
 use std::sync::Arc;
 
-use douyin_kit::{cache::Cache, db::Db};
+use douyin_kit::{cache::Cache, db::Db, stats};
 use douyin_proto::counter::{
-    CountsReply, CountsRequest, Ranked, RefreshReply, TopReply, TopRequest, counter_service_server,
+    CountsReply, CountsRequest, Ranked, RefreshReply, RefreshRequest, TopReply, TopRequest, counter_service_server,
 };
 use tonic::{Request, Response, Status};
 
@@ -49,9 +49,32 @@ impl counter_service_server::CounterService for CounterGrpc {
         Ok(Response::new(CountsReply { videos, users }))
     }
 
-    async fn refresh(&self, request: Request<CountsRequest>) -> Result<Response<RefreshReply>, Status> {
+    async fn refresh(&self, request: Request<RefreshRequest>) -> Result<Response<RefreshReply>, Status> {
         let r = request.into_inner();
-        self.service.refresh(&r.video_ids, &r.user_ids).await?;
+        let videos: Vec<stats::VideoStats> = r
+            .videos
+            .iter()
+            .map(|v| stats::VideoStats {
+                video_id: v.video_id,
+                favorite_count: v.favorite_count,
+                comment_count: v.comment_count,
+                version: v.version,
+            })
+            .collect();
+        let users: Vec<stats::UserStats> = r
+            .users
+            .iter()
+            .map(|u| stats::UserStats {
+                user_id: u.user_id,
+                follow_count: u.follow_count,
+                follower_count: u.follower_count,
+                total_favorited: u.total_favorited,
+                work_count: u.work_count,
+                favorite_count: u.favorite_count,
+                version: u.version,
+            })
+            .collect();
+        self.service.refresh(&r.video_ids, &r.user_ids, videos, users).await?;
         Ok(Response::new(RefreshReply {}))
     }
 

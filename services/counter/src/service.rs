@@ -10,7 +10,7 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use douyin_kit::{
     Result,
-    cache::{Cache, Generation, Ranked, versioned},
+    cache::{Cache, Generation, Ranked, user_counts_key, versioned},
     db::{Db, now_ms},
     ids, stats,
 };
@@ -53,7 +53,7 @@ impl Keys {
     }
 
     fn user(&self, id: i64) -> String {
-        format!("{}:uc:{id}", self.generation)
+        user_counts_key(&self.generation, id)
     }
 
     fn ranking(&self, ranking: Ranking) -> String {
@@ -172,12 +172,24 @@ impl CounterService {
         Ok((videos, users))
     }
 
-    /// Re-reads the given rows after a writer committed, and updates cache
-    /// entries and rankings with them: one epoch read, one query per kind,
-    /// one write of the entries and one of both rankings.
-    pub async fn refresh(&self, video_ids: &[i64], user_ids: &[i64]) -> Result<()> {
-        let videos = stats::videos(self.db.pool(), &ids::unique(video_ids)).await?;
-        let users = stats::users(self.db.pool(), &ids::unique(user_ids)).await?;
+    /// After a writer committed: re-reads the rows of the given ids and,
+    /// with the rows the writer passed as it committed them (each with its
+    /// version, so no re-read is needed), updates cache entries and rankings:
+    /// one epoch read, at most one query per kind, one write of the entries
+    /// and one of both rankings.
+    pub async fn refresh(
+        &self,
+        video_ids: &[i64],
+        user_ids: &[i64],
+        mut videos: Vec<stats::VideoStats>,
+        mut users: Vec<stats::UserStats>,
+    ) -> Result<()> {
+        if !video_ids.is_empty() {
+            videos.extend(stats::videos(self.db.pool(), &ids::unique(video_ids)).await?);
+        }
+        if !user_ids.is_empty() {
+            users.extend(stats::users(self.db.pool(), &ids::unique(user_ids)).await?);
+        }
         self.store(&videos, &users).await?;
         Ok(())
     }

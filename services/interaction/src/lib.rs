@@ -4,6 +4,7 @@ mod repo;
 mod service;
 
 use douyin_kit::{
+    cache::{Flags, Generation},
     db::ServiceMigrations,
     host::{Built, RoleContext},
 };
@@ -27,7 +28,8 @@ pub static MIGRATIONS: ServiceMigrations = ServiceMigrations {
 
 /// The interaction role: favorites and comments, checked on its own tables.
 pub fn build(ctx: &RoleContext) -> Built<interaction_service_server::InteractionServiceServer<InteractionGrpc>> {
-    let repo = InteractionRepo::new(ctx.db.clone());
+    let likes = Flags::new(ctx.cache.clone(), Generation::new(ctx.db.clone()), "likes");
+    let repo = InteractionRepo::new(ctx.db.clone(), likes);
     let service = InteractionService::new(repo, ctx.clients.clone(), &ctx.config.sensitive_words);
     Built {
         server: interaction_service_server::InteractionServiceServer::new(InteractionGrpc(service)),

@@ -2,8 +2,9 @@
 
 use douyin_kit::{
     Result,
-    db::{Db, Pair, bind_ids, inserted_id, now_ms, placeholders, retry_tx},
-    stats::{self, UserCount, VideoCount},
+    cache::Flags,
+    db::{Db, Dialect, Pair, inserted_id, now_ms, retry_tx},
+    stats::{self, UserStats, VideoCount, VideoStats},
 };
 use sqlx::Row;
 
@@ -19,35 +20,93 @@ pub struct CommentRow {
     pub created_at_ms: i64,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct InteractionRepo {
     db: Db,
+    /// Each user's likes, cached.
+    likes: Flags,
 }
 
 impl InteractionRepo {
-    pub fn new(db: Db) -> Self {
-        Self { db }
+    pub fn new(db: Db, likes: Flags) -> Self {
+        Self { db, likes }
     }
 
-    /// Likes or unlikes; returns whether anything changed. The like row and
-    /// the three counts it moves change in one transaction.
-    pub async fn set_favorite(&self, user_id: i64, video_id: i64, author_id: i64, like: bool) -> Result<bool> {
+    /// Likes or unlikes; returns, when anything changed, the counts rows it
+    /// changed as they are at commit (with their versions). The like row and
+    /// the three counts it moves change in one transaction: on MySQL five
+    /// statements (begin, the account check reading the counts rows locked,
+    /// the like row, the counts, commit).
+    pub async fn set_favorite(
+        &self,
+        user_id: i64,
+        video_id: i64,
+        author_id: i64,
+        like: bool,
+    ) -> Result<Option<(Vec<VideoStats>, Vec<UserStats>)>> {
         retry_tx(|| async {
             let mut tx = self.db.begin_write().await?;
-            self.db.require_account(&mut tx, user_id).await?;
-            let changed = self.db.set_pair(&mut tx, FAVORITES, user_id, video_id, like).await?;
-            if changed {
-                let delta = if like { 1 } else { -1 };
-                stats::add_video(&mut tx, video_id, VideoCount::Favorite, delta).await?;
-                stats::add_users(
-                    &mut tx,
-                    &[(user_id, UserCount::Favorite), (author_id, UserCount::TotalFavorited)],
-                    delta,
+            let dialect = self.db.dialect();
+            let (video, users) =
+                stats::lock_rows(&mut tx, dialect, user_id, Some(video_id), &[user_id, author_id]).await?;
+            if !self.db.set_pair(&mut tx, FAVORITES, user_id, video_id, like).await? {
+                douyin_kit::db::commit(tx).await?;
+                return Ok(None);
+            }
+            let delta = if like { 1 } else { -1 };
+            let liker = |id: i64| if id == user_id { delta } else { 0 };
+            let author = |id: i64| if id == author_id { delta } else { 0 };
+            if dialect == Dialect::MySql && video.is_some() {
+                // Both tables in one statement (each row changes once).
+                sqlx::query(
+                    "UPDATE video_stats vs LEFT JOIN user_stats us ON us.user_id IN (?, ?) \
+                     SET vs.favorite_count = vs.favorite_count + ?, vs.version = vs.version + 1, vs.dirty = 1, \
+                     us.favorite_count = us.favorite_count + CASE WHEN us.user_id = ? THEN ? ELSE 0 END, \
+                     us.total_favorited = us.total_favorited + CASE WHEN us.user_id = ? THEN ? ELSE 0 END, \
+                     us.version = us.version + 1, us.dirty = 1 \
+                     WHERE vs.video_id = ?",
                 )
+                .bind(user_id)
+                .bind(author_id)
+                .bind(delta)
+                .bind(user_id)
+                .bind(delta)
+                .bind(author_id)
+                .bind(delta)
+                .bind(video_id)
+                .execute(&mut *tx)
+                .await?;
+            } else {
+                stats::add_video(&mut tx, video_id, VideoCount::Favorite, delta).await?;
+                sqlx::query(
+                    "UPDATE user_stats SET \
+                     favorite_count = favorite_count + CASE WHEN user_id = ? THEN ? ELSE 0 END, \
+                     total_favorited = total_favorited + CASE WHEN user_id = ? THEN ? ELSE 0 END, \
+                     version = version + 1, dirty = 1 WHERE user_id IN (?, ?)",
+                )
+                .bind(user_id)
+                .bind(delta)
+                .bind(author_id)
+                .bind(delta)
+                .bind(user_id)
+                .bind(author_id)
+                .execute(&mut *tx)
                 .await?;
             }
             douyin_kit::db::commit(tx).await?;
-            Ok(changed)
+            // What the rows hold now: each changed once, one version later.
+            let video =
+                video.map(|v| VideoStats { favorite_count: v.favorite_count + delta, version: v.version + 1, ..v });
+            let users = users
+                .into_iter()
+                .map(|u| UserStats {
+                    favorite_count: u.favorite_count + liker(u.user_id),
+                    total_favorited: u.total_favorited + author(u.user_id),
+                    version: u.version + 1,
+                    ..u
+                })
+                .collect();
+            Ok(Some((video.into_iter().collect(), users)))
         })
         .await
     }
@@ -62,19 +121,10 @@ impl InteractionRepo {
         rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
     }
 
-    /// Which of `video_ids` `user_id` likes.
+    /// Which of `video_ids` `user_id` likes: from the user's cached likes
+    /// when they are current, else one statement.
     pub async fn liked_among(&self, user_id: i64, video_ids: &[i64]) -> Result<Vec<i64>> {
-        if video_ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let sql = format!(
-            "SELECT video_id FROM favorites WHERE user_id = ? AND video_id IN ({})",
-            placeholders(video_ids.len())
-        );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(user_id);
-        query = bind_ids(query, video_ids);
-        let rows = query.fetch_all(self.db.pool()).await?;
-        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+        Ok(self.likes.among(&self.db, FAVORITES, user_id, video_ids).await?.into_iter().collect())
     }
 
     pub async fn insert_comment(&self, user_id: i64, video_id: i64, content: &str) -> Result<CommentRow> {

@@ -60,8 +60,8 @@ impl InteractionService {
 
     pub async fn favorite(&self, user_id: i64, video_id: i64, like: bool) -> Result<()> {
         let author_id = self.author_of(video_id).await?;
-        if self.repo.set_favorite(user_id, video_id, author_id, like).await? {
-            counts::refresh(&self.clients, vec![video_id], vec![user_id, author_id]).await;
+        if let Some((videos, users)) = self.repo.set_favorite(user_id, video_id, author_id, like).await? {
+            counts::store(&self.clients, &videos, &users).await;
         }
         Ok(())
     }

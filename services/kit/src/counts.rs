@@ -2,7 +2,9 @@
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
-use douyin_proto::counter::{CountsRequest, UserCounts, VideoCounts};
+use douyin_proto::counter::{
+    CountsRequest, RefreshRequest, StoredUserCounts, StoredVideoCounts, UserCounts, VideoCounts,
+};
 use tokio::sync::Semaphore;
 
 use crate::{Error, Result, breaker::Breaker, db::Db, grpc::Clients, ids, stats};
@@ -116,7 +118,38 @@ impl Reader {
 /// lost is made good by the counter from the rows' dirty marks
 /// (`stats::dirty_videos`), so nothing here retries.
 pub async fn refresh(clients: &Clients, video_ids: Vec<i64>, user_ids: Vec<i64>) {
-    let request = CountsRequest { video_ids, user_ids };
+    send_refresh(clients, RefreshRequest { video_ids, user_ids, ..Default::default() }).await;
+}
+
+/// After a commit, hands the counter the counts rows as the transaction left
+/// them (read under its locks, so exact at their versions): the counter
+/// stores them without reading the database. As [`refresh`] otherwise.
+pub async fn store(clients: &Clients, videos: &[stats::VideoStats], users: &[stats::UserStats]) {
+    let videos = videos
+        .iter()
+        .map(|v| StoredVideoCounts {
+            video_id: v.video_id,
+            favorite_count: v.favorite_count,
+            comment_count: v.comment_count,
+            version: v.version,
+        })
+        .collect();
+    let users = users
+        .iter()
+        .map(|u| StoredUserCounts {
+            user_id: u.user_id,
+            follow_count: u.follow_count,
+            follower_count: u.follower_count,
+            total_favorited: u.total_favorited,
+            work_count: u.work_count,
+            favorite_count: u.favorite_count,
+            version: u.version,
+        })
+        .collect();
+    send_refresh(clients, RefreshRequest { videos, users, ..Default::default() }).await;
+}
+
+async fn send_refresh(clients: &Clients, request: RefreshRequest) {
     let mut counter = clients.counter.clone();
     let error = match tokio::time::timeout(crate::deadline::budget(FIRST_ATTEMPT), counter.refresh(request)).await {
         Ok(Ok(_)) => return,

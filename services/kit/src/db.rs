@@ -167,6 +167,42 @@ impl Db {
         Ok(result.rows_affected() == 1)
     }
 
+    /// The version of `a`'s counts row (`user_stats`) and every `second` id
+    /// paired with `a`, in one statement (one snapshot); at most `limit` ids
+    /// (more means the set is larger). `None` when `a` has no counts row.
+    pub async fn pair_set(&self, table: Pair, a: i64, limit: usize) -> Result<Option<(i64, Vec<i64>)>> {
+        let Pair { table: name, first, second } = table;
+        let sql = format!(
+            "SELECT s.version, p.{second} FROM user_stats s LEFT JOIN {name} p ON p.{first} = s.user_id \
+             WHERE s.user_id = ? LIMIT ?"
+        );
+        use sqlx::Row;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(a).bind(limit as i64).fetch_all(&self.pool).await?;
+        let Some(first_row) = rows.first() else { return Ok(None) };
+        let version: i64 = first_row.try_get(0)?;
+        let mut ids = Vec::with_capacity(rows.len());
+        for row in &rows {
+            if let Some(id) = row.try_get::<Option<i64>, _>(1)? {
+                ids.push(id);
+            }
+        }
+        Ok(Some((version, ids)))
+    }
+
+    /// Which of `ids` are paired with `a` (one statement).
+    pub async fn pair_among(&self, table: Pair, a: i64, ids: &[i64]) -> Result<Vec<i64>> {
+        use sqlx::Row;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let Pair { table: name, first, second } = table;
+        let sql =
+            format!("SELECT {second} FROM {name} WHERE {first} = ? AND {second} IN ({})", placeholders(ids.len()));
+        let query = bind_ids(sqlx::query(sqlx::AssertSqlSafe(sql)).bind(a), ids);
+        let rows = query.fetch_all(&self.pool).await?;
+        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+    }
+
     /// Answers a trivial query (health checks).
     pub async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;

@@ -6,7 +6,11 @@
 
 use sqlx::{AnyConnection, Row};
 
-use crate::{Result, cache::Ranked, db::fetch_in};
+use crate::{
+    Result,
+    cache::Ranked,
+    db::{Dialect, fetch_in},
+};
 
 pub static MIGRATIONS: crate::db::ServiceMigrations = crate::db::ServiceMigrations {
     service: "stats",
@@ -232,4 +236,70 @@ pub async fn new_generation(pool: &sqlx::AnyPool) -> Result<String> {
     let generation = uuid::Uuid::new_v4().simple().to_string();
     sqlx::query("UPDATE db_generation SET generation = ? WHERE id = 1").bind(&generation).execute(pool).await?;
     Ok(generation)
+}
+
+/// Inside a write's transaction, in one statement: refuses the write when the
+/// account `account` does not exist, and reads the counts rows of `video_id`
+/// and `user_ids` that the write is about to change, locked until it commits
+/// (`FOR UPDATE` on MySQL, where the account's row is locked too so it cannot
+/// be deleted under the write; SQLite's write lock already holds them all).
+/// These rows plus the write's own changes are then exactly what the rows
+/// hold at commit, so the writer can hand them to the counter as they are.
+pub async fn lock_rows(
+    conn: &mut AnyConnection,
+    dialect: Dialect,
+    account: i64,
+    video_id: Option<i64>,
+    user_ids: &[i64],
+) -> Result<(Option<VideoStats>, Vec<UserStats>)> {
+    let users = crate::db::placeholders(user_ids.len().max(1));
+    let lock = if dialect == Dialect::MySql { " FOR UPDATE" } else { "" };
+    let sql = format!(
+        "SELECT u.id, us.user_id, us.follow_count, us.follower_count, us.total_favorited, us.work_count, \
+         us.favorite_count, us.version, vs.video_id, vs.favorite_count, vs.comment_count, vs.version \
+         FROM users u LEFT JOIN video_stats vs ON vs.video_id = ? \
+         LEFT JOIN user_stats us ON us.user_id IN ({users}) WHERE u.id = ?{lock}"
+    );
+    // Outer joins are read in the order written: the account, the video, then
+    // the users by ascending id, as every writer locks them, so that
+    // concurrent writers queue instead of deadlocking.
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(video_id.unwrap_or(0));
+    if user_ids.is_empty() {
+        query = query.bind(0_i64);
+    }
+    for id in user_ids {
+        query = query.bind(*id);
+    }
+    let rows = query.bind(account).fetch_all(conn).await?;
+    if rows.is_empty() {
+        return Err(crate::Error::Unauthenticated("the account of this token no longer exists".into()));
+    }
+    let mut video = None;
+    let mut users: Vec<UserStats> = Vec::new();
+    for r in &rows {
+        if let Some(user_id) = r.try_get::<Option<i64>, _>(1)?
+            && !users.iter().any(|u| u.user_id == user_id)
+        {
+            users.push(UserStats {
+                user_id,
+                follow_count: r.try_get(2)?,
+                follower_count: r.try_get(3)?,
+                total_favorited: r.try_get(4)?,
+                work_count: r.try_get(5)?,
+                favorite_count: r.try_get(6)?,
+                version: r.try_get(7)?,
+            });
+        }
+        if video.is_none()
+            && let Some(video_id) = r.try_get::<Option<i64>, _>(8)?
+        {
+            video = Some(VideoStats {
+                video_id,
+                favorite_count: r.try_get(9)?,
+                comment_count: r.try_get(10)?,
+                version: r.try_get(11)?,
+            });
+        }
+    }
+    Ok((video, users))
 }

@@ -5,7 +5,7 @@ mod service;
 
 use douyin_kit::{
     Error,
-    cache::{Generation, RowCache},
+    cache::{Flags, Generation, RowCache},
     db::{Db, ServiceMigrations},
     host::{Built, RoleContext},
 };
@@ -38,8 +38,10 @@ pub async fn fill_name_keys(db: &Db) -> douyin_kit::Result<()> {
 /// The user role: accounts and profiles, checked on its own tables.
 pub fn build(ctx: &RoleContext) -> douyin_kit::Result<Built<user_service_server::UserServiceServer<UserGrpc>>> {
     let counts = douyin_kit::counts::Reader::new(ctx.clients.clone(), ctx.db.clone());
-    let profiles = RowCache::new(ctx.cache.clone(), Generation::new(ctx.db.clone()), "profile");
-    let service = UserService::new(UserRepo::new(ctx.db.clone()), ctx.tokens()?, counts, profiles);
+    let generation = Generation::new(ctx.db.clone());
+    let profiles = RowCache::new(ctx.cache.clone(), generation.clone(), "profile");
+    let follows = Flags::new(ctx.cache.clone(), generation, "follows");
+    let service = UserService::new(UserRepo::new(ctx.db.clone()), ctx.tokens()?, counts, profiles, follows);
     Ok(Built {
         server: user_service_server::UserServiceServer::new(UserGrpc(service)),
         probes: ctx.table_probes(&["users", "user_stats"]),

@@ -2,11 +2,15 @@
 
 use douyin_kit::{
     Error, Result,
-    db::{Db, bind_ids, fetch_in, inserted_id, now_ms, placeholders},
+    cache::Flags,
+    db::{Db, Pair, fetch_in, inserted_id, now_ms},
     error::is_unique_violation,
     stats,
 };
 use sqlx::Row;
+
+/// `follows (follower_id, followee_id)`, owned by the relation role: read for `is_follow`.
+const FOLLOWS: Pair = Pair { table: "follows", first: "follower_id", second: "followee_id" };
 
 /// A stored profile (counts live in the stats tables).
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -164,18 +168,12 @@ impl UserRepo {
 
     /// Those of `ids` that `viewer_id` follows. The relation role's `follows`
     /// table is read in the same database instead of asking that role.
-    pub async fn followed_among(&self, viewer_id: i64, ids: &[i64]) -> Result<Vec<i64>> {
+    pub async fn followed_among(&self, follows: &Flags, viewer_id: i64, ids: &[i64]) -> Result<Vec<i64>> {
         if ids.is_empty() || viewer_id <= 0 {
             return Ok(Vec::new());
         }
-        let sql = format!(
-            "SELECT followee_id FROM follows WHERE follower_id = ? AND followee_id IN ({})",
-            placeholders(ids.len())
-        );
-        let query = bind_ids(sqlx::query(sqlx::AssertSqlSafe(sql)).bind(viewer_id), ids);
-        let rows = query.fetch_all(self.db.pool()).await?;
-        let followed: Vec<i64> = rows.iter().map(|r| r.try_get(0)).collect::<std::result::Result<_, _>>()?;
-        Ok(followed.into_iter().filter(|id| *id != viewer_id).collect())
+        let followed = follows.among(&self.db, FOLLOWS, viewer_id, ids).await?;
+        Ok(ids.iter().copied().filter(|id| *id != viewer_id && followed.contains(id)).collect())
     }
 
     /// Which of `ids` exist.

@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use douyin_kit::{
     Error, Result,
     auth::{Passwords, Tokens, new_account_key},
-    cache::RowCache,
+    cache::{Flags, RowCache},
     counts, ids,
     text::{self, check_length},
 };
@@ -25,6 +25,8 @@ pub struct UserService {
     tokens: Tokens,
     counts: counts::Reader,
     profiles: RowCache,
+    /// Each user's follows, cached.
+    follows: Flags,
 }
 
 /// A signed-in user.
@@ -66,8 +68,8 @@ fn check_registration(username: &str, password: &str) -> Result<String> {
 }
 
 impl UserService {
-    pub fn new(repo: UserRepo, tokens: Tokens, counts: counts::Reader, profiles: RowCache) -> Self {
-        Self { repo, passwords: Passwords::new(), tokens, counts, profiles }
+    pub fn new(repo: UserRepo, tokens: Tokens, counts: counts::Reader, profiles: RowCache, follows: Flags) -> Self {
+        Self { repo, passwords: Passwords::new(), tokens, counts, profiles, follows }
     }
 
     pub async fn register(&self, username: &str, password: &str) -> Result<Session> {
@@ -100,7 +102,8 @@ impl UserService {
 
     /// Users in the order of `ids` (unknown ones left out), with counts and
     /// `is_follow` relative to `viewer_id`: the profiles from the cache (the
-    /// misses in one query), the viewer's follows among them in one query,
+    /// misses in one query), the viewer's follows among them from the cache
+    /// (or one query),
     /// and one read of counts for the whole list (none when `with_counts` is
     /// false: every count is then 0).
     pub async fn users(&self, ids: &[i64], viewer_id: i64, with_counts: bool) -> Result<Vec<User>> {
@@ -108,17 +111,17 @@ impl UserService {
         if wanted.is_empty() {
             return Ok(Vec::new());
         }
-        let profiles = self.profiles(&wanted).await?;
+        // The viewer's follows do not depend on the profiles: both read at once.
+        let followed = async {
+            let followed = self.repo.followed_among(&self.follows, viewer_id, &wanted).await?;
+            Ok::<HashSet<i64>, Error>(followed.into_iter().collect())
+        };
+        let (profiles, followed) = tokio::try_join!(self.profiles(&wanted), followed)?;
         let found: Vec<i64> = wanted.iter().copied().filter(|id| profiles.contains_key(id)).collect();
         if found.is_empty() {
             return Ok(Vec::new());
         }
-        let followed = async {
-            let followed = self.repo.followed_among(viewer_id, &found).await?;
-            Ok::<HashSet<i64>, Error>(followed.into_iter().collect())
-        };
-        let counts = async { if with_counts { self.counts.users(&found).await } else { Ok(HashMap::new()) } };
-        let (followed, counts) = tokio::try_join!(followed, counts)?;
+        let counts = if with_counts { self.counts.users(&found).await? } else { HashMap::new() };
         Ok(found
             .iter()
             .filter_map(|id| {

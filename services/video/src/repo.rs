@@ -127,11 +127,6 @@ impl VideoRepo {
     }
 
     /// `(id, author_id)` of those of `ids` that exist.
-    pub async fn authors(&self, ids: &[i64]) -> Result<Vec<(i64, i64)>> {
-        let rows = fetch_in(self.db.pool(), "SELECT id, author_id FROM videos WHERE id IN", ids).await?;
-        rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
-    }
-
     pub async fn is_empty(&self) -> Result<bool> {
         Ok(sqlx::query("SELECT id FROM videos LIMIT 1").fetch_optional(self.db.pool()).await?.is_none())
     }

@@ -297,9 +297,13 @@ impl VideoService {
         self.assemble(rows, viewer_id).await
     }
 
+    /// `(video id, author id)` of those of `ids` that exist, from the cached
+    /// rows (an author never changes).
     pub async fn authors(&self, ids: &[i64]) -> Result<Vec<(i64, i64)>> {
         let wanted = ids::unique(ids);
-        self.repo.authors(&wanted).await
+        let authors: HashMap<i64, i64> =
+            self.hot.rows(&self.repo, &wanted).await?.into_iter().map(|r| (r.id, r.author_id)).collect();
+        Ok(wanted.iter().filter_map(|id| Some((*id, *authors.get(id)?))).collect())
     }
 
     /// Authors, counts (of the videos and their authors together) and the
@@ -311,7 +315,13 @@ impl VideoService {
         let video_ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
         let author_ids = ids::unique(&rows.iter().map(|r| r.author_id).collect::<Vec<_>>());
         let authors = self.clients.profiles_by_id(&author_ids, viewer_id);
-        let counts = self.counts.counts(video_ids.clone(), author_ids.clone());
+        // The viewer's counts too: their version is what the viewer's cached
+        // likes and follows are checked against, so reading them keeps them cached.
+        let mut counted_users = author_ids.clone();
+        if viewer_id > 0 && !counted_users.contains(&viewer_id) {
+            counted_users.push(viewer_id);
+        }
+        let counts = self.counts.counts(video_ids.clone(), counted_users);
         let likes = async {
             if viewer_id <= 0 {
                 return Ok::<Vec<bool>, Error>(vec![false; video_ids.len()]);

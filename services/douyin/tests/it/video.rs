@@ -386,6 +386,24 @@ async fn feed_pages_are_the_same_with_a_warm_a_cold_or_a_flushed_cache() {
         assert_eq!((all_pages(&app, None).await, all_pages(&app, Some(&bob.1)).await), cold, "warm pages");
     }
 
+    // With the viewer's likes and follows cached: a change shows in the very
+    // next page, and the pages are as before once it is undone.
+    for (action, on) in [("2", false), ("1", true)] {
+        let like = [("token", bob.1.as_str()), ("video_id", &newest.to_string()), ("action_type", action)];
+        assert_ok(&app.post_query("/douyin/favorite/action/", &like).await);
+        let page = feed(&app, &[("token", bob.1.as_str())]).await;
+        let first = &page["video_list"][0];
+        assert_eq!((first["id"].as_i64(), &first["is_favorite"]), (Some(newest), &Value::Bool(on)), "{first}");
+        let follow = [("token", bob.1.as_str()), ("to_user_id", &alice.0.to_string()), ("action_type", action)];
+        assert_ok(&app.post_query("/douyin/relation/action/", &follow).await);
+        let page = feed(&app, &[("token", bob.1.as_str())]).await;
+        for video in page["video_list"].as_array().unwrap() {
+            let author = &video["author"];
+            assert_eq!(author["is_follow"], on && author["id"] == alice.0, "{video}");
+        }
+    }
+    assert_eq!(all_pages(&app, Some(&bob.1)).await, cold.1, "after the flags were changed back");
+
     // Flushed at any moment while pages are read and videos published: every
     // video is in the feed once its publish answered, and the pages are the
     // database's.

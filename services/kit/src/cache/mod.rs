@@ -2,6 +2,7 @@
 //! in-process map with the same semantics in the embedded mode. Nothing stored
 //! here is the truth; every entry can be rebuilt from the database.
 
+pub mod flags;
 mod generation;
 mod memory;
 mod redis_cache;
@@ -12,6 +13,7 @@ use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 
+pub use flags::Flags;
 pub use generation::Generation;
 pub use memory::MemoryCache;
 pub use redis_cache::RedisCache;
@@ -23,6 +25,12 @@ use crate::{Config, Result};
 /// version is lower, so late writers can never put an older count back.
 pub fn versioned(version: i64, payload: &str) -> String {
     format!("{version}:{payload}")
+}
+
+/// The counter's cache key of a user's counts (`version:counts`), under a
+/// database generation: what per-user entries are checked against.
+pub fn user_counts_key(generation: &str, user_id: i64) -> String {
+    format!("{generation}:uc:{user_id}")
 }
 
 pub(crate) fn version_of(value: &str) -> i64 {

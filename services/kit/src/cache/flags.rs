@@ -1,0 +1,150 @@
+//! The ids a user has set a pair with (the videos they like, the users they
+//! follow), cached per user so that a page's `is_favorite` / `is_follow`
+//! flags read no SQL.
+//!
+//! Every like, unlike, follow and unfollow by a user changes that user's
+//! counts row (`user_stats`) in the same transaction, which raises its
+//! version. An entry `<generation>:<kind>:<user>` holds the user's whole set
+//! as read in one statement together with that version, and is only used
+//! while the counter's cached counts of the user (`<generation>:uc:<user>`,
+//! refreshed by every writer before it answers) are at the same version: a
+//! like is visible in the next page exactly when its count is. Both are read
+//! in one round trip. Fills carry the cache epoch read before the database
+//! was read and never replace a newer version, so a flush or a race with a
+//! writer leaves nothing stale behind.
+
+use std::{collections::HashSet, sync::Arc, time::Duration};
+
+use super::{Cache, Generation, user_counts_key, version_of, versioned};
+use crate::{
+    Result,
+    db::{Db, Pair},
+};
+
+/// How long an entry lives without being filled again.
+const TTL: Duration = Duration::from_secs(3600);
+/// Sets larger than this are not cached: their owners' flags are read per page.
+pub const MAX_CACHED: usize = 5000;
+/// The payload of a set too large to cache.
+const TOO_MANY: &str = "*";
+
+#[derive(Clone)]
+pub struct Flags {
+    cache: Arc<dyn Cache>,
+    generation: Generation,
+    kind: &'static str,
+}
+
+/// What a lookup found.
+pub enum Lookup {
+    /// The user's whole set, current.
+    Set(HashSet<i64>),
+    /// The set is too large to cache: read the page's flags from the database.
+    TooMany,
+    /// Not cached at the user's current version: read the set (with the
+    /// version) from the database and [`Flags::fill`] it with this.
+    Miss(Fill),
+}
+
+/// What a fill is conditional on.
+pub struct Fill {
+    keys: Option<(String, String)>,
+}
+
+impl Fill {
+    fn none() -> Self {
+        Self { keys: None }
+    }
+}
+
+impl Flags {
+    /// Entries named `<generation>:<kind>:<user id>`.
+    pub fn new(cache: Arc<dyn Cache>, generation: Generation, kind: &'static str) -> Self {
+        Self { cache, generation, kind }
+    }
+
+    /// The cached set of `user_id` if it is at the version of the user's
+    /// cached counts (one round trip, two when the cache was just lost).
+    pub async fn get(&self, user_id: i64) -> Lookup {
+        let generation = match self.generation.current().await {
+            Ok(generation) => generation,
+            Err(error) => {
+                tracing::warn!(%error, kind = self.kind, "database generation unknown; flags not cached");
+                return Lookup::Miss(Fill::none());
+            }
+        };
+        let key = format!("{generation}:{}:{user_id}", self.kind);
+        let keys = [user_counts_key(&generation, user_id), key.clone()];
+        let (epoch, values) = match self.cache.get_many_with_epoch(&keys).await {
+            Ok(read) => read,
+            Err(error) => {
+                tracing::debug!(%error, kind = self.kind, "cache unavailable; reading flags from the database");
+                return Lookup::Miss(Fill::none());
+            }
+        };
+        let (counts, entry) = (values.first().cloned().flatten(), values.get(1).cloned().flatten());
+        if let (Some(counts), Some(entry)) = (&counts, &entry)
+            && version_of(counts) >= 0
+            && version_of(counts) == version_of(entry)
+            && let Some((_, payload)) = entry.split_once(':')
+        {
+            if payload == TOO_MANY {
+                crate::metrics::cache_lookups(self.kind, 1, 0);
+                return Lookup::TooMany;
+            }
+            if let Ok(ids) = serde_json::from_str::<Vec<i64>>(payload) {
+                crate::metrics::cache_lookups(self.kind, 1, 0);
+                return Lookup::Set(ids.into_iter().collect());
+            }
+        }
+        crate::metrics::cache_lookups(self.kind, 0, 1);
+        let epoch = match epoch {
+            Some(epoch) => Some(epoch),
+            // Before the caller reads the database: the fill carries the epoch it saw.
+            None => self.cache.epoch().await.ok(),
+        };
+        Lookup::Miss(Fill { keys: epoch.map(|epoch| (key, epoch)) })
+    }
+
+    /// Stores the set read from the database after `fill`'s lookup missed,
+    /// with the version of the user's counts row read in the same statement;
+    /// `None` when the set has more than [`MAX_CACHED`] ids.
+    pub async fn fill(&self, fill: &Fill, version: i64, ids: Option<&[i64]>) {
+        let Some((key, epoch)) = &fill.keys else { return };
+        let payload = match ids {
+            Some(ids) => serde_json::to_string(ids).unwrap_or_default(),
+            None => TOO_MANY.to_owned(),
+        };
+        let entry = [(key.clone(), versioned(version, &payload))];
+        if let Err(error) = self.cache.set_versioned(epoch, &entry, TTL).await {
+            tracing::warn!(%error, kind = self.kind, "could not fill the flags cache");
+        }
+    }
+
+    /// Which of `ids` are paired with `user_id` in `table` (whose first
+    /// column is the user): from the cached set, or from one statement that
+    /// reads the whole set (then cached), or, for a set too large to cache,
+    /// one statement for `ids` alone.
+    pub async fn among(&self, db: &Db, table: Pair, user_id: i64, ids: &[i64]) -> Result<HashSet<i64>> {
+        if ids.is_empty() || user_id <= 0 {
+            return Ok(HashSet::new());
+        }
+        let fill = match self.get(user_id).await {
+            Lookup::Set(set) => return Ok(ids.iter().copied().filter(|id| set.contains(id)).collect()),
+            Lookup::TooMany => return Ok(db.pair_among(table, user_id, ids).await?.into_iter().collect()),
+            Lookup::Miss(fill) => fill,
+        };
+        match db.pair_set(table, user_id, MAX_CACHED + 1).await? {
+            Some((version, set)) if set.len() <= MAX_CACHED => {
+                self.fill(&fill, version, Some(&set)).await;
+                let set: HashSet<i64> = set.into_iter().collect();
+                Ok(ids.iter().copied().filter(|id| set.contains(id)).collect())
+            }
+            Some((version, _)) => {
+                self.fill(&fill, version, None).await;
+                Ok(db.pair_among(table, user_id, ids).await?.into_iter().collect())
+            }
+            None => Ok(db.pair_among(table, user_id, ids).await?.into_iter().collect()),
+        }
+    }
+}
