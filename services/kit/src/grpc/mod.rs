@@ -206,7 +206,9 @@ where
     fn call(&mut self, mut req: http::Request<Body>) -> Self::Future {
         let inner = self.inner.clone();
         let path = req.uri().path().to_owned();
-        let deadline = if path.ends_with("/Publish") { self.policy.upload_timeout } else { self.policy.timeout };
+        let limit = if path.ends_with("/Publish") { self.policy.upload_timeout } else { self.policy.timeout };
+        // A call made while serving another waits no longer than that one's caller.
+        let deadline = crate::deadline::remaining().map_or(limit, |left| limit.min(left));
         let span = crate::telemetry::client_span(&path);
         span.in_scope(|| crate::telemetry::inject_context(req.headers_mut()));
         req.headers_mut().insert("grpc-timeout", grpc_timeout(deadline));
