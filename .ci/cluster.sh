@@ -31,7 +31,7 @@ redis_pid=""
 # Never fails the run: the harness's processes may still be writing their
 # logs into $WORK for a moment after it returns, so the removal is tried again.
 cleanup() {
-  if [[ -n "$redis_pid" ]]; then kill "$redis_pid" 2>/dev/null && wait "$redis_pid" 2>/dev/null; fi
+  if [[ -n "$redis_pid" ]]; then kill "$redis_pid" 2>/dev/null && wait "$redis_pid" 2>/dev/null || true; fi
   mariadb -h127.0.0.1 -uroot -e "DROP DATABASE IF EXISTS \`$DB\`" || true
   rm -rf "$WORK" 2>/dev/null || { sleep 1; rm -rf "$WORK"; } || true
 }
