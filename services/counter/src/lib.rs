@@ -51,29 +51,8 @@ impl counter_service_server::CounterService for CounterGrpc {
 
     async fn refresh(&self, request: Request<RefreshRequest>) -> Result<Response<RefreshReply>, Status> {
         let r = request.into_inner();
-        let videos: Vec<stats::VideoStats> = r
-            .videos
-            .iter()
-            .map(|v| stats::VideoStats {
-                video_id: v.video_id,
-                favorite_count: v.favorite_count,
-                comment_count: v.comment_count,
-                version: v.version,
-            })
-            .collect();
-        let users: Vec<stats::UserStats> = r
-            .users
-            .iter()
-            .map(|u| stats::UserStats {
-                user_id: u.user_id,
-                follow_count: u.follow_count,
-                follower_count: u.follower_count,
-                total_favorited: u.total_favorited,
-                work_count: u.work_count,
-                favorite_count: u.favorite_count,
-                version: u.version,
-            })
-            .collect();
+        let videos: Vec<stats::VideoStats> = r.videos.iter().map(stats::VideoStats::from).collect();
+        let users: Vec<stats::UserStats> = r.users.iter().map(stats::UserStats::from).collect();
         self.service.refresh(&r.video_ids, &r.user_ids, videos, users).await?;
         Ok(Response::new(RefreshReply {}))
     }

@@ -125,27 +125,8 @@ pub async fn refresh(clients: &Clients, video_ids: Vec<i64>, user_ids: Vec<i64>)
 /// them (read under its locks, so exact at their versions): the counter
 /// stores them without reading the database. As [`refresh`] otherwise.
 pub async fn store(clients: &Clients, videos: &[stats::VideoStats], users: &[stats::UserStats]) {
-    let videos = videos
-        .iter()
-        .map(|v| StoredVideoCounts {
-            video_id: v.video_id,
-            favorite_count: v.favorite_count,
-            comment_count: v.comment_count,
-            version: v.version,
-        })
-        .collect();
-    let users = users
-        .iter()
-        .map(|u| StoredUserCounts {
-            user_id: u.user_id,
-            follow_count: u.follow_count,
-            follower_count: u.follower_count,
-            total_favorited: u.total_favorited,
-            work_count: u.work_count,
-            favorite_count: u.favorite_count,
-            version: u.version,
-        })
-        .collect();
+    let videos = videos.iter().map(StoredVideoCounts::from).collect();
+    let users = users.iter().map(StoredUserCounts::from).collect();
     send_refresh(clients, RefreshRequest { videos, users, ..Default::default() }).await;
 }
 

@@ -115,6 +115,58 @@ pub struct VideoStats {
     pub version: i64,
 }
 
+// Counts rows as a writer hands them to the counter after its commit
+// (`counts::store`), and back on the counter's side.
+impl From<&VideoStats> for douyin_proto::counter::StoredVideoCounts {
+    fn from(v: &VideoStats) -> Self {
+        Self {
+            video_id: v.video_id,
+            favorite_count: v.favorite_count,
+            comment_count: v.comment_count,
+            version: v.version,
+        }
+    }
+}
+
+impl From<&douyin_proto::counter::StoredVideoCounts> for VideoStats {
+    fn from(v: &douyin_proto::counter::StoredVideoCounts) -> Self {
+        Self {
+            video_id: v.video_id,
+            favorite_count: v.favorite_count,
+            comment_count: v.comment_count,
+            version: v.version,
+        }
+    }
+}
+
+impl From<&UserStats> for douyin_proto::counter::StoredUserCounts {
+    fn from(u: &UserStats) -> Self {
+        Self {
+            user_id: u.user_id,
+            follow_count: u.follow_count,
+            follower_count: u.follower_count,
+            total_favorited: u.total_favorited,
+            work_count: u.work_count,
+            favorite_count: u.favorite_count,
+            version: u.version,
+        }
+    }
+}
+
+impl From<&douyin_proto::counter::StoredUserCounts> for UserStats {
+    fn from(u: &douyin_proto::counter::StoredUserCounts) -> Self {
+        Self {
+            user_id: u.user_id,
+            follow_count: u.follow_count,
+            follower_count: u.follower_count,
+            total_favorited: u.total_favorited,
+            work_count: u.work_count,
+            favorite_count: u.favorite_count,
+            version: u.version,
+        }
+    }
+}
+
 const USER_COLUMNS: &str = "SELECT user_id, follow_count, follower_count, total_favorited, work_count, favorite_count, version FROM user_stats";
 const VIDEO_COLUMNS: &str = "SELECT video_id, favorite_count, comment_count, version FROM video_stats";
 
