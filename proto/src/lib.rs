@@ -56,6 +56,8 @@ pub use douyin::{
 };
 pub use grpc::health::v1 as health;
 
+pub mod push;
+
 /// The gRPC paths (`/package.Service/Method`) of the methods marked
 /// `option idempotency_level = NO_SIDE_EFFECTS` in the protobuf files: they
 /// only read, so a failed attempt may be repeated.

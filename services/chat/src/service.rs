@@ -6,14 +6,11 @@ use std::{
     time::Duration,
 };
 
-use douyin_kit::{
-    Error, Result,
-    grpc::Clients,
-    ids,
-    pubsub::{CHAT_MESSAGES, CHAT_RESYNC, PubSub, PushResync, PushedMessage},
-    text::check_length,
+use douyin_kit::{Error, Result, grpc::Clients, ids, pubsub::PubSub, text::check_length};
+use douyin_proto::{
+    common::Message,
+    push::{CHAT_MESSAGES, CHAT_RESYNC, PushResync, PushedMessage},
 };
-use douyin_proto::common::Message;
 use tokio::sync::mpsc;
 
 use crate::repo::ChatRepo;

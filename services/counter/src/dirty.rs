@@ -6,12 +6,15 @@
 
 use std::{
     sync::{Arc, Weak},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use crate::CounterService;
 
 const ROUND: Duration = Duration::from_secs(1);
+/// How long failures at start are only logged at debug level: in a fresh
+/// deployment the counts tables may not be migrated yet when the loop starts.
+const STARTUP: Duration = Duration::from_secs(30);
 
 /// Keeps the loop running: it stops within a round of the last clone of
 /// this being dropped (with the server that holds it).
@@ -26,9 +29,12 @@ pub fn spawn(service: CounterService) -> Running {
 
 async fn run(service: CounterService, running: Weak<()>) {
     let mut failing = false;
+    let started = Instant::now();
+    let mut stored_once = false;
     while running.strong_count() > 0 {
         match service.store_dirty().await {
             Ok(more) => {
+                stored_once = true;
                 if failing {
                     tracing::info!("dirty counts are stored again");
                     failing = false;
@@ -39,7 +45,7 @@ async fn run(service: CounterService, running: Weak<()>) {
                     continue;
                 }
             }
-            Err(error) if !failing => {
+            Err(error) if !failing && (stored_once || started.elapsed() > STARTUP) => {
                 tracing::warn!(%error, "could not store dirty counts; retrying every second");
                 failing = true;
             }

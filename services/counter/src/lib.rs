@@ -6,7 +6,8 @@ mod service;
 
 use std::sync::Arc;
 
-use douyin_kit::{cache::Cache, db::Db, stats};
+use douyin_counts::stats;
+use douyin_kit::{cache::Cache, db::Db};
 use douyin_proto::counter::{
     CountsReply, CountsRequest, Ranked, RefreshReply, RefreshRequest, TopReply, TopRequest, counter_service_server,
 };

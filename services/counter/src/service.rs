@@ -8,11 +8,12 @@
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
+use douyin_counts::stats;
 use douyin_kit::{
     Result,
     cache::{Cache, Generation, Ranked, user_counts_key, versioned},
     db::{Db, now_ms},
-    ids, stats,
+    ids,
 };
 use douyin_proto::counter::{UserCounts, VideoCounts};
 

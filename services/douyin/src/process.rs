@@ -28,7 +28,7 @@ use tokio::net::TcpListener;
 /// Every service's migrations, applied in this order.
 fn migrations() -> [&'static douyin_kit::db::ServiceMigrations; 6] {
     [
-        &douyin_kit::stats::MIGRATIONS,
+        &douyin_counts::stats::MIGRATIONS,
         &douyin_user::MIGRATIONS,
         &douyin_video::MIGRATIONS,
         &douyin_interaction::MIGRATIONS,
@@ -58,7 +58,7 @@ pub async fn migrate(config: &Config) -> anyhow::Result<()> {
 pub async fn new_generation(config: &Config) -> anyhow::Result<String> {
     let db = Db::connect(config).await.context("connecting to the database")?;
     db.migrate(&migrations()).await.context("migrating")?;
-    let generation = douyin_kit::stats::new_generation(db.pool()).await.context("writing the new generation")?;
+    let generation = douyin_kit::cache::generation::renew(db.pool()).await.context("writing the new generation")?;
     tracing::info!(%generation, "database generation renewed");
     db.close().await;
     Ok(generation)
@@ -80,7 +80,7 @@ impl Prepare {
             douyin_user::fill_name_keys(&self.db).await?;
         }
         if let Some(storage) = &self.storage {
-            douyin_video::seed_demo_content(&self.db, storage).await?;
+            douyin_video::seed_demo_content(&self.db, storage, douyin_user::demo_account(&self.db)).await?;
         }
         self.done.store(true, Ordering::Release);
         Ok(())
@@ -351,7 +351,12 @@ async fn admin(listener: TcpListener, readiness: Readiness, shutdown: Shutdown) 
     use axum::{Router, http::StatusCode, routing::get};
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
-        .route("/metrics", get(douyin_kit::metrics::handler))
+        .route(
+            "/metrics",
+            get(|| async {
+                ([(axum::http::header::CONTENT_TYPE, douyin_kit::metrics::CONTENT_TYPE)], douyin_kit::metrics::render())
+            }),
+        )
         .route(
             "/readyz",
             get(move || {

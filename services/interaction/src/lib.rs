@@ -30,11 +30,25 @@ pub static MIGRATIONS: ServiceMigrations = ServiceMigrations {
 pub fn build(ctx: &RoleContext) -> Built<interaction_service_server::InteractionServiceServer<InteractionGrpc>> {
     let likes = Flags::new(ctx.cache.clone(), Generation::new(ctx.db.clone()), "likes");
     let repo = InteractionRepo::new(ctx.db.clone(), likes);
-    let service = InteractionService::new(repo, ctx.clients.clone(), &ctx.config.sensitive_words);
+    let words = match &ctx.config.sensitive_words {
+        configured if !configured.is_empty() => configured.clone(),
+        _ => default_sensitive_words(),
+    };
+    let service = InteractionService::new(repo, ctx.clients.clone(), &words);
     Built {
         server: interaction_service_server::InteractionServiceServer::new(InteractionGrpc(service)),
         probes: ctx.table_probes(&["favorites", "comments"]),
     }
+}
+
+/// The words refused in comments unless others are configured.
+fn default_sensitive_words() -> Vec<String> {
+    include_str!("sensitive_words.txt")
+        .lines()
+        .map(str::trim)
+        .filter(|w| !w.is_empty() && !w.starts_with('#'))
+        .map(str::to_owned)
+        .collect()
 }
 
 #[derive(Clone)]

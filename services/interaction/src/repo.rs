@@ -1,10 +1,13 @@
 //! SQL of the interaction role.
 
+use douyin_counts::{
+    pairs::Pair,
+    stats::{self, UserStats, VideoCount, VideoStats},
+};
 use douyin_kit::{
     Result,
     cache::Flags,
-    db::{Db, Dialect, Pair, inserted_id, now_ms, retry_tx},
-    stats::{self, UserStats, VideoCount, VideoStats},
+    db::{Db, Dialect, inserted_id, now_ms, retry_tx},
 };
 use sqlx::Row;
 
@@ -49,7 +52,7 @@ impl InteractionRepo {
             let dialect = self.db.dialect();
             let (video, users) =
                 stats::lock_rows(&mut tx, dialect, user_id, Some(video_id), &[user_id, author_id]).await?;
-            if !self.db.set_pair(&mut tx, FAVORITES, user_id, video_id, like).await? {
+            if !FAVORITES.set(&self.db, &mut tx, user_id, video_id, like).await? {
                 douyin_kit::db::commit(tx).await?;
                 return Ok(None);
             }
@@ -124,7 +127,7 @@ impl InteractionRepo {
     /// Which of `video_ids` `user_id` likes: from the user's cached likes
     /// when they are current, else one statement.
     pub async fn liked_among(&self, user_id: i64, video_ids: &[i64]) -> Result<Vec<i64>> {
-        Ok(self.likes.among(&self.db, FAVORITES, user_id, video_ids).await?.into_iter().collect())
+        Ok(FAVORITES.among(&self.db, &self.likes, user_id, video_ids).await?.into_iter().collect())
     }
 
     pub async fn insert_comment(&self, user_id: i64, video_id: i64, content: &str) -> Result<CommentRow> {

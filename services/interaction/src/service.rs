@@ -3,8 +3,9 @@
 
 use std::{collections::HashMap, sync::Arc};
 
+use douyin_counts as counts;
 use douyin_kit::{
-    Error, Result, counts,
+    Error, Result,
     grpc::Clients,
     ids,
     text::{self, check_length},

@@ -113,7 +113,8 @@ pub struct Config {
     pub shutdown_grace_secs: u64,
     /// How often health checks probe the backends, seconds.
     pub health_interval_secs: u64,
-    /// Words refused in comments (`[a, b]` in the environment).
+    /// Words refused in comments (`[a, b]` in the environment); empty: the
+    /// interaction role's built-in list.
     pub sensitive_words: Vec<String>,
     /// `json` or `pretty`; unset = pretty in a terminal, JSON otherwise.
     pub log_format: Option<String>,
@@ -206,7 +207,7 @@ impl Default for Config {
             shutdown_delay_secs: 5,
             shutdown_grace_secs: 20,
             health_interval_secs: 5,
-            sensitive_words: default_sensitive_words(),
+            sensitive_words: Vec::new(),
             log_format: None,
             log: None,
             ffmpeg_path: "ffmpeg".into(),
@@ -225,15 +226,6 @@ impl Default for Config {
             trusted_proxies: Vec::new(),
         }
     }
-}
-
-fn default_sensitive_words() -> Vec<String> {
-    include_str!("sensitive_words.txt")
-        .lines()
-        .map(str::trim)
-        .filter(|w| !w.is_empty() && !w.starts_with('#'))
-        .map(str::to_owned)
-        .collect()
 }
 
 /// Where configuration could not be read.

@@ -36,15 +36,6 @@ enum MigrationLock {
     Sqlite(#[allow(dead_code)] Option<std::fs::File>),
 }
 
-/// A table whose rows are pairs of ids (a like, a follow), with a unique key
-/// on the pair and a `created_at_ms` column; named by the repo that owns it.
-#[derive(Clone, Copy, Debug)]
-pub struct Pair {
-    pub table: &'static str,
-    pub first: &'static str,
-    pub second: &'static str,
-}
-
 /// The migrations of one service, one set per dialect.
 pub struct ServiceMigrations {
     pub service: &'static str,
@@ -141,66 +132,6 @@ impl Db {
             Dialect::Sqlite => "INSERT OR IGNORE",
             Dialect::MySql => "INSERT IGNORE",
         }
-    }
-
-    /// Makes the row `(a, b)` of a table keyed by two ids present (`INSERT
-    /// IGNORE`, with `created_at_ms`) or absent (`DELETE`) inside `conn`'s
-    /// transaction; returns whether it changed. The unique key makes repeated
-    /// and concurrent calls change a row at most once.
-    pub async fn set_pair(
-        &self,
-        conn: &mut sqlx::AnyConnection,
-        table: Pair,
-        a: i64,
-        b: i64,
-        present: bool,
-    ) -> Result<bool> {
-        let Pair { table: name, first, second } = table;
-        let result = if present {
-            let sql =
-                format!("{} INTO {name} ({first}, {second}, created_at_ms) VALUES (?, ?, ?)", self.insert_ignore());
-            sqlx::query(sqlx::AssertSqlSafe(sql)).bind(a).bind(b).bind(now_ms()).execute(conn).await?
-        } else {
-            let sql = format!("DELETE FROM {name} WHERE {first} = ? AND {second} = ?");
-            sqlx::query(sqlx::AssertSqlSafe(sql)).bind(a).bind(b).execute(conn).await?
-        };
-        Ok(result.rows_affected() == 1)
-    }
-
-    /// The version of `a`'s counts row (`user_stats`) and every `second` id
-    /// paired with `a`, in one statement (one snapshot); at most `limit` ids
-    /// (more means the set is larger). `None` when `a` has no counts row.
-    pub async fn pair_set(&self, table: Pair, a: i64, limit: usize) -> Result<Option<(i64, Vec<i64>)>> {
-        let Pair { table: name, first, second } = table;
-        let sql = format!(
-            "SELECT s.version, p.{second} FROM user_stats s LEFT JOIN {name} p ON p.{first} = s.user_id \
-             WHERE s.user_id = ? LIMIT ?"
-        );
-        use sqlx::Row;
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(a).bind(limit as i64).fetch_all(&self.pool).await?;
-        let Some(first_row) = rows.first() else { return Ok(None) };
-        let version: i64 = first_row.try_get(0)?;
-        let mut ids = Vec::with_capacity(rows.len());
-        for row in &rows {
-            if let Some(id) = row.try_get::<Option<i64>, _>(1)? {
-                ids.push(id);
-            }
-        }
-        Ok(Some((version, ids)))
-    }
-
-    /// Which of `ids` are paired with `a` (one statement).
-    pub async fn pair_among(&self, table: Pair, a: i64, ids: &[i64]) -> Result<Vec<i64>> {
-        use sqlx::Row;
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let Pair { table: name, first, second } = table;
-        let sql =
-            format!("SELECT {second} FROM {name} WHERE {first} = ? AND {second} IN ({})", placeholders(ids.len()));
-        let query = bind_ids(sqlx::query(sqlx::AssertSqlSafe(sql)).bind(a), ids);
-        let rows = query.fetch_all(&self.pool).await?;
-        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
     }
 
     /// Answers a trivial query (health checks).

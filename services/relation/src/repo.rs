@@ -1,9 +1,12 @@
 //! SQL of the relation role.
 
+use douyin_counts::{
+    pairs::Pair,
+    stats::{self, UserCount},
+};
 use douyin_kit::{
     Result,
-    db::{Db, Pair, retry_tx},
-    stats::{self, UserCount},
+    db::{Db, retry_tx},
 };
 use sqlx::Row;
 
@@ -26,7 +29,7 @@ impl RelationRepo {
         retry_tx(|| async {
             let mut tx = self.db.begin_write().await?;
             self.db.require_account(&mut tx, follower_id).await?;
-            let changed = self.db.set_pair(&mut tx, FOLLOWS, follower_id, followee_id, follow).await?;
+            let changed = FOLLOWS.set(&self.db, &mut tx, follower_id, followee_id, follow).await?;
             if changed {
                 let delta = if follow { 1 } else { -1 };
                 stats::add_users(

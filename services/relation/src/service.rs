@@ -2,7 +2,8 @@
 
 use std::collections::HashMap;
 
-use douyin_kit::{Error, Result, counts, grpc::Clients};
+use douyin_counts as counts;
+use douyin_kit::{Error, Result, grpc::Clients};
 use douyin_proto::{chat::LatestRequest, common::User, relation::Friend};
 
 use crate::repo::RelationRepo;

@@ -1,10 +1,12 @@
 //! The user role: registration, login and profiles relative to a viewer.
 
+mod passwords;
 mod repo;
 mod service;
 
 use douyin_kit::{
     Error,
+    auth::new_account_key,
     cache::{Flags, Generation, RowCache},
     db::{Db, ServiceMigrations},
     host::{Built, RoleContext},
@@ -15,7 +17,8 @@ use douyin_proto::{
 };
 use tonic::{Request, Response, Status};
 
-use repo::UserRepo;
+use passwords::Passwords;
+use repo::{NewAccount, UserRepo};
 use service::UserService;
 
 pub static MIGRATIONS: ServiceMigrations = ServiceMigrations {
@@ -34,10 +37,41 @@ pub async fn fill_name_keys(db: &Db) -> douyin_kit::Result<()> {
     Ok(())
 }
 
-/// The tonic server of this role.
+/// The account that publishes the demo videos of a fresh embedded install:
+/// found by name, else created with a random password nobody knows (it cannot
+/// be signed into), its counts row and the demo profile in one transaction.
+pub async fn demo_account(db: &Db) -> douyin_kit::Result<i64> {
+    const USERNAME: &str = "douyin-demo";
+    let repo = UserRepo::new(db.clone());
+    let name_key = douyin_kit::text::skeleton(USERNAME);
+    if let Some((id, _, _)) = repo.credentials(USERNAME, USERNAME, &name_key).await? {
+        return Ok(id);
+    }
+    let secret = format!("{}{}", new_account_key(), new_account_key());
+    let password_hash = Passwords::new().hash(&secret).await?;
+    let account_key = new_account_key();
+    let account = NewAccount {
+        username: USERNAME,
+        name_key: &name_key,
+        password_hash: &password_hash,
+        account_key: &account_key,
+        name: "Douyin Demo",
+        signature: "Sample videos shipped with douyin-rs",
+    };
+    match repo.create(account).await {
+        Ok((id, _)) => Ok(id),
+        // Created by another process at the same moment.
+        Err(Error::AlreadyExists(_)) => match repo.credentials(USERNAME, USERNAME, &name_key).await? {
+            Some((id, _, _)) => Ok(id),
+            None => Err(Error::internal("the demo account was neither created nor found")),
+        },
+        Err(error) => Err(error),
+    }
+}
+
 /// The user role: accounts and profiles, checked on its own tables.
 pub fn build(ctx: &RoleContext) -> douyin_kit::Result<Built<user_service_server::UserServiceServer<UserGrpc>>> {
-    let counts = douyin_kit::counts::Reader::new(ctx.clients.clone(), ctx.db.clone());
+    let counts = douyin_counts::Reader::new(ctx.clients.clone(), ctx.db.clone());
     let generation = Generation::new(ctx.db.clone());
     let profiles = RowCache::new(ctx.cache.clone(), generation.clone(), "profile");
     let follows = Flags::new(ctx.cache.clone(), generation, "follows");

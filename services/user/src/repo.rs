@@ -1,11 +1,11 @@
 //! SQL of the user role.
 
+use douyin_counts::{pairs::Pair, stats};
 use douyin_kit::{
     Error, Result,
     cache::Flags,
-    db::{Db, Pair, fetch_in, inserted_id, now_ms},
+    db::{Db, fetch_in, inserted_id, now_ms},
     error::is_unique_violation,
-    stats,
 };
 use sqlx::Row;
 
@@ -27,6 +27,18 @@ pub struct UserRepo {
     db: Db,
 }
 
+/// An account to create: its sign-in name and the skeleton that keeps
+/// look-alike names apart, the password hash, the account key its tokens
+/// carry, and the profile it starts with.
+pub struct NewAccount<'a> {
+    pub username: &'a str,
+    pub name_key: &'a str,
+    pub password_hash: &'a str,
+    pub account_key: &'a str,
+    pub name: &'a str,
+    pub signature: &'a str,
+}
+
 impl UserRepo {
     pub fn new(db: Db) -> Self {
         Self { db }
@@ -35,23 +47,19 @@ impl UserRepo {
     /// Creates the user with its account key and its counts row together; a
     /// name whose skeleton `name_key` is taken is `AlreadyExists`.
     /// Returns the id and the creation time.
-    pub async fn create(
-        &self,
-        username: &str,
-        name_key: &str,
-        password_hash: &str,
-        account_key: &str,
-    ) -> Result<(i64, i64)> {
+    pub async fn create(&self, account: NewAccount<'_>) -> Result<(i64, i64)> {
+        let NewAccount { username, name_key, password_hash, account_key, name, signature } = account;
         let created_at_ms = now_ms();
         let mut tx = self.db.begin_write().await?;
         let inserted = sqlx::query(
-            "INSERT INTO users (username, name_key, password_hash, name, account_key, created_at_ms) \
-             VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO users (username, name_key, password_hash, name, signature, account_key, created_at_ms) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(username)
         .bind(name_key)
         .bind(password_hash)
-        .bind(username)
+        .bind(name)
+        .bind(signature)
         .bind(account_key)
         .bind(created_at_ms)
         .execute(&mut *tx)
@@ -172,7 +180,7 @@ impl UserRepo {
         if ids.is_empty() || viewer_id <= 0 {
             return Ok(Vec::new());
         }
-        let followed = follows.among(&self.db, FOLLOWS, viewer_id, ids).await?;
+        let followed = FOLLOWS.among(&self.db, follows, viewer_id, ids).await?;
         Ok(ids.iter().copied().filter(|id| *id != viewer_id && followed.contains(id)).collect())
     }
 

@@ -2,16 +2,20 @@
 
 use std::collections::{HashMap, HashSet};
 
+use douyin_counts as counts;
 use douyin_kit::{
     Error, Result,
-    auth::{Passwords, Tokens, new_account_key},
+    auth::{Tokens, new_account_key},
     cache::{Flags, RowCache},
-    counts, ids,
+    ids,
     text::{self, check_length},
 };
 use douyin_proto::common::User;
 
-use crate::repo::{Profile, UserRepo};
+use crate::{
+    passwords::Passwords,
+    repo::{NewAccount, Profile, UserRepo},
+};
 
 /// A profile as the cache holds it.
 fn encode(profile: &Profile) -> String {
@@ -76,7 +80,16 @@ impl UserService {
         let name = check_registration(username, password)?;
         let hash = self.passwords.hash(password).await?;
         let account_key = new_account_key();
-        let (user_id, created_at_ms) = self.repo.create(&name, &text::skeleton(&name), &hash, &account_key).await?;
+        let name_key = text::skeleton(&name);
+        let account = NewAccount {
+            username: &name,
+            name_key: &name_key,
+            password_hash: &hash,
+            account_key: &account_key,
+            name: &name,
+            signature: "",
+        };
+        let (user_id, created_at_ms) = self.repo.create(account).await?;
         tracing::info!(user_id, "user registered");
         // Replaces the entry of an account that had this id before a restore.
         let profile = Profile { id: user_id, name, ..Profile::default() };

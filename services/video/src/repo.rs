@@ -1,10 +1,10 @@
 //! SQL of the video role.
 
+use douyin_counts::stats::{self, UserCount};
 use douyin_kit::{
     Error, Result,
     db::{Db, fetch_in, inserted_id, now_ms},
     error::is_unique_violation,
-    stats::{self, UserCount},
 };
 use sqlx::{Row, any::AnyRow};
 

@@ -5,9 +5,8 @@
 use std::{collections::HashMap, path::PathBuf, sync::Arc, time::Duration};
 
 use bytes::Bytes;
-use douyin_kit::{
-    Error, Result, cache::RowCache, counts, grpc::Clients, ids, storage::ObjectStore, text::check_length,
-};
+use douyin_counts as counts;
+use douyin_kit::{Error, Result, cache::RowCache, grpc::Clients, ids, storage::ObjectStore, text::check_length};
 use douyin_proto::{
     common::{User, Video},
     counter::{UserCounts, VideoCounts},

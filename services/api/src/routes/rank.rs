@@ -23,12 +23,7 @@ fn limit(params: &Params) -> Result<u32> {
 pub async fn videos(State(state): State<AppState>, headers: HeaderMap, params: Params) -> Response {
     reply(
         async {
-            params.parsed()?;
-            let limit = limit(&params)?;
-            let viewer = state.viewer(&params, &headers, Need::Anyone).await?;
-            let mut counter = state.clients.counter.clone();
-            let top = counter.top_videos(TopRequest { limit }).await?.into_inner().entries;
-            let ids = top.iter().map(|e| e.id).collect::<Vec<_>>();
+            let (ids, viewer) = ranked(&state, &headers, &params, Ranking::Videos).await?;
             let videos = if ids.is_empty() {
                 Vec::new()
             } else {
@@ -44,16 +39,30 @@ pub async fn videos(State(state): State<AppState>, headers: HeaderMap, params: P
 pub async fn users(State(state): State<AppState>, headers: HeaderMap, params: Params) -> Response {
     reply(
         async {
-            params.parsed()?;
-            let limit = limit(&params)?;
-            let viewer = state.viewer(&params, &headers, Need::Anyone).await?;
-            let mut counter = state.clients.counter.clone();
-            let top = counter.top_users(TopRequest { limit }).await?.into_inner().entries;
-            let ids = top.iter().map(|e| e.id).collect::<Vec<_>>();
+            let (ids, viewer) = ranked(&state, &headers, &params, Ranking::Users).await?;
             let users = state.clients.users(ids, viewer).await?;
             let urls = state.urls(&headers);
             Ok(UserListBody::new(users.into_iter().map(|u| UserJson::new(u, &urls)).collect()))
         }
         .await,
     )
+}
+
+enum Ranking {
+    Videos,
+    Users,
+}
+
+/// The ids at the top of `ranking` (as many as the request's `limit`), best
+/// first, and the viewer (0 without a token).
+async fn ranked(state: &AppState, headers: &HeaderMap, params: &Params, ranking: Ranking) -> Result<(Vec<i64>, i64)> {
+    params.parsed()?;
+    let limit = limit(params)?;
+    let viewer = state.viewer(params, headers, Need::Anyone).await?;
+    let mut counter = state.clients.counter.clone();
+    let top = match ranking {
+        Ranking::Videos => counter.top_videos(TopRequest { limit }).await?,
+        Ranking::Users => counter.top_users(TopRequest { limit }).await?,
+    };
+    Ok((top.into_inner().entries.iter().map(|e| e.id).collect(), viewer))
 }

@@ -12,13 +12,11 @@ use std::{
     },
 };
 
-use douyin_kit::{
-    db::now_ms,
-    grpc::GrpcChannel,
-    pubsub::{CHAT_MESSAGES, CHAT_RESYNC, PubSub, PushResync, PushedMessage},
-    shutdown::Shutdown,
+use douyin_kit::{db::now_ms, grpc::GrpcChannel, pubsub::PubSub, shutdown::Shutdown};
+use douyin_proto::{
+    chat::{RecentRequest, chat_service_client::ChatServiceClient},
+    push::{CHAT_MESSAGES, CHAT_RESYNC, PushResync, PushedMessage},
 };
-use douyin_proto::chat::{RecentRequest, chat_service_client::ChatServiceClient};
 use futures::StreamExt;
 use tokio::sync::{broadcast::error::RecvError, mpsc};
 

@@ -16,7 +16,8 @@ use axum::{
     http::{HeaderMap, StatusCode, Uri},
     response::{IntoResponse, Response},
 };
-use douyin_kit::{Error, pubsub::CHAT_MESSAGES, shutdown::Shutdown};
+use douyin_kit::{Error, shutdown::Shutdown};
+use douyin_proto::push::CHAT_MESSAGES;
 use futures::{SinkExt, StreamExt};
 pub use hub::Hub;
 use hub::Registration;

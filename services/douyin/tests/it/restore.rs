@@ -75,7 +75,7 @@ async fn eventually(app: &TestApp, fan: i64, fan_token: &str, video: i64, want: 
 /// What the interaction role commits for a like, without the cache refresh
 /// that follows it: a writer killed between its commit and the refresh.
 async fn like_committed_without_refresh(config: &douyin_kit::Config, fan: i64, video: i64, author: i64) {
-    use douyin_kit::stats::{self, UserCount, VideoCount};
+    use douyin_counts::stats::{self, UserCount, VideoCount};
     let db = douyin_kit::db::Db::connect(config).await.expect("the app's database");
     let mut tx = db.begin_write().await.expect("a transaction");
     sqlx::query("INSERT INTO favorites (user_id, video_id, created_at_ms) VALUES (?, ?, ?)")

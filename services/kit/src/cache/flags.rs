@@ -16,10 +16,6 @@
 use std::{collections::HashSet, sync::Arc, time::Duration};
 
 use super::{Cache, Generation, user_counts_key, version_of, versioned};
-use crate::{
-    Result,
-    db::{Db, Pair},
-};
 
 /// How long an entry lives without being filled again.
 const TTL: Duration = Duration::from_secs(3600);
@@ -118,33 +114,6 @@ impl Flags {
         let entry = [(key.clone(), versioned(version, &payload))];
         if let Err(error) = self.cache.set_versioned(epoch, &entry, TTL).await {
             tracing::warn!(%error, kind = self.kind, "could not fill the flags cache");
-        }
-    }
-
-    /// Which of `ids` are paired with `user_id` in `table` (whose first
-    /// column is the user): from the cached set, or from one statement that
-    /// reads the whole set (then cached), or, for a set too large to cache,
-    /// one statement for `ids` alone.
-    pub async fn among(&self, db: &Db, table: Pair, user_id: i64, ids: &[i64]) -> Result<HashSet<i64>> {
-        if ids.is_empty() || user_id <= 0 {
-            return Ok(HashSet::new());
-        }
-        let fill = match self.get(user_id).await {
-            Lookup::Set(set) => return Ok(ids.iter().copied().filter(|id| set.contains(id)).collect()),
-            Lookup::TooMany => return Ok(db.pair_among(table, user_id, ids).await?.into_iter().collect()),
-            Lookup::Miss(fill) => fill,
-        };
-        match db.pair_set(table, user_id, MAX_CACHED + 1).await? {
-            Some((version, set)) if set.len() <= MAX_CACHED => {
-                self.fill(&fill, version, Some(&set)).await;
-                let set: HashSet<i64> = set.into_iter().collect();
-                Ok(ids.iter().copied().filter(|id| set.contains(id)).collect())
-            }
-            Some((version, _)) => {
-                self.fill(&fill, version, None).await;
-                Ok(db.pair_among(table, user_id, ids).await?.into_iter().collect())
-            }
-            None => Ok(db.pair_among(table, user_id, ids).await?.into_iter().collect()),
         }
     }
 }

@@ -1,4 +1,4 @@
-//! The database's generation (`stats::generation`) as cache keys carry it:
+//! The database's generation (`db_generation`) as cache keys carry it:
 //! entries filled from another database, or from this one before a restore,
 //! are under other keys and never read.
 
@@ -7,7 +7,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::{Result, db::Db, stats};
+use sqlx::Row;
+
+use crate::{Result, db::Db};
 
 /// How often the generation is read again: a restore procedure's
 /// `douyin new-generation` reaches every reader within this.
@@ -37,7 +39,7 @@ impl Generation {
         {
             return Ok(generation.clone());
         }
-        match stats::generation(self.db.pool()).await {
+        match read(self.db.pool()).await {
             Ok(generation) => {
                 let generation: Arc<str> = generation.into();
                 if known.as_ref().is_some_and(|(old, _)| *old != generation) {
@@ -55,4 +57,19 @@ impl Generation {
             },
         }
     }
+}
+
+/// The database's generation (`db_generation`): what the counter's cache keys
+/// carry, so that a cache filled from another database is never read.
+pub async fn read(pool: &sqlx::AnyPool) -> Result<String> {
+    let row = sqlx::query("SELECT generation FROM db_generation WHERE id = 1").fetch_one(pool).await?;
+    Ok(row.try_get(0)?)
+}
+
+/// Gives the database a new generation, returned: after a backup was restored
+/// over it, so the caches of the contents it had before are never read again.
+pub async fn renew(pool: &sqlx::AnyPool) -> Result<String> {
+    let generation = uuid::Uuid::new_v4().simple().to_string();
+    sqlx::query("UPDATE db_generation SET generation = ? WHERE id = 1").bind(&generation).execute(pool).await?;
+    Ok(generation)
 }

@@ -3,7 +3,7 @@
 //! here is the truth; every entry can be rebuilt from the database.
 
 pub mod flags;
-mod generation;
+pub mod generation;
 mod memory;
 mod redis_cache;
 pub mod rows;

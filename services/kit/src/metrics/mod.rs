@@ -202,12 +202,6 @@ pub fn render() -> String {
     out
 }
 
-/// `GET /metrics`.
-pub async fn handler() -> axum::response::Response {
-    use axum::response::IntoResponse;
-    ([(http::header::CONTENT_TYPE, CONTENT_TYPE)], render()).into_response()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,6 +3,7 @@
 //! with Range, HEAD and validators); with a public S3 endpoint configured,
 //! clients fetch S3 objects directly with presigned GET URLs instead.
 
+#[cfg(feature = "s3")]
 mod s3;
 
 use std::{
@@ -16,6 +17,7 @@ use bytes::Bytes;
 use futures::{StreamExt, stream::BoxStream};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
+#[cfg(feature = "s3")]
 pub use s3::S3Store;
 
 use crate::{Config, Error, Result};
@@ -59,11 +61,23 @@ pub type ObjectStream = BoxStream<'static, std::io::Result<Bytes>>;
 /// Chunk size of streamed reads.
 const READ_CHUNK: usize = 64 * 1024;
 
+/// The configured store: S3 when `s3_endpoint` is set, else files under the
+/// data dir.
 pub async fn from_config(config: &Config) -> Result<Arc<dyn ObjectStore>> {
     Ok(match &config.s3_endpoint {
-        Some(endpoint) if !endpoint.is_empty() => Arc::new(S3Store::new(config, endpoint).await?),
+        Some(endpoint) if !endpoint.is_empty() => s3_store(config, endpoint).await?,
         _ => Arc::new(LocalStore::new(config.data_dir.join("media"))?),
     })
+}
+
+#[cfg(feature = "s3")]
+async fn s3_store(config: &Config, endpoint: &str) -> Result<Arc<dyn ObjectStore>> {
+    Ok(Arc::new(S3Store::new(config, endpoint).await?))
+}
+
+#[cfg(not(feature = "s3"))]
+async fn s3_store(_: &Config, _: &str) -> Result<Arc<dyn ObjectStore>> {
+    Err(crate::Error::internal("DOUYIN_S3_ENDPOINT is set, but this build has no S3 support (feature `s3`)"))
 }
 
 /// True for keys made of safe path segments (`a-z0-9._-`, no `..`).

@@ -1,4 +1,10 @@
-//! Counts for readers, and telling the counter role that counts changed.
+//! The counts of users and videos: the tables that hold them (`stats`,
+//! written by every writer inside its own transaction), the pair tables they
+//! count (`pairs`), and, here, reading counts and telling the counter role
+//! that counts changed.
+
+pub mod pairs;
+pub mod stats;
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
@@ -7,7 +13,7 @@ use douyin_proto::counter::{
 };
 use tokio::sync::Semaphore;
 
-use crate::{Error, Result, breaker::Breaker, db::Db, grpc::Clients, ids, stats};
+use douyin_kit::{Error, Result, breaker::Breaker, db::Db, grpc::Clients, ids};
 
 /// How long a reader waits for a share of the fallback budget before the
 /// read is refused as busy.
@@ -65,16 +71,17 @@ impl Reader {
         if self.breaker.allow() {
             let mut counter = self.clients.counter.clone();
             let request = CountsRequest { video_ids: video_ids.clone(), user_ids: user_ids.clone() };
-            let error =
-                match tokio::time::timeout(crate::deadline::budget(FIRST_ATTEMPT), counter.counts(request)).await {
-                    Ok(Ok(reply)) => {
-                        self.breaker.success();
-                        let reply = reply.into_inner();
-                        return Ok((reply.videos, reply.users));
-                    }
-                    Ok(Err(status)) => status.message().to_owned(),
-                    Err(_) => "no answer in time".to_owned(),
-                };
+            let error = match tokio::time::timeout(douyin_kit::deadline::budget(FIRST_ATTEMPT), counter.counts(request))
+                .await
+            {
+                Ok(Ok(reply)) => {
+                    self.breaker.success();
+                    let reply = reply.into_inner();
+                    return Ok((reply.videos, reply.users));
+                }
+                Ok(Err(status)) => status.message().to_owned(),
+                Err(_) => "no answer in time".to_owned(),
+            };
             self.breaker.failure();
             tracing::warn!(%error, "counter unavailable; reading counts from the database");
         }
@@ -132,7 +139,8 @@ pub async fn store(clients: &Clients, videos: &[stats::VideoStats], users: &[sta
 
 async fn send_refresh(clients: &Clients, request: RefreshRequest) {
     let mut counter = clients.counter.clone();
-    let error = match tokio::time::timeout(crate::deadline::budget(FIRST_ATTEMPT), counter.refresh(request)).await {
+    let error = match tokio::time::timeout(douyin_kit::deadline::budget(FIRST_ATTEMPT), counter.refresh(request)).await
+    {
         Ok(Ok(_)) => return,
         Ok(Err(status)) => status.message().to_owned(),
         Err(_) => "no answer in time".to_owned(),

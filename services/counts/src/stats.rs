@@ -6,13 +6,13 @@
 
 use sqlx::{AnyConnection, Row};
 
-use crate::{
+use douyin_kit::{
     Result,
     cache::Ranked,
     db::{Dialect, fetch_in},
 };
 
-pub static MIGRATIONS: crate::db::ServiceMigrations = crate::db::ServiceMigrations {
+pub static MIGRATIONS: douyin_kit::db::ServiceMigrations = douyin_kit::db::ServiceMigrations {
     service: "stats",
     sqlite: &sqlx::migrate!("./migrations/sqlite"),
     mysql: &sqlx::migrate!("./migrations/mysql"),
@@ -67,12 +67,7 @@ pub async fn create_video(conn: &mut AnyConnection, video_id: i64) -> Result<()>
 }
 
 pub async fn add_user(conn: &mut AnyConnection, user_id: i64, count: UserCount, delta: i64) -> Result<()> {
-    let sql = format!(
-        "UPDATE user_stats SET {col} = {col} + ?, version = version + 1, dirty = 1 WHERE user_id = ?",
-        col = count.column()
-    );
-    sqlx::query(sqlx::AssertSqlSafe(sql)).bind(delta).bind(user_id).execute(conn).await?;
-    Ok(())
+    add(conn, "user_stats", "user_id", count.column(), user_id, delta).await
 }
 
 /// Adds `delta` to several users' counts, locking rows in id order so that
@@ -87,11 +82,14 @@ pub async fn add_users(conn: &mut AnyConnection, updates: &[(i64, UserCount)], d
 }
 
 pub async fn add_video(conn: &mut AnyConnection, video_id: i64, count: VideoCount, delta: i64) -> Result<()> {
-    let sql = format!(
-        "UPDATE video_stats SET {col} = {col} + ?, version = version + 1, dirty = 1 WHERE video_id = ?",
-        col = count.column()
-    );
-    sqlx::query(sqlx::AssertSqlSafe(sql)).bind(delta).bind(video_id).execute(conn).await?;
+    add(conn, "video_stats", "video_id", count.column(), video_id, delta).await
+}
+
+/// Adds `delta` to one count of the row `key = id` of a counts table, raising
+/// its version and marking it dirty (the names are constants, never input).
+async fn add(conn: &mut AnyConnection, table: &str, key: &str, column: &str, id: i64, delta: i64) -> Result<()> {
+    let sql = format!("UPDATE {table} SET {column} = {column} + ?, version = version + 1, dirty = 1 WHERE {key} = ?");
+    sqlx::query(sqlx::AssertSqlSafe(sql)).bind(delta).bind(id).execute(conn).await?;
     Ok(())
 }
 
@@ -275,21 +273,6 @@ fn ranked(r: &sqlx::any::AnyRow) -> Result<Ranked> {
     Ok(Ranked { id: r.try_get(0)?, score: r.try_get(1)?, version: r.try_get(2)? })
 }
 
-/// The database's generation (`db_generation`): what the counter's cache keys
-/// carry, so that a cache filled from another database is never read.
-pub async fn generation(pool: &sqlx::AnyPool) -> Result<String> {
-    let row = sqlx::query("SELECT generation FROM db_generation WHERE id = 1").fetch_one(pool).await?;
-    Ok(row.try_get(0)?)
-}
-
-/// Gives the database a new generation, returned: after a backup was restored
-/// over it, so the caches of the contents it had before are never read again.
-pub async fn new_generation(pool: &sqlx::AnyPool) -> Result<String> {
-    let generation = uuid::Uuid::new_v4().simple().to_string();
-    sqlx::query("UPDATE db_generation SET generation = ? WHERE id = 1").bind(&generation).execute(pool).await?;
-    Ok(generation)
-}
-
 /// Inside a write's transaction, in one statement: refuses the write when the
 /// account `account` does not exist, and reads the counts rows of `video_id`
 /// and `user_ids` that the write is about to change, locked until it commits
@@ -304,7 +287,7 @@ pub async fn lock_rows(
     video_id: Option<i64>,
     user_ids: &[i64],
 ) -> Result<(Option<VideoStats>, Vec<UserStats>)> {
-    let users = crate::db::placeholders(user_ids.len().max(1));
+    let users = douyin_kit::db::placeholders(user_ids.len().max(1));
     let lock = if dialect == Dialect::MySql { " FOR UPDATE" } else { "" };
     let sql = format!(
         "SELECT u.id, us.user_id, us.follow_count, us.follower_count, us.total_favorited, us.work_count, \
@@ -324,7 +307,7 @@ pub async fn lock_rows(
     }
     let rows = query.bind(account).fetch_all(conn).await?;
     if rows.is_empty() {
-        return Err(crate::Error::Unauthenticated("the account of this token no longer exists".into()));
+        return Err(douyin_kit::Error::Unauthenticated("the account of this token no longer exists".into()));
     }
     let mut video = None;
     let mut users: Vec<UserStats> = Vec::new();
