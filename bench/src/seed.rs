@@ -209,10 +209,14 @@ impl Dataset {
     }
 
     async fn write(&self, pool: &AnyPool, bar: &ProgressBar) -> anyhow::Result<()> {
-        let base = shape::SEED_EPOCH_MS;
-        let mut user_stats = vec![[0i64; 5]; self.users as usize + 1]; // follow, follower, total_favorited, work, favorite
-        let mut video_stats = vec![[0i64; 2]; self.videos as usize + 1]; // favorite, comment
+        self.write_users_and_videos(pool, bar).await?;
+        self.write_actions(pool, bar).await?;
+        self.write_messages(pool, bar).await?;
+        self.write_stats(pool, bar).await
+    }
 
+    async fn write_users_and_videos(&self, pool: &AnyPool, bar: &ProgressBar) -> anyhow::Result<()> {
+        let base = shape::SEED_EPOCH_MS;
         bar.set_message("users");
         let hash = &self.hash;
         insert(
@@ -228,9 +232,6 @@ impl Dataset {
         .await?;
 
         bar.set_message("videos");
-        for author in &self.authors {
-            user_stats[*author as usize][3] += 1;
-        }
         let authors = &self.authors;
         insert(
             pool,
@@ -245,31 +246,25 @@ impl Dataset {
         )
         .await?;
 
+        Ok(())
+    }
+
+    /// Likes, follows and comments.
+    async fn write_actions(&self, pool: &AnyPool, bar: &ProgressBar) -> anyhow::Result<()> {
+        let base = shape::SEED_EPOCH_MS;
         bar.set_message("likes");
-        for (user, video) in &self.favorites {
-            video_stats[*video as usize][0] += 1;
-            user_stats[*user as usize][4] += 1;
-            user_stats[self.authors[*video as usize - 1] as usize][2] += 1;
-        }
         insert(pool, bar, "favorites (user_id, video_id, created_at_ms)", self.favorites.iter(), |(u, v)| {
             format!("({u},{v},{base})")
         })
         .await?;
 
         bar.set_message("follows");
-        for (follower, followee) in &self.follows {
-            user_stats[*follower as usize][0] += 1;
-            user_stats[*followee as usize][1] += 1;
-        }
         insert(pool, bar, "follows (follower_id, followee_id, created_at_ms)", self.follows.iter(), |(a, b)| {
             format!("({a},{b},{base})")
         })
         .await?;
 
         bar.set_message("comments");
-        for (video, _) in &self.comments {
-            video_stats[*video as usize][1] += 1;
-        }
         insert(
             pool,
             bar,
@@ -279,6 +274,11 @@ impl Dataset {
         )
         .await?;
 
+        Ok(())
+    }
+
+    async fn write_messages(&self, pool: &AnyPool, bar: &ProgressBar) -> anyhow::Result<()> {
+        let base = shape::SEED_EPOCH_MS;
         bar.set_message("messages");
         let per_pair = self.messages_per_pair;
         insert(
@@ -295,6 +295,12 @@ impl Dataset {
         )
         .await?;
 
+        Ok(())
+    }
+
+    /// The counts rows, exact for the rows written.
+    async fn write_stats(&self, pool: &AnyPool, bar: &ProgressBar) -> anyhow::Result<()> {
+        let (user_stats, video_stats) = self.counts();
         bar.set_message("stats");
         insert(
             pool,
@@ -313,6 +319,29 @@ impl Dataset {
         })
         .await?;
         Ok(())
+    }
+
+    /// Per user: follow, follower, total_favorited, work, favorite; per
+    /// video: favorite, comment (index = id).
+    fn counts(&self) -> (Vec<[i64; 5]>, Vec<[i64; 2]>) {
+        let mut user_stats = vec![[0i64; 5]; self.users as usize + 1];
+        let mut video_stats = vec![[0i64; 2]; self.videos as usize + 1];
+        for author in &self.authors {
+            user_stats[*author as usize][3] += 1;
+        }
+        for (user, video) in &self.favorites {
+            video_stats[*video as usize][0] += 1;
+            user_stats[*user as usize][4] += 1;
+            user_stats[self.authors[*video as usize - 1] as usize][2] += 1;
+        }
+        for (follower, followee) in &self.follows {
+            user_stats[*follower as usize][0] += 1;
+            user_stats[*followee as usize][1] += 1;
+        }
+        for (video, _) in &self.comments {
+            video_stats[*video as usize][1] += 1;
+        }
+        (user_stats, video_stats)
     }
 }
 

@@ -22,7 +22,9 @@ use crate::crd::DouyinEnvironment;
 use crate::metrics::Metrics;
 
 mod patch;
+mod paths;
 use patch::{json_patch, merge_patch};
+pub use paths::*;
 
 pub const NS: &str = "shop";
 
@@ -64,71 +66,6 @@ pub struct ApiCall {
     pub resource: String,
     /// Sent to a namespace's path (a Role there can allow it), or cluster-wide.
     pub namespaced: bool,
-}
-
-/// The parts of an API path: group, namespace, resource (with subresource), name.
-#[derive(Debug, PartialEq, Eq)]
-pub struct ApiPath {
-    pub group: String,
-    pub namespace: Option<String>,
-    pub resource: String,
-    pub name: Option<String>,
-}
-
-pub fn parse_path(path: &str) -> ApiPath {
-    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let (group, rest) = match segments.as_slice() {
-        ["api", _version, rest @ ..] => (String::new(), rest),
-        ["apis", group, _version, rest @ ..] => (group.to_string(), rest),
-        _ => panic!("not an API path: {path}"),
-    };
-    let (namespace, rest) = match rest {
-        ["namespaces", ns, rest @ ..] if !rest.is_empty() => (Some(ns.to_string()), rest),
-        rest => (None, rest),
-    };
-    let (resource, name) = match rest {
-        [resource] => (resource.to_string(), None),
-        [resource, name] => (resource.to_string(), Some(name.to_string())),
-        [resource, name, sub] => (format!("{resource}/{sub}"), Some(name.to_string())),
-        _ => panic!("unexpected API path {path}"),
-    };
-    ApiPath { group, namespace, resource, name }
-}
-
-fn matches_selector(object: &Value, selector: &str) -> bool {
-    selector.split(',').filter(|s| !s.is_empty()).all(|term| {
-        let (key, value) = term.split_once('=').expect("equality selector");
-        object["metadata"]["labels"][key].as_str() == Some(value)
-    })
-}
-
-fn query_param(query: &str, name: &str) -> Option<String> {
-    query.split('&').find_map(|pair| {
-        let (key, value) = pair.split_once('=')?;
-        (key == name).then(|| value.replace("%3D", "=").replace("%2C", ",").replace("%2F", "/"))
-    })
-}
-
-pub fn env_path(name: &str) -> String {
-    format!("/apis/douyin.rs/v1alpha1/namespaces/{NS}/douyinenvironments/{name}")
-}
-pub fn secret_path(name: &str) -> String {
-    format!("/api/v1/namespaces/{NS}/secrets/{name}")
-}
-pub fn service_path(name: &str) -> String {
-    format!("/api/v1/namespaces/{NS}/services/{name}")
-}
-pub fn sts_path(name: &str) -> String {
-    format!("/apis/apps/v1/namespaces/{NS}/statefulsets/{name}")
-}
-pub fn pvc_collection() -> String {
-    format!("/api/v1/namespaces/{NS}/persistentvolumeclaims")
-}
-pub fn pvc_path(name: &str) -> String {
-    format!("{}/{name}", pvc_collection())
-}
-pub fn job_path(name: &str) -> String {
-    format!("/apis/batch/v1/namespaces/{NS}/jobs/{name}")
 }
 
 impl FakeApiServer {
@@ -298,45 +235,18 @@ impl FakeApiServer {
             assert!(query.contains("force=true"), "apply without force: {query}");
         }
 
+        self.serve(verb, path, &query, collection, body)
+    }
+
+    /// The stored objects' answer to one classified request.
+    fn serve(&mut self, verb: &str, path: String, query: &str, collection: bool, body: Value) -> (StatusCode, Value) {
         match verb {
-            "LIST" => {
-                let selector = query_param(&query, "labelSelector").unwrap_or_default();
-                let prefix = format!("{path}/");
-                let items: Vec<Value> = self
-                    .objects
-                    .iter()
-                    .filter(|(p, o)| {
-                        p.strip_prefix(&prefix).is_some_and(|rest| !rest.contains('/'))
-                            && matches_selector(o, &selector)
-                    })
-                    .map(|(_, o)| o.clone())
-                    .collect();
-                (
-                    StatusCode::OK,
-                    json!({ "apiVersion": "v1", "kind": "List", "metadata": { "resourceVersion": "1" }, "items": items }),
-                )
-            }
+            "LIST" => self.list(&path, query),
             "GET" => match self.objects.get(&path) {
                 Some(object) => (StatusCode::OK, object.clone()),
                 None => status(StatusCode::NOT_FOUND, "NotFound"),
             },
-            "APPLY" => match path.strip_suffix("/status") {
-                Some(owner) => {
-                    let Some(object) = self.objects.get_mut(owner) else {
-                        return status(StatusCode::NOT_FOUND, "NotFound");
-                    };
-                    object["status"] = body["status"].clone();
-                    (StatusCode::OK, object.clone())
-                }
-                None => {
-                    let mut object = body;
-                    if let Some(existing_status) = self.objects.get(&path).and_then(|o| o.get("status")) {
-                        object["status"] = existing_status.clone();
-                    }
-                    self.objects.insert(path, object.clone());
-                    (StatusCode::OK, object)
-                }
-            },
+            "APPLY" => self.apply(path, body),
             "JSONPATCH" | "MERGE" => {
                 let Some(object) = self.objects.get_mut(&path) else {
                     return status(StatusCode::NOT_FOUND, "NotFound");
@@ -350,7 +260,7 @@ impl FakeApiServer {
             }
             "DELETE" if collection => {
                 let kind = path.rsplit('/').next().unwrap_or_default().to_string();
-                let selector = query_param(&query, "labelSelector").unwrap_or_default();
+                let selector = query_param(query, "labelSelector").unwrap_or_default();
                 self.objects.retain(|p, o| !(p.starts_with(&format!("{path}/")) && matches_selector(o, &selector)));
                 (
                     StatusCode::OK,
@@ -364,6 +274,45 @@ impl FakeApiServer {
                 ),
                 None => status(StatusCode::NOT_FOUND, "NotFound"),
             },
+        }
+    }
+
+    fn list(&self, path: &str, query: &str) -> (StatusCode, Value) {
+        let selector = query_param(query, "labelSelector").unwrap_or_default();
+        let prefix = format!("{path}/");
+        let items: Vec<Value> = self
+            .objects
+            .iter()
+            .filter(|(p, o)| {
+                p.strip_prefix(&prefix).is_some_and(|rest| !rest.contains('/')) && matches_selector(o, &selector)
+            })
+            .map(|(_, o)| o.clone())
+            .collect();
+        (
+            StatusCode::OK,
+            json!({ "apiVersion": "v1", "kind": "List", "metadata": { "resourceVersion": "1" }, "items": items }),
+        )
+    }
+
+    /// Server-side apply: of an object's status, or of the object (keeping
+    /// the status it has).
+    fn apply(&mut self, path: String, body: Value) -> (StatusCode, Value) {
+        match path.strip_suffix("/status") {
+            Some(owner) => {
+                let Some(object) = self.objects.get_mut(owner) else {
+                    return status(StatusCode::NOT_FOUND, "NotFound");
+                };
+                object["status"] = body["status"].clone();
+                (StatusCode::OK, object.clone())
+            }
+            None => {
+                let mut object = body;
+                if let Some(existing_status) = self.objects.get(&path).and_then(|o| o.get("status")) {
+                    object["status"] = existing_status.clone();
+                }
+                self.objects.insert(path, object.clone());
+                (StatusCode::OK, object)
+            }
         }
     }
 }

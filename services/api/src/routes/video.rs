@@ -184,16 +184,21 @@ async fn send(tx: &mpsc::Sender<PublishChunk>, chunk: PublishChunk) -> Result<()
     tx.send(chunk).await.map_err(|_| Error::Unavailable("upload stream closed".into()))
 }
 
-async fn publish_inner(state: AppState, headers: HeaderMap, request: Request) -> Result<i64, Refused> {
-    let mut params = Params::from_query(request.uri().query());
+fn require_multipart(request: &Request) -> Result<()> {
     let is_multipart = request
         .headers()
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.to_ascii_lowercase().starts_with("multipart/form-data"));
-    if !is_multipart {
-        return Err(Error::invalid("publish needs a multipart/form-data body with data, token and title").into());
+    match is_multipart {
+        true => Ok(()),
+        false => Err(Error::invalid("publish needs a multipart/form-data body with data, token and title")),
     }
+}
+
+async fn publish_inner(state: AppState, headers: HeaderMap, request: Request) -> Result<i64, Refused> {
+    let mut params = Params::from_query(request.uri().query());
+    require_multipart(&request)?;
     let address = request.extensions().get::<ClientAddr>().copied().unwrap_or(ClientAddr(None));
     let slot = state.uploads.start(address.key())?;
     let (start_call, call_started) = oneshot::channel();
