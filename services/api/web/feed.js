@@ -1,7 +1,7 @@
 // The vertical, snap-scrolling video feed, plus the like button and the
 // single-video player used by profile grids.
 import { api, session } from './api.js';
-import { h, icon, avatar, toast, formatCount, spinner, emptyState, needLogin } from './ui.js';
+import { h, icon, avatar, toast, formatCount, spinner, emptyState, toggleOnClick } from './ui.js';
 import { openComments } from './comments.js';
 
 let soundOn = false;
@@ -16,21 +16,9 @@ export function likeButton(video, onChange) {
     count.textContent = formatCount(n);
     count.dataset.count = String(n);
   };
-  btn.addEventListener('click', async () => {
-    if (!session.loggedIn) { needLogin('Log in to like videos'); return; }
-    const want = !video.is_favorite;
-    btn.disabled = true;
-    try {
-      await api.favorite(video.id, want);
-      video.is_favorite = want;
-      video.favorite_count = Math.max(0, (Number(video.favorite_count) || 0) + (want ? 1 : -1));
-      render();
-      onChange?.();
-    } catch (err) {
-      toast(err.message, 'error');
-    } finally {
-      btn.disabled = false;
-    }
+  toggleOnClick(btn, {
+    item: video, flag: 'is_favorite', count: 'favorite_count', loginMessage: 'Log in to like videos',
+    call: (want) => api.favorite(video.id, want), render, onChange,
   });
   btn.refresh = render;
   render();

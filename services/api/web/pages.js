@@ -1,6 +1,6 @@
 // Pages other than the feed and the chat: login, profile, user lists, publish, friends.
 import { api, session, publishVideo } from './api.js';
-import { h, icon, avatar, toast, formatCount, spinner, emptyState, navigate, needLogin } from './ui.js';
+import { h, icon, avatar, toast, formatCount, spinner, emptyState, navigate, needLogin, toggleOnClick } from './ui.js';
 import { openPlayer } from './feed.js';
 
 function pageHeader(title, { back = false, testid } = {}) {
@@ -61,21 +61,9 @@ export function followButton(user, onChange) {
     btn.setAttribute('aria-pressed', String(Boolean(user.is_follow)));
     btn.setAttribute('aria-label', `${user.is_follow ? 'Unfollow' : 'Follow'} ${user.name}`);
   };
-  btn.addEventListener('click', async () => {
-    if (!session.loggedIn) { needLogin('Log in to follow people'); return; }
-    const want = !user.is_follow;
-    btn.disabled = true;
-    try {
-      await api.follow(user.id, want);
-      user.is_follow = want;
-      user.follower_count = Math.max(0, (Number(user.follower_count) || 0) + (want ? 1 : -1));
-      render();
-      onChange?.();
-    } catch (err) {
-      toast(err.message, 'error');
-    } finally {
-      btn.disabled = false;
-    }
+  toggleOnClick(btn, {
+    item: user, flag: 'is_follow', count: 'follower_count', loginMessage: 'Log in to follow people',
+    call: (want) => api.follow(user.id, want), render, onChange,
   });
   render();
   return btn;

@@ -1,6 +1,8 @@
 // Small DOM helpers shared by every view. All user data goes through
 // textContent / attributes, never through innerHTML.
 
+import { session } from './api.js';
+
 export function h(tag, props, ...children) {
   const el = document.createElement(tag);
   for (const [k, v] of Object.entries(props || {})) {
@@ -115,4 +117,26 @@ export function needLogin(message) {
   if (message) toast(message);
   const next = location.hash && !location.hash.startsWith('#/login') ? location.hash : '#/';
   navigate(`#/login?next=${encodeURIComponent(next)}`);
+}
+
+// Makes `btn` toggle a flag of `item` (a like, a follow) for a signed-in
+// viewer: `call(want)` asks the server, then the flag and its count move
+// together and `render` shows them; a refusal is shown and changes nothing.
+export function toggleOnClick(btn, { item, flag, count, loginMessage, call, render, onChange }) {
+  btn.addEventListener('click', async () => {
+    if (!session.loggedIn) { needLogin(loginMessage); return; }
+    const want = !item[flag];
+    btn.disabled = true;
+    try {
+      await call(want);
+      item[flag] = want;
+      item[count] = Math.max(0, (Number(item[count]) || 0) + (want ? 1 : -1));
+      render();
+      onChange?.();
+    } catch (err) {
+      toast(err.message, 'error');
+    } finally {
+      btn.disabled = false;
+    }
+  });
 }
