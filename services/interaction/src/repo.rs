@@ -7,7 +7,7 @@ use douyin_counts::{
 use douyin_kit::{
     Result,
     cache::Flags,
-    db::{Db, Dialect, inserted_id, now_ms, retry_tx},
+    db::{Db, Dialect, Freshness, inserted_id, now_ms, retry_tx},
 };
 use sqlx::Row;
 
@@ -115,12 +115,12 @@ impl InteractionRepo {
     }
 
     /// Videos liked by `user_id`, most recent like first.
-    pub async fn favorite_ids(&self, user_id: i64) -> Result<Vec<i64>> {
-        let rows =
-            sqlx::query("SELECT video_id FROM favorites WHERE user_id = ? ORDER BY created_at_ms DESC, video_id DESC")
-                .bind(user_id)
-                .fetch_all(self.db.pool())
-                .await?;
+    pub async fn favorite_ids(&self, user_id: i64, freshness: Freshness) -> Result<Vec<i64>> {
+        let sql = "SELECT video_id FROM favorites WHERE user_id = ? ORDER BY created_at_ms DESC, video_id DESC";
+        let rows = self
+            .db
+            .read(freshness, |pool| async move { Ok(sqlx::query(sql).bind(user_id).fetch_all(&pool).await?) })
+            .await?;
         rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
     }
 
@@ -179,15 +179,15 @@ impl InteractionRepo {
         .await
     }
 
-    /// Live comments of a video, newest first.
+    /// Live comments of a video, newest first; a lagging answer will do (the
+    /// comment action answers with the new comment itself).
     pub async fn comments(&self, video_id: i64) -> Result<Vec<CommentRow>> {
-        let rows = sqlx::query(
-            "SELECT id, video_id, user_id, content, created_at_ms FROM comments WHERE video_id = ? \
-             ORDER BY created_at_ms DESC, id DESC",
-        )
-        .bind(video_id)
-        .fetch_all(self.db.pool())
-        .await?;
+        let sql = "SELECT id, video_id, user_id, content, created_at_ms FROM comments WHERE video_id = ? \
+                   ORDER BY created_at_ms DESC, id DESC";
+        let rows = self
+            .db
+            .read(Freshness::Lagging, |pool| async move { Ok(sqlx::query(sql).bind(video_id).fetch_all(&pool).await?) })
+            .await?;
         rows.iter().map(comment_row).collect()
     }
 }

@@ -6,6 +6,7 @@ use std::{collections::HashMap, sync::Arc};
 use douyin_counts as counts;
 use douyin_kit::{
     Error, Result,
+    db::Freshness,
     grpc::Clients,
     ids,
     text::{self, check_length},
@@ -68,7 +69,7 @@ impl InteractionService {
     }
 
     pub async fn favorite_list(&self, user_id: i64, viewer_id: i64) -> Result<Vec<Video>> {
-        let video_ids = self.repo.favorite_ids(user_id).await?;
+        let video_ids = self.repo.favorite_ids(user_id, Freshness::of_list(user_id, viewer_id)).await?;
         if video_ids.is_empty() {
             self.ensure_user(user_id).await?;
             return Ok(Vec::new());

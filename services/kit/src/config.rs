@@ -34,6 +34,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// `sqlite://…` or `mysql://user:pass@host:3306/db`; unset = SQLite in the data dir.
     pub database_url: Option<String>,
+    /// MySQL replica for reads that tolerate lag; unset = every read on the primary.
+    pub database_read_url: Option<String>,
     /// Connections per database pool.
     pub database_max_connections: u32,
     /// Run migrations when the process starts.
@@ -166,6 +168,7 @@ impl Default for Config {
             admin_addr: ([0, 0, 0, 0], 9090).into(),
             data_dir: PathBuf::from("./data"),
             database_url: None,
+            database_read_url: None,
             database_max_connections: 16,
             migrate: true,
             redis_url: None,

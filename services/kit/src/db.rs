@@ -13,6 +13,10 @@ pub use sqlx::AnyPool;
 
 use crate::{Config, Error, Result};
 
+mod replica;
+
+pub use replica::Freshness;
+
 /// The SQL dialect behind the pool; repositories pick statements by it where the
 /// two differ (upserts, `INSERT IGNORE`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,6 +30,8 @@ pub enum Dialect {
 pub struct Db {
     pool: AnyPool,
     dialect: Dialect,
+    /// The read replica, for reads that tolerate lag ([`Db::read`]).
+    replica: Option<replica::Replica>,
     /// SQLite: a file next to the database, locked while migrating.
     sqlite_lock_path: Option<std::path::PathBuf>,
 }
@@ -60,38 +66,23 @@ impl Db {
             }
         };
         let dialect = if url.starts_with("sqlite:") { Dialect::Sqlite } else { Dialect::MySql };
-        let pool = AnyPoolOptions::new()
-            .max_connections(config.database_max_connections.max(1))
-            .min_connections(0)
-            .acquire_timeout(Duration::from_secs(5))
-            .test_before_acquire(false)
-            // Every acquire reports its wait as a TRACE event, for the wait-time histogram.
-            .acquire_time_level(log::LevelFilter::Trace)
-            .after_connect(move |conn, _| {
-                Box::pin(async move {
-                    use sqlx::Executor;
-                    match dialect {
-                        Dialect::Sqlite => {
-                            conn.execute("PRAGMA journal_mode = WAL").await?;
-                            conn.execute("PRAGMA synchronous = NORMAL").await?;
-                            conn.execute("PRAGMA busy_timeout = 10000").await?;
-                            conn.execute("PRAGMA foreign_keys = ON").await?;
-                        }
-                        Dialect::MySql => {
-                            conn.execute("SET NAMES utf8mb4").await?;
-                        }
-                    }
-                    Ok(())
-                })
-            })
-            .connect_lazy(&url)
-            .map_err(|e| Error::internal(format!("database url: {e}")))?;
+        let max = config.database_max_connections.max(1);
+        let pool = open(&url, dialect, max, Duration::from_secs(5))?;
+        let replica = match config.database_read_url.as_deref().filter(|u| !u.is_empty()) {
+            Some(_) if dialect == Dialect::Sqlite => {
+                tracing::warn!("database_read_url is ignored: the primary is SQLite");
+                None
+            }
+            // A replica that is down should cost a read little before it falls back.
+            Some(read_url) => Some(replica::Replica::new(open(read_url, dialect, max, Duration::from_secs(1))?)),
+            None => None,
+        };
         let sqlite_lock_path = url
             .strip_prefix("sqlite://")
             .map(|rest| rest.split('?').next().unwrap_or(rest))
             .filter(|path| !path.is_empty() && !path.contains(":memory:"))
             .map(|path| std::path::PathBuf::from(format!("{path}.migrate-lock")));
-        Ok(Self { pool, dialect, sqlite_lock_path })
+        Ok(Self { pool, dialect, replica, sqlite_lock_path })
     }
 
     pub fn pool(&self) -> &AnyPool {
@@ -207,8 +198,41 @@ impl Db {
     }
 
     pub async fn close(&self) {
+        if let Some(replica) = &self.replica {
+            replica.pool.close().await;
+        }
         self.pool.close().await;
     }
+}
+
+/// A lazily connecting pool for `url`, each connection set up for `dialect`.
+fn open(url: &str, dialect: Dialect, max: u32, acquire_timeout: Duration) -> Result<AnyPool> {
+    AnyPoolOptions::new()
+        .max_connections(max)
+        .min_connections(0)
+        .acquire_timeout(acquire_timeout)
+        .test_before_acquire(false)
+        // Every acquire reports its wait as a TRACE event, for the wait-time histogram.
+        .acquire_time_level(log::LevelFilter::Trace)
+        .after_connect(move |conn, _| {
+            Box::pin(async move {
+                use sqlx::Executor;
+                match dialect {
+                    Dialect::Sqlite => {
+                        conn.execute("PRAGMA journal_mode = WAL").await?;
+                        conn.execute("PRAGMA synchronous = NORMAL").await?;
+                        conn.execute("PRAGMA busy_timeout = 10000").await?;
+                        conn.execute("PRAGMA foreign_keys = ON").await?;
+                    }
+                    Dialect::MySql => {
+                        conn.execute("SET NAMES utf8mb4").await?;
+                    }
+                }
+                Ok(())
+            })
+        })
+        .connect_lazy(url)
+        .map_err(|e| Error::internal(format!("database url: {e}")))
 }
 
 /// A query on the Any driver.

@@ -6,7 +6,7 @@ use douyin_counts::{
 };
 use douyin_kit::{
     Result,
-    db::{Db, retry_tx},
+    db::{Db, Freshness, retry_tx},
 };
 use sqlx::Row;
 
@@ -45,36 +45,42 @@ impl RelationRepo {
         .await
     }
 
-    async fn ids(&self, sql: &'static str, user_id: i64) -> Result<Vec<i64>> {
-        let rows = sqlx::query(sql).bind(user_id).fetch_all(self.db.pool()).await?;
+    async fn ids(&self, sql: &'static str, user_id: i64, freshness: Freshness) -> Result<Vec<i64>> {
+        let rows = self
+            .db
+            .read(freshness, |pool| async move { Ok(sqlx::query(sql).bind(user_id).fetch_all(&pool).await?) })
+            .await?;
         rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
     }
 
     /// Whom `user_id` follows, most recent first.
-    pub async fn followees(&self, user_id: i64) -> Result<Vec<i64>> {
+    pub async fn followees(&self, user_id: i64, freshness: Freshness) -> Result<Vec<i64>> {
         self.ids(
             "SELECT followee_id FROM follows WHERE follower_id = ? ORDER BY created_at_ms DESC, followee_id DESC",
             user_id,
+            freshness,
         )
         .await
     }
 
     /// Who follows `user_id`, most recent first.
-    pub async fn followers(&self, user_id: i64) -> Result<Vec<i64>> {
+    pub async fn followers(&self, user_id: i64, freshness: Freshness) -> Result<Vec<i64>> {
         self.ids(
             "SELECT follower_id FROM follows WHERE followee_id = ? ORDER BY created_at_ms DESC, follower_id DESC",
             user_id,
+            freshness,
         )
         .await
     }
 
     /// Users who follow `user_id` and whom `user_id` follows.
-    pub async fn friends(&self, user_id: i64) -> Result<Vec<i64>> {
+    pub async fn friends(&self, user_id: i64, freshness: Freshness) -> Result<Vec<i64>> {
         self.ids(
             "SELECT a.followee_id FROM follows a \
              JOIN follows b ON b.follower_id = a.followee_id AND b.followee_id = a.follower_id \
              WHERE a.follower_id = ? ORDER BY a.created_at_ms DESC, a.followee_id DESC",
             user_id,
+            freshness,
         )
         .await
     }

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use douyin_counts as counts;
-use douyin_kit::{Error, Result, grpc::Clients};
+use douyin_kit::{Error, Result, db::Freshness, grpc::Clients};
 use douyin_proto::{chat::LatestRequest, common::User, relation::Friend};
 
 use crate::repo::RelationRepo;
@@ -45,7 +45,7 @@ impl RelationService {
     }
 
     pub async fn follow_list(&self, user_id: i64, viewer_id: i64) -> Result<Vec<User>> {
-        let ids = self.repo.followees(user_id).await?;
+        let ids = self.repo.followees(user_id, Freshness::of_list(user_id, viewer_id)).await?;
         if ids.is_empty() {
             self.ensure_user(user_id, "user_id").await?;
         }
@@ -53,7 +53,7 @@ impl RelationService {
     }
 
     pub async fn follower_list(&self, user_id: i64, viewer_id: i64) -> Result<Vec<User>> {
-        let ids = self.repo.followers(user_id).await?;
+        let ids = self.repo.followers(user_id, Freshness::of_list(user_id, viewer_id)).await?;
         if ids.is_empty() {
             self.ensure_user(user_id, "user_id").await?;
         }
@@ -67,7 +67,7 @@ impl RelationService {
         if user_id != viewer_id {
             return Err(Error::PermissionDenied("you can only list your own friends".into()));
         }
-        let ids = self.repo.friends(user_id).await?;
+        let ids = self.repo.friends(user_id, Freshness::Latest).await?;
         if ids.is_empty() {
             return Ok(Vec::new());
         }

@@ -156,10 +156,11 @@ impl UserRepo {
         rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
     }
 
-    /// Profiles of `ids` with their creation times (any order; unknown ids absent).
+    /// Profiles of `ids` with their creation times (any order; unknown ids
+    /// absent), from the replica, the primary filling in accounts it lacks.
     pub async fn profiles(&self, ids: &[i64]) -> Result<Vec<(Profile, i64)>> {
         let select = "SELECT id, name, avatar, background_image, signature, created_at_ms FROM users WHERE id IN";
-        let rows = fetch_in(self.db.pool(), select, ids).await?;
+        let rows = self.db.fetch_rows_in(select, ids).await?;
         rows.iter()
             .map(|r| {
                 let profile = Profile {

@@ -3,7 +3,7 @@
 use douyin_counts::stats::{self, UserCount};
 use douyin_kit::{
     Error, Result,
-    db::{Db, fetch_in, inserted_id, now_ms},
+    db::{Db, Freshness, inserted_id, now_ms},
     error::is_unique_violation,
 };
 use sqlx::{Row, any::AnyRow};
@@ -99,11 +99,19 @@ impl VideoRepo {
     pub async fn feed(&self, before_ms: i64, limit: i64) -> Result<Vec<VideoRow>> {
         let sql =
             format!("SELECT {COLUMNS} FROM videos WHERE published_at_ms < ? ORDER BY published_at_ms DESC LIMIT ?");
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(before_ms).bind(limit).fetch_all(self.db.pool()).await?;
+        let sql = &sql;
+        let rows = self
+            .db
+            .read(Freshness::Lagging, |pool| async move {
+                Ok(sqlx::query(sqlx::AssertSqlSafe(sql.clone())).bind(before_ms).bind(limit).fetch_all(&pool).await?)
+            })
+            .await?;
         rows.iter().map(row).collect()
     }
 
-    /// `(id, published_at_ms)` of the newest `limit` videos, newest first.
+    /// `(id, published_at_ms)` of the newest `limit` videos, newest first,
+    /// from the primary: the feed window built from them must hold every
+    /// video whose publish has answered.
     pub async fn newest(&self, limit: i64) -> Result<Vec<(i64, i64)>> {
         let rows = sqlx::query("SELECT id, published_at_ms FROM videos ORDER BY published_at_ms DESC LIMIT ?")
             .bind(limit)
@@ -114,15 +122,21 @@ impl VideoRepo {
 
     /// Every video of `author_id`, newest first (the list is never cut: its
     /// length is the author's `work_count`).
-    pub async fn by_author(&self, author_id: i64) -> Result<Vec<VideoRow>> {
-        let sql = format!("SELECT {COLUMNS} FROM videos WHERE author_id = ? ORDER BY published_at_ms DESC, id DESC");
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(author_id).fetch_all(self.db.pool()).await?;
+    pub async fn by_author(&self, author_id: i64, freshness: Freshness) -> Result<Vec<VideoRow>> {
+        let sql = &format!("SELECT {COLUMNS} FROM videos WHERE author_id = ? ORDER BY published_at_ms DESC, id DESC");
+        let rows = self
+            .db
+            .read(freshness, |pool| async move {
+                Ok(sqlx::query(sqlx::AssertSqlSafe(sql.clone())).bind(author_id).fetch_all(&pool).await?)
+            })
+            .await?;
         rows.iter().map(row).collect()
     }
 
-    /// Rows of `ids` in any order; unknown ids absent.
+    /// Rows of `ids` in any order; unknown ids absent. A row never changes
+    /// once written: the replica answers, the primary fills in what it lacks.
     pub async fn by_ids(&self, ids: &[i64]) -> Result<Vec<VideoRow>> {
-        let rows = fetch_in(self.db.pool(), &format!("SELECT {COLUMNS} FROM videos WHERE id IN"), ids).await?;
+        let rows = self.db.fetch_rows_in(&format!("SELECT {COLUMNS} FROM videos WHERE id IN"), ids).await?;
         rows.iter().map(row).collect()
     }
 

@@ -6,7 +6,9 @@ use std::{collections::HashMap, path::PathBuf, sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use douyin_counts as counts;
-use douyin_kit::{Error, Result, cache::RowCache, grpc::Clients, ids, storage::ObjectStore, text::check_length};
+use douyin_kit::{
+    Error, Result, cache::RowCache, db::Freshness, grpc::Clients, ids, storage::ObjectStore, text::check_length,
+};
 use douyin_proto::{
     common::{User, Video},
     counter::{UserCounts, VideoCounts},
@@ -280,7 +282,7 @@ impl VideoService {
         if user_id <= 0 {
             return Err(Error::invalid("user_id must be a positive integer"));
         }
-        let rows = self.repo.by_author(user_id).await?;
+        let rows = self.repo.by_author(user_id, Freshness::of_list(user_id, viewer_id)).await?;
         if rows.is_empty() && !self.clients.user_exists(user_id).await? {
             return Err(Error::not_found(format!("user {user_id} does not exist")));
         }

@@ -49,6 +49,7 @@ pub(super) struct Deps {
     connections: Family<ConnectionLabels, Gauge>,
     connections_max: Gauge,
     acquire_timeouts: Counter,
+    replica_fallbacks: Counter,
     acquire_wait: Histogram,
     redis_duration: Family<OperationLabels, Histogram, fn() -> Histogram>,
     redis_errors: Family<OperationLabels, Counter>,
@@ -64,6 +65,7 @@ impl Deps {
         let connections = Family::<ConnectionLabels, Gauge>::default();
         let connections_max = Gauge::default();
         let acquire_timeouts = Counter::default();
+        let replica_fallbacks = Counter::default();
         let acquire_wait = histogram();
         let redis_duration: Family<OperationLabels, Histogram, fn() -> Histogram> =
             Family::new_with_constructor(histogram);
@@ -85,6 +87,11 @@ impl Deps {
             "douyin_db_client_connection_timeouts",
             "Statements that found no connection within the acquire timeout",
             acquire_timeouts.clone(),
+        );
+        registry.register(
+            "douyin_db_replica_fallbacks",
+            "Lag-tolerant reads the read replica failed, answered by the primary",
+            replica_fallbacks.clone(),
         );
         registry.register_with_unit(
             "douyin_db_client_connection_wait_time",
@@ -118,6 +125,7 @@ impl Deps {
             connections,
             connections_max,
             acquire_timeouts,
+            replica_fallbacks,
             acquire_wait,
             redis_duration,
             redis_errors,
@@ -149,6 +157,11 @@ pub fn watch_pool(db: &Db) {
 /// Counts a statement that found no pool connection in time.
 pub fn pool_timeout() {
     METRICS.deps.acquire_timeouts.inc();
+}
+
+/// Counts a read the replica failed that the primary answered instead.
+pub fn replica_fallback() {
+    METRICS.deps.replica_fallbacks.inc();
 }
 
 /// Records one Redis command (`operation` is its name, `PIPELINE` or `MULTI`).

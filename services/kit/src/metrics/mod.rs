@@ -20,7 +20,7 @@ use prometheus_client::{
     registry::{Registry, Unit},
 };
 
-pub use deps::{POOL_ACQUIRE_TARGET, PoolWaitLayer, pool_timeout, redis_call, s3_call, watch_pool};
+pub use deps::{POOL_ACQUIRE_TARGET, PoolWaitLayer, pool_timeout, redis_call, replica_fallback, s3_call, watch_pool};
 pub use edge::{
     LIMITS as RATE_LIMITS, UploadGuard, WebSocketGuard, push_dropped, pushed, rate_limited, upload_bytes,
     upload_refused,
