@@ -22,6 +22,7 @@ mod media;
 mod mesh;
 mod metrics;
 mod relation;
+mod replica;
 mod restore;
 mod s3;
 mod traces;
