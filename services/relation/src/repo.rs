@@ -2,7 +2,7 @@
 
 use douyin_counts::{
     pairs::Pair,
-    stats::{self, UserCount},
+    stats::{self, UserStats},
 };
 use douyin_kit::{
     Result,
@@ -23,24 +23,51 @@ impl RelationRepo {
         Self { db }
     }
 
-    /// Follows or unfollows; returns whether anything changed. The row and both
-    /// counts change in one transaction.
-    pub async fn set_follow(&self, follower_id: i64, followee_id: i64, follow: bool) -> Result<bool> {
+    /// Follows or unfollows; returns the two users' counts rows as the commit
+    /// left them when anything changed (read locked inside the transaction,
+    /// so exact at their versions), None when nothing did. The row and both
+    /// counts change in one transaction: on MySQL five statements (begin, the
+    /// account check reading the counts rows locked, the follow row, the
+    /// counts, commit).
+    pub async fn set_follow(&self, follower_id: i64, followee_id: i64, follow: bool) -> Result<Option<Vec<UserStats>>> {
         retry_tx(|| async {
             let mut tx = self.db.begin_write().await?;
-            self.db.require_account(&mut tx, follower_id).await?;
-            let changed = FOLLOWS.set(&self.db, &mut tx, follower_id, followee_id, follow).await?;
-            if changed {
-                let delta = if follow { 1 } else { -1 };
-                stats::add_users(
-                    &mut tx,
-                    &[(follower_id, UserCount::Follow), (followee_id, UserCount::Follower)],
-                    delta,
-                )
-                .await?;
+            let mut ids = [follower_id, followee_id];
+            ids.sort_unstable();
+            let (_, users) = stats::lock_rows(&mut tx, self.db.dialect(), follower_id, None, &ids).await?;
+            if !FOLLOWS.set(&self.db, &mut tx, follower_id, followee_id, follow).await? {
+                douyin_kit::db::commit(tx).await?;
+                return Ok(None);
             }
+            let delta = if follow { 1 } else { -1 };
+            let follows = |id: i64| if id == follower_id { delta } else { 0 };
+            let followed = |id: i64| if id == followee_id { delta } else { 0 };
+            sqlx::query(
+                "UPDATE user_stats SET \
+                 follow_count = follow_count + CASE WHEN user_id = ? THEN ? ELSE 0 END, \
+                 follower_count = follower_count + CASE WHEN user_id = ? THEN ? ELSE 0 END, \
+                 version = version + 1, dirty = 1 WHERE user_id IN (?, ?)",
+            )
+            .bind(follower_id)
+            .bind(delta)
+            .bind(followee_id)
+            .bind(delta)
+            .bind(follower_id)
+            .bind(followee_id)
+            .execute(&mut *tx)
+            .await?;
             douyin_kit::db::commit(tx).await?;
-            Ok(changed)
+            // What the rows hold now: each changed once, one version later.
+            let users = users
+                .into_iter()
+                .map(|u| UserStats {
+                    follow_count: u.follow_count + follows(u.user_id),
+                    follower_count: u.follower_count + followed(u.user_id),
+                    version: u.version + 1,
+                    ..u
+                })
+                .collect();
+            Ok(Some(users))
         })
         .await
     }

@@ -34,8 +34,8 @@ impl RelationService {
             return Err(Error::invalid("you cannot follow yourself"));
         }
         self.ensure_user(to_user_id, "to_user_id").await?;
-        if self.repo.set_follow(user_id, to_user_id, follow).await? {
-            counts::refresh(&self.clients, vec![], vec![user_id, to_user_id]).await;
+        if let Some(users) = self.repo.set_follow(user_id, to_user_id, follow).await? {
+            counts::store(&self.clients, &[], &users).await;
         }
         Ok(())
     }
