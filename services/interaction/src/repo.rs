@@ -130,11 +130,29 @@ impl InteractionRepo {
         Ok(FAVORITES.among(&self.db, &self.likes, user_id, video_ids).await?.into_iter().collect())
     }
 
-    pub async fn insert_comment(&self, user_id: i64, video_id: i64, content: &str) -> Result<CommentRow> {
+    /// Inside a write's transaction: refuses it when `user_id`'s account does
+    /// not exist, and reads `video_id`'s counts row locked until the commit.
+    async fn lock_video(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        user_id: i64,
+        video_id: i64,
+    ) -> Result<Option<VideoStats>> {
+        Ok(stats::lock_rows(conn, self.db.dialect(), user_id, Some(video_id), &[]).await?.0)
+    }
+
+    /// Stores the comment and counts it; returns it with the video's counts
+    /// row as the commit left it (none when the video has no counts row).
+    pub async fn insert_comment(
+        &self,
+        user_id: i64,
+        video_id: i64,
+        content: &str,
+    ) -> Result<(CommentRow, Vec<VideoStats>)> {
         retry_tx(|| async {
             let created_at_ms = now_ms();
             let mut tx = self.db.begin_write().await?;
-            self.db.require_account(&mut tx, user_id).await?;
+            let video = self.lock_video(&mut tx, user_id, video_id).await?;
             let result =
                 sqlx::query("INSERT INTO comments (video_id, user_id, content, created_at_ms) VALUES (?, ?, ?, ?)")
                     .bind(video_id)
@@ -146,7 +164,8 @@ impl InteractionRepo {
             let id = inserted_id(&mut tx, &result).await?;
             stats::add_video(&mut tx, video_id, VideoCount::Comment, 1).await?;
             douyin_kit::db::commit(tx).await?;
-            Ok(CommentRow { id, video_id, user_id, content: content.to_owned(), created_at_ms })
+            let row = CommentRow { id, video_id, user_id, content: content.to_owned(), created_at_ms };
+            Ok((row, commented(video, 1)))
         })
         .await
     }
@@ -159,22 +178,25 @@ impl InteractionRepo {
         row.map(|r| comment_row(&r)).transpose()
     }
 
-    /// Deletes the comment if it is still there; returns whether it was.
-    pub async fn delete_comment(&self, comment: &CommentRow) -> Result<bool> {
+    /// Deletes the comment if it is still there; returns the video's counts
+    /// row as the commit left it when it was, None when it was not.
+    pub async fn delete_comment(&self, comment: &CommentRow) -> Result<Option<Vec<VideoStats>>> {
         retry_tx(|| async {
             let mut tx = self.db.begin_write().await?;
-            self.db.require_account(&mut tx, comment.user_id).await?;
+            let video = self.lock_video(&mut tx, comment.user_id, comment.video_id).await?;
             let deleted = sqlx::query("DELETE FROM comments WHERE id = ?")
                 .bind(comment.id)
                 .execute(&mut *tx)
                 .await?
                 .rows_affected()
                 == 1;
-            if deleted {
-                stats::add_video(&mut tx, comment.video_id, VideoCount::Comment, -1).await?;
+            if !deleted {
+                douyin_kit::db::commit(tx).await?;
+                return Ok(None);
             }
+            stats::add_video(&mut tx, comment.video_id, VideoCount::Comment, -1).await?;
             douyin_kit::db::commit(tx).await?;
-            Ok(deleted)
+            Ok(Some(commented(video, -1)))
         })
         .await
     }
@@ -190,6 +212,14 @@ impl InteractionRepo {
             .await?;
         rows.iter().map(comment_row).collect()
     }
+}
+
+/// A video's counts row after its comment count moved by `delta` once.
+fn commented(video: Option<VideoStats>, delta: i64) -> Vec<VideoStats> {
+    video
+        .map(|v| VideoStats { comment_count: v.comment_count + delta, version: v.version + 1, ..v })
+        .into_iter()
+        .collect()
 }
 
 fn comment_row(r: &sqlx::any::AnyRow) -> Result<CommentRow> {

@@ -104,8 +104,8 @@ impl InteractionService {
     pub async fn post_comment(&self, user_id: i64, video_id: i64, content: &str) -> Result<Comment> {
         self.check_comment(content)?;
         self.author_of(video_id).await?;
-        let row = self.repo.insert_comment(user_id, video_id, content).await?;
-        counts::refresh(&self.clients, vec![video_id], vec![]).await;
+        let (row, videos) = self.repo.insert_comment(user_id, video_id, content).await?;
+        counts::store(&self.clients, &videos, &[]).await;
         Ok(comment(row, self.comment_author(user_id).await))
     }
 
@@ -125,10 +125,10 @@ impl InteractionService {
         if row.user_id != user_id {
             return Err(Error::PermissionDenied("only the author of a comment may delete it".into()));
         }
-        if !self.repo.delete_comment(&row).await? {
+        let Some(videos) = self.repo.delete_comment(&row).await? else {
             return Err(Error::not_found(format!("comment {comment_id} does not exist")));
-        }
-        counts::refresh(&self.clients, vec![video_id], vec![]).await;
+        };
+        counts::store(&self.clients, &videos, &[]).await;
         Ok(comment(row, self.comment_author(user_id).await))
     }
 
