@@ -11,7 +11,7 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 use douyin_counts::stats;
 use douyin_kit::{
     Result,
-    cache::{Cache, Generation, Ranked, user_counts_key, versioned},
+    cache::{Cache, Generation, Ranked, spread, user_counts_key, versioned},
     db::{Db, now_ms},
     ids,
 };
@@ -49,8 +49,10 @@ enum Ranking {
 }
 
 impl Keys {
+    /// A video's counts, in the video's group `{v<id>}` (its hash slot in a
+    /// Redis Cluster).
     fn video(&self, id: i64) -> String {
-        format!("{}:vc:{id}", self.generation)
+        format!("{}:vc:{{v{id}}}", self.generation)
     }
 
     fn user(&self, id: i64) -> String {
@@ -62,7 +64,9 @@ impl Keys {
             Ranking::Videos => "videos",
             Ranking::Users => "users",
         };
-        format!("{}:rank:{name}", self.generation)
+        // Written on every counted like and follow: spread over several sorted
+        // sets in a Redis Cluster, so no one master takes all those writes.
+        format!("{}:rank:{name}{}", self.generation, spread::SUFFIX)
     }
 }
 

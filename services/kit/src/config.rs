@@ -42,6 +42,9 @@ pub struct Config {
     pub migrate: bool,
     /// `redis://host:6379/0`; unset = in-process cache and pub/sub.
     pub redis_url: Option<String>,
+    /// `redis://h1:6379,redis://h2:6379,…`: nodes of a Redis Cluster, used in
+    /// place of `redis_url` (any few masters; the rest are discovered).
+    pub redis_cluster_nodes: Vec<String>,
     /// Prefix of every Redis key and channel this deployment uses.
     pub redis_prefix: String,
     pub s3_endpoint: Option<String>,
@@ -172,6 +175,7 @@ impl Default for Config {
             database_max_connections: 16,
             migrate: true,
             redis_url: None,
+            redis_cluster_nodes: Vec::new(),
             redis_prefix: "douyin".into(),
             s3_endpoint: None,
             s3_bucket: "douyin".into(),

@@ -38,6 +38,9 @@ pub trait PubSub: Send + Sync + 'static {
 }
 
 pub async fn from_config(config: &Config) -> Result<Arc<dyn PubSub>> {
+    if !config.redis_cluster_nodes.is_empty() {
+        return Ok(Arc::new(RedisPubSub::cluster(&config.redis_cluster_nodes, &config.redis_prefix)?));
+    }
     Ok(match &config.redis_url {
         Some(url) => Arc::new(RedisPubSub::new(url, &config.redis_prefix).await?),
         None => Arc::new(MemoryPubSub::default()),
@@ -74,10 +77,15 @@ impl PubSub for MemoryPubSub {
 /// Redis pub/sub. Each subscribed channel has one Redis subscription per
 /// process, kept alive (and re-established after Redis restarts) by a task that
 /// fans payloads out to local receivers.
+///
+/// In a Redis Cluster a `PUBLISH` on any node reaches the subscribers of
+/// every node (the cluster bus forwards it), so a subscription needs one
+/// connection to any node: it is made to the listed nodes in turn, moving on
+/// to the next when its node goes away.
 #[derive(Clone)]
 pub struct RedisPubSub {
-    client: redis::Client,
-    publisher: crate::telemetry::TracedConnection<redis::aio::ConnectionManager>,
+    clients: Arc<[redis::Client]>,
+    publisher: Publisher,
     prefix: String,
     local: MemoryPubSub,
     /// Per subscribed channel: whether its Redis subscription is live.
@@ -98,8 +106,35 @@ impl RedisPubSub {
         let publisher = redis::aio::ConnectionManager::new_lazy_with_config(client.clone(), config)
             .map_err(|e| Error::Unavailable(format!("redis: {e}")))?;
         Ok(Self {
-            client,
-            publisher: crate::telemetry::TracedConnection::new(publisher),
+            clients: Arc::new([client]),
+            publisher: Publisher::Single(crate::telemetry::TracedConnection::new(publisher)),
+            prefix: prefix.to_owned(),
+            local: MemoryPubSub::default(),
+            listening: Arc::default(),
+        })
+    }
+
+    /// Pub/sub through a Redis Cluster: publishes through the cluster
+    /// connection, subscribes at one of `nodes`.
+    pub fn cluster(nodes: &[String], prefix: &str) -> Result<Self> {
+        let open = |url: &String| redis::Client::open(url.as_str());
+        let clients: Vec<redis::Client> = nodes
+            .iter()
+            .map(open)
+            .collect::<redis::RedisResult<_>>()
+            .map_err(|e| Error::internal(format!("redis url: {e}")))?;
+        let client = redis::cluster::ClusterClientBuilder::new(nodes.to_vec())
+            .connection_timeout(Duration::from_secs(2))
+            .response_timeout(Duration::from_secs(2))
+            .build()
+            .map_err(|e| Error::internal(format!("redis cluster nodes: {e}")))?;
+        let config = redis::cluster::ClusterConfig::new()
+            .set_connection_timeout(Duration::from_secs(2))
+            .set_response_timeout(Duration::from_secs(2));
+        let publisher = client.get_pending_async_connection_with_config(config);
+        Ok(Self {
+            clients: clients.into(),
+            publisher: Publisher::Cluster(crate::telemetry::TracedConnection::new(publisher)),
             prefix: prefix.to_owned(),
             local: MemoryPubSub::default(),
             listening: Arc::default(),
@@ -117,12 +152,13 @@ impl RedisPubSub {
         }
         let live = watch::Sender::new(false);
         listening.insert(channel.to_owned(), live.clone());
-        let client = self.client.clone();
+        let clients = self.clients.clone();
         let redis_channel = self.channel(channel);
         let local = self.local.sender(channel);
         tokio::spawn(async move {
             let mut backoff = Duration::from_millis(100);
-            loop {
+            for turn in 0.. {
+                let client = &clients[turn % clients.len()];
                 match client.get_async_pubsub().await {
                     Ok(mut pubsub) => {
                         if pubsub.subscribe(&redis_channel).await.is_ok() {
@@ -145,6 +181,13 @@ impl RedisPubSub {
             }
         });
     }
+}
+
+/// Where publishes go: one Redis, or a Redis Cluster.
+#[derive(Clone)]
+enum Publisher {
+    Single(crate::telemetry::TracedConnection<redis::aio::ConnectionManager>),
+    Cluster(crate::telemetry::TracedConnection<redis::cluster_async::ClusterConnection>),
 }
 
 /// How often an idle subscription checks that its connection is alive.
@@ -180,8 +223,12 @@ async fn forward(pubsub: redis::aio::PubSub, local: &broadcast::Sender<String>) 
 #[async_trait]
 impl PubSub for RedisPubSub {
     async fn publish(&self, channel: &str, payload: String) -> Result<()> {
-        let mut conn = self.publisher.clone();
-        let _: i64 = redis::cmd("PUBLISH").arg(self.channel(channel)).arg(payload).query_async(&mut conn).await?;
+        let mut cmd = redis::cmd("PUBLISH");
+        cmd.arg(self.channel(channel)).arg(payload);
+        let _: i64 = match &self.publisher {
+            Publisher::Single(conn) => cmd.query_async(&mut conn.clone()).await?,
+            Publisher::Cluster(conn) => cmd.query_async(&mut conn.clone()).await?,
+        };
         Ok(())
     }
 

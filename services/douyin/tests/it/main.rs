@@ -21,6 +21,7 @@ mod logs;
 mod media;
 mod mesh;
 mod metrics;
+mod rcluster;
 mod relation;
 mod replica;
 mod restore;

@@ -4,9 +4,9 @@
 //!
 //! Every like, unlike, follow and unfollow by a user changes that user's
 //! counts row (`user_stats`) in the same transaction, which raises its
-//! version. An entry `<generation>:<kind>:<user>` holds the user's whole set
+//! version. An entry `<generation>:<kind>:{u<user>}` holds the user's whole set
 //! as read in one statement together with that version, and is only used
-//! while the counter's cached counts of the user (`<generation>:uc:<user>`,
+//! while the counter's cached counts of the user (`<generation>:uc:{u<user>}`,
 //! refreshed by every writer before it answers) are at the same version: a
 //! like is visible in the next page exactly when its count is. Both are read
 //! in one round trip. Fills carry the cache epoch read before the database
@@ -15,7 +15,7 @@
 
 use std::{collections::HashSet, sync::Arc, time::Duration};
 
-use super::{Cache, Generation, user_counts_key, version_of, versioned};
+use super::{Cache, Generation, user_counts_key, user_key, version_of, versioned};
 
 /// How long an entry lives without being filled again.
 const TTL: Duration = Duration::from_secs(3600);
@@ -54,7 +54,7 @@ impl Fill {
 }
 
 impl Flags {
-    /// Entries named `<generation>:<kind>:<user id>`.
+    /// Entries named `<generation>:<kind>:{u<user id>}`.
     pub fn new(cache: Arc<dyn Cache>, generation: Generation, kind: &'static str) -> Self {
         Self { cache, generation, kind }
     }
@@ -69,7 +69,7 @@ impl Flags {
                 return Lookup::Miss(Fill::none());
             }
         };
-        let key = format!("{generation}:{}:{user_id}", self.kind);
+        let key = user_key(&generation, self.kind, user_id);
         let keys = [user_counts_key(&generation, user_id), key.clone()];
         let (epoch, values) = match self.cache.get_many_with_epoch(&keys).await {
             Ok(read) => read,

@@ -6,7 +6,9 @@ pub mod flags;
 pub mod generation;
 mod memory;
 mod redis_cache;
+mod redis_cluster;
 pub mod rows;
+pub mod spread;
 pub mod suite;
 
 use std::{sync::Arc, time::Duration};
@@ -17,6 +19,7 @@ pub use flags::Flags;
 pub use generation::Generation;
 pub use memory::MemoryCache;
 pub use redis_cache::RedisCache;
+pub use redis_cluster::RedisClusterCache;
 pub use rows::RowCache;
 
 use crate::{Config, Result};
@@ -28,9 +31,16 @@ pub fn versioned(version: i64, payload: &str) -> String {
 }
 
 /// The counter's cache key of a user's counts (`version:counts`), under a
-/// database generation: what per-user entries are checked against.
+/// database generation: what per-user entries are checked against. Every
+/// per-user key names its user's group `{u<id>}` ([`user_key`]), so in a
+/// Redis Cluster they share a hash slot and one read of them goes to one node.
 pub fn user_counts_key(generation: &str, user_id: i64) -> String {
-    format!("{generation}:uc:{user_id}")
+    user_key(generation, "uc", user_id)
+}
+
+/// The key of a per-user entry of `kind`: `<generation>:<kind>:{u<id>}`.
+pub fn user_key(generation: &str, kind: &str, user_id: i64) -> String {
+    format!("{generation}:{kind}:{{u{user_id}}}")
 }
 
 pub(crate) fn version_of(value: &str) -> i64 {
@@ -152,8 +162,12 @@ pub(crate) fn new_epoch() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
 
-/// Opens Redis when configured, the in-process cache otherwise.
+/// Opens a Redis Cluster or Redis when configured, the in-process cache
+/// otherwise.
 pub async fn from_config(config: &Config) -> Result<Arc<dyn Cache>> {
+    if !config.redis_cluster_nodes.is_empty() {
+        return Ok(Arc::new(RedisClusterCache::connect(&config.redis_cluster_nodes, &config.redis_prefix)?));
+    }
     Ok(match &config.redis_url {
         Some(url) => Arc::new(RedisCache::connect(url, &config.redis_prefix).await?),
         None => Arc::new(MemoryCache::default()),

@@ -19,9 +19,9 @@ use crate::{Error, Result, breaker::Breaker};
 /// this much at most, and nothing once the breaker has opened.
 pub const CALL_TIMEOUT: Duration = Duration::from_millis(300);
 /// Failed or timed-out calls in a row that open the breaker.
-const BREAKER_THRESHOLD: u32 = 3;
+pub(super) const BREAKER_THRESHOLD: u32 = 3;
 /// How long calls skip Redis before one trial call asks it again.
-const BREAKER_COOL_DOWN: Duration = Duration::from_secs(1);
+pub(super) const BREAKER_COOL_DOWN: Duration = Duration::from_secs(1);
 
 const EPOCH: &str = r"
 local e = redis.call('GET', KEYS[1])
@@ -93,7 +93,7 @@ return n
 /// tokens per ms, cost. Returns allowed (0/1), tokens left (text) and the wait
 /// in ms when refused. A look (cost 0) writes nothing; the key expires when
 /// the bucket is full again.
-const TAKE: &str = r"
+pub(super) const TAKE: &str = r"
 local burst = tonumber(ARGV[1])
 local rate = tonumber(ARGV[2])
 local cost = tonumber(ARGV[3])
@@ -127,16 +127,16 @@ return {allowed, tostring(tokens), wait}
 
 /// Sorted-set members are `i64::MAX - id`, zero-padded: Redis orders equal
 /// scores by member, descending under `REV`, which is then id ascending.
-fn member(id: i64) -> String {
+pub(super) fn member(id: i64) -> String {
     format!("{:019}", i64::MAX - id.max(0))
 }
 
-fn member_id(member: i64) -> i64 {
+pub(super) fn member_id(member: i64) -> i64 {
     i64::MAX - member
 }
 
 /// `*`, `?`, `[`, `]` and `\` escaped for a `SCAN MATCH` pattern.
-fn glob_escape(text: &str) -> String {
+pub(super) fn glob_escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         if matches!(c, '*' | '?' | '[' | ']' | '\\') {
@@ -198,22 +198,32 @@ impl RedisCache {
     /// breaker is open (Redis failed or hung on the last calls): callers take
     /// their fallback (the database, a local limit) instead of waiting.
     async fn guard<T>(&self, call: impl std::future::Future<Output = redis::RedisResult<T>>) -> Result<T> {
-        if !self.breaker.allow() {
-            return Err(Error::Unavailable("redis: skipped while it fails".into()));
+        guarded(&self.breaker, call).await
+    }
+}
+
+/// One call, bounded by [`CALL_TIMEOUT`] and skipped at once while the
+/// breaker is open (Redis failed or hung on the last calls): callers take
+/// their fallback (the database, a local limit) instead of waiting.
+pub(super) async fn guarded<T>(
+    breaker: &Breaker,
+    call: impl std::future::Future<Output = redis::RedisResult<T>>,
+) -> Result<T> {
+    if !breaker.allow() {
+        return Err(Error::Unavailable("redis: skipped while it fails".into()));
+    }
+    match tokio::time::timeout(CALL_TIMEOUT, call).await {
+        Ok(Ok(value)) => {
+            breaker.success();
+            Ok(value)
         }
-        match tokio::time::timeout(CALL_TIMEOUT, call).await {
-            Ok(Ok(value)) => {
-                self.breaker.success();
-                Ok(value)
-            }
-            Ok(Err(error)) => {
-                self.breaker.failure();
-                Err(error.into())
-            }
-            Err(_) => {
-                self.breaker.failure();
-                Err(Error::Unavailable(format!("redis: no answer within {} ms", CALL_TIMEOUT.as_millis())))
-            }
+        Ok(Err(error)) => {
+            breaker.failure();
+            Err(error.into())
+        }
+        Err(_) => {
+            breaker.failure();
+            Err(Error::Unavailable(format!("redis: no answer within {} ms", CALL_TIMEOUT.as_millis())))
         }
     }
 }

@@ -110,3 +110,14 @@ fn demo_content_defaults_by_dialect() {
     config.database_url = Some("mysql://root@localhost/test".into());
     assert!(!config.demo_content());
 }
+
+#[test]
+fn redis_cluster_nodes_are_a_list() {
+    figment::Jail::expect_with(|jail| {
+        jail.set_env("DOUYIN_REDIS_CLUSTER_NODES", "redis://h1:6379, redis://h2:6379,redis://h3:6379");
+        let config = Config::load(None).expect("config");
+        assert_eq!(config.redis_cluster_nodes, vec!["redis://h1:6379", "redis://h2:6379", "redis://h3:6379"]);
+        assert_eq!(config.redis_url, None);
+        Ok(())
+    });
+}

@@ -36,6 +36,14 @@ pub fn needs(key: &str) -> String {
     env(key).unwrap_or_else(|| panic!("{key} is not set; this test needs it (see its #[ignore] reason)"))
 }
 
+/// For a test that needs a Redis: one (`DOUYIN_TEST_REDIS_URL`) or a Redis
+/// Cluster (`DOUYIN_TEST_REDIS_CLUSTER`).
+pub fn needs_redis() {
+    if env("DOUYIN_TEST_REDIS_CLUSTER").is_none() {
+        needs("DOUYIN_TEST_REDIS_URL");
+    }
+}
+
 /// The service secret every test server shares (a deployment has one).
 pub const SERVICE_SECRET: &str = "test-service-secret-0123456789abcdef0123";
 
@@ -103,6 +111,12 @@ pub async fn test_config(data_dir: &std::path::Path) -> (Config, Option<(String,
     }
     if let Some(redis) = env("DOUYIN_TEST_REDIS_URL") {
         config.redis_url = Some(redis);
+        config.redis_prefix = format!("douyin-test-{}", uuid::Uuid::new_v4().simple());
+    }
+    // A Redis Cluster in place of one Redis (`.ci/redis-cluster.sh`).
+    if let Some(nodes) = env("DOUYIN_TEST_REDIS_CLUSTER") {
+        config.redis_url = None;
+        config.redis_cluster_nodes = nodes.split(',').map(|n| n.trim().to_owned()).collect();
         config.redis_prefix = format!("douyin-test-{}", uuid::Uuid::new_v4().simple());
     }
     if let Some(endpoint) = env("DOUYIN_TEST_S3_ENDPOINT") {
