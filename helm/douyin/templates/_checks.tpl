@@ -37,6 +37,8 @@ exist yet.
 {{- if not $secret }}
 {{- fail (printf "Secret %s/%s not found. The app reads its backends from it (keys %s, and DOUYIN_S3_BUCKET, DOUYIN_S3_ACCESS_KEY, DOUYIN_S3_SECRET_KEY for object storage). Create the operator's environment (kubectl apply -f k8s/examples/dev-environment.yaml writes dev-douyin-backends) and wait for it to be Ready, or create the Secret yourself (k8s/examples/backends-secret.yaml) and set backends.existingSecret; backends.optional=true starts without it." .Release.Namespace $b.existingSecret (join ", " $need)) }}
 {{- end }}
+{{- /* A Redis Cluster (DOUYIN_REDIS_CLUSTER_NODES) stands in for DOUYIN_REDIS_URL. */}}
+{{- if hasKey ($secret.data | default dict) "DOUYIN_REDIS_CLUSTER_NODES" }}{{ $need = without $need "DOUYIN_REDIS_URL" }}{{ end }}
 {{- $missing := list }}
 {{- range $need }}
 {{- if not (hasKey ($secret.data | default dict) .) }}{{ $missing = append $missing . }}{{ end }}
@@ -53,7 +55,7 @@ them between pods, so more than one gateway without Redis loses messages.
 */}}
 {{- define "douyin.validateGatewayReplicas" -}}
 {{- $v := .Values }}
-{{- $redis := or $v.backends.redis (hasKey $v.config.extraEnv "DOUYIN_REDIS_URL") }}
+{{- $redis := or $v.backends.redis (hasKey $v.config.extraEnv "DOUYIN_REDIS_URL") (hasKey $v.config.extraEnv "DOUYIN_REDIS_CLUSTER_NODES") }}
 {{- if and (not $redis) (not (include "douyin.allInOne" .)) }}
 {{- $c := get (include "douyin.components" . | fromYaml) "api" }}
 {{- if $c }}
