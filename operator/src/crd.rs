@@ -189,6 +189,11 @@ pub struct MysqlSpec {
     /// Use an existing database instead of provisioning one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external: Option<ExternalUrlSpec>,
+    /// A read replica of this database run outside the operator, inline
+    /// (`mysql://…`) or from a Secret key: its URL becomes
+    /// `DOUYIN_DATABASE_READ_URL`, where reads that tolerate lag go.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_replica: Option<ExternalUrlSpec>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]

@@ -40,6 +40,11 @@ pub fn referenced_secrets(spec: &DouyinEnvironmentSpec) -> Vec<String> {
             add(&reference.name);
         }
     }
+    if let (true, Some(ExternalUrlSpec { url: None, secret_ref: Some(reference) })) =
+        (spec.mysql.enabled, &spec.mysql.read_replica)
+    {
+        add(&reference.name);
+    }
     if let (true, Some(external)) = (spec.minio.enabled, &spec.minio.external) {
         add(&external.secret_ref.name);
     }
@@ -63,6 +68,9 @@ pub fn app_settings(
                 external_url(lookup, external, secrets::DATABASE_URL, &mut problems[Backend::Mysql as usize])
             }
         };
+        settings.database_read_url = spec.mysql.read_replica.as_ref().and_then(|replica| {
+            external_url(lookup, replica, secrets::DATABASE_READ_URL, &mut problems[Backend::Mysql as usize])
+        });
     }
     if spec.redis.enabled {
         settings.redis_url = match &spec.redis.external {
@@ -142,5 +150,27 @@ mod tests {
         assert_eq!(referenced_secrets(&spec), ["shared", "s3"]);
         spec.minio.enabled = false;
         assert_eq!(referenced_secrets(&spec), ["shared"]);
+    }
+
+    #[test]
+    fn a_read_replica_from_a_secret_becomes_the_read_url_key() {
+        let mut spec = DouyinEnvironmentSpec::default();
+        spec.mysql.read_replica =
+            Some(ExternalUrlSpec { url: None, secret_ref: Some(SecretKeyRef { name: "replica".into(), key: None }) });
+        assert_eq!(referenced_secrets(&spec), ["replica"]);
+        let env = crate::builders::tests::test_env(spec);
+        let e = Environment::new(&env).unwrap();
+        let credentials = Credentials::fill_missing(None, |n| "x".repeat(n));
+        let mut secrets = BTreeMap::new();
+        let (settings, problems) = app_settings(&e, &credentials, &secrets);
+        assert_eq!(settings.database_read_url, None);
+        assert!(problems[Backend::Mysql as usize].as_deref().unwrap().contains("DOUYIN_DATABASE_READ_URL"));
+        let data =
+            [(secrets::DATABASE_READ_URL.to_string(), k8s_openapi::ByteString(b"mysql://r:3306/douyin".to_vec()))];
+        secrets.insert("replica".to_string(), Secret { data: Some(data.into()), ..Default::default() });
+        let (settings, problems) = app_settings(&e, &credentials, &secrets);
+        assert_eq!(settings.database_read_url.as_deref(), Some("mysql://r:3306/douyin"));
+        assert_eq!(problems[Backend::Mysql as usize], None);
+        assert!(settings.database_url.is_some(), "the primary stays the provisioned one");
     }
 }

@@ -33,6 +33,7 @@ exist yet.
 {{- if and $b.existingSecret (not $b.optional) (include "douyin.clusterReachable" .) }}
 {{- $need := $b.requiredKeys | default list }}
 {{- if $b.redis }}{{ $need = append $need "DOUYIN_REDIS_URL" | uniq }}{{ end }}
+{{- if $b.readReplica }}{{ $need = append $need "DOUYIN_DATABASE_READ_URL" | uniq }}{{ end }}
 {{- $secret := lookup "v1" "Secret" .Release.Namespace $b.existingSecret }}
 {{- if not $secret }}
 {{- fail (printf "Secret %s/%s not found. The app reads its backends from it (keys %s, and DOUYIN_S3_BUCKET, DOUYIN_S3_ACCESS_KEY, DOUYIN_S3_SECRET_KEY for object storage). Create the operator's environment (kubectl apply -f k8s/examples/dev-environment.yaml writes dev-douyin-backends) and wait for it to be Ready, or create the Secret yourself (k8s/examples/backends-secret.yaml) and set backends.existingSecret; backends.optional=true starts without it." .Release.Namespace $b.existingSecret (join ", " $need)) }}

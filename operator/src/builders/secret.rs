@@ -11,6 +11,7 @@ use crate::credentials::{Credentials, MYSQL_DATABASE, MYSQL_USER};
 use crate::names::{self, Backend};
 
 pub const DATABASE_URL: &str = "DOUYIN_DATABASE_URL";
+pub const DATABASE_READ_URL: &str = "DOUYIN_DATABASE_READ_URL";
 pub const REDIS_URL: &str = "DOUYIN_REDIS_URL";
 pub const S3_ENDPOINT: &str = "DOUYIN_S3_ENDPOINT";
 pub const S3_BUCKET: &str = "DOUYIN_S3_BUCKET";
@@ -44,6 +45,8 @@ pub struct S3Settings {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AppSettings {
     pub database_url: Option<String>,
+    /// A read replica of the database, for reads that tolerate lag.
+    pub database_read_url: Option<String>,
     pub redis_url: Option<String>,
     pub s3: Option<S3Settings>,
 }
@@ -80,7 +83,7 @@ pub fn provisioned_s3(env: &Environment, credentials: &Credentials) -> S3Setting
 }
 
 impl AppSettings {
-    /// The Secret's data: at most the seven `DOUYIN_*` backend keys.
+    /// The Secret's data: at most the eight `DOUYIN_*` backend keys.
     pub fn to_data(&self) -> BTreeMap<String, ByteString> {
         let mut data = BTreeMap::new();
         let mut put = |key: &str, value: &str| {
@@ -88,6 +91,9 @@ impl AppSettings {
         };
         if let Some(url) = &self.database_url {
             put(DATABASE_URL, url);
+        }
+        if let Some(url) = &self.database_read_url {
+            put(DATABASE_READ_URL, url);
         }
         if let Some(url) = &self.redis_url {
             put(REDIS_URL, url);
@@ -133,6 +139,7 @@ mod tests {
             database_url: Some(provisioned_database_url(&e, &creds)),
             redis_url: Some(provisioned_redis_url(&e, &creds)),
             s3: Some(provisioned_s3(&e, &creds)),
+            ..Default::default()
         };
         let secret = app_secret(&e, &settings);
         assert_eq!(secret.metadata.name.as_deref(), Some("dev-douyin-backends"));

@@ -81,6 +81,7 @@ impl Default for MysqlSpec {
             storage: mysql_storage(),
             resources: mysql_resources(),
             external: None,
+            read_replica: None,
         }
     }
 }
