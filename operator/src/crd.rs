@@ -58,8 +58,8 @@ const QUANTITY_PATTERN: &str = r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$";
 #[serde(rename_all = "camelCase")]
 pub struct DouyinEnvironmentSpec {
     /// Name of the Secret holding the application's backend settings
-    /// (`DOUYIN_DATABASE_URL`, `DOUYIN_REDIS_URL`, `DOUYIN_S3_*`).
-    /// Defaults to `<name>-douyin-backends`.
+    /// (`DOUYIN_DATABASE_URL`, `DOUYIN_REDIS_URL` or `DOUYIN_REDIS_CLUSTER_NODES`,
+    /// `DOUYIN_S3_*`). Defaults to `<name>-douyin-backends`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 253))]
     #[x_kube(validation = Rule::new(dns_subdomain!("self")).message("spec.secretName is not a valid Secret name"))]
@@ -113,7 +113,7 @@ pub struct StorageSpec {
 /// Use an existing MySQL or Redis instead of provisioning one. Set exactly one field.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("has(self.url) != has(self.secretRef)").message("external needs exactly one of url and secretRef"))]
+#[x_kube(validation = Rule::new("has(self.url) != has(self.secretRef)").message("external or readReplica needs exactly one of url and secretRef"))]
 pub struct ExternalUrlSpec {
     /// Connection URL, e.g. `mysql://user:pass@db.example:3306/douyin`.
     /// Prefer `secretRef` for URLs that carry a password.
@@ -132,7 +132,8 @@ pub struct SecretKeyRef {
     #[x_kube(validation = Rule::new(dns_subdomain!("self")).message("secretRef.name is not a Secret name"))]
     pub name: String,
     /// Key inside the Secret; defaults to the application's key
-    /// (`DOUYIN_DATABASE_URL` or `DOUYIN_REDIS_URL`).
+    /// (`DOUYIN_DATABASE_URL`, `DOUYIN_DATABASE_READ_URL`, `DOUYIN_REDIS_URL` or
+    /// `DOUYIN_REDIS_CLUSTER_NODES`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
 }
@@ -163,6 +164,9 @@ pub struct SecretNameRef {
     validation = Rule::new("self.enabled || !has(self.external)").message("spec.mysql.external is set but spec.mysql.enabled is false"),
     validation = Rule::new("!self.enabled || !has(self.external) || !has(self.external.url) || self.external.url.startsWith('mysql://')")
         .message("spec.mysql.external.url must start with mysql://"),
+    validation = Rule::new("self.enabled || !has(self.readReplica)").message("spec.mysql.readReplica is set but spec.mysql.enabled is false"),
+    validation = Rule::new("!has(self.readReplica) || !has(self.readReplica.url) || self.readReplica.url.startsWith('mysql://')")
+        .message("spec.mysql.readReplica.url must start with mysql://"),
     validation = Rule::new(concat!("!self.enabled || has(self.external) || ", pinned!("self.image")))
         .message("spec.mysql.image must name a tag other than latest, or a digest"),
     validation = storage_size_rule!("mysql"),
@@ -224,9 +228,65 @@ pub struct RedisSpec {
     pub storage: StorageSpec,
     #[serde(default = "defaults::redis_resources")]
     pub resources: ResourceRequirements,
-    /// Use an existing Redis instead of provisioning one.
+    /// Use an existing Redis, or an existing Redis Cluster, instead of provisioning one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub external: Option<ExternalUrlSpec>,
+    pub external: Option<ExternalRedisSpec>,
+}
+
+/// Most seed nodes `clusterNodes` takes; the client learns the rest of the cluster
+/// from any one of them.
+pub const MAX_CLUSTER_NODES: usize = 64;
+
+/// Use an existing Redis instead of provisioning one: a single Redis (`url` or
+/// `secretRef`) or a Redis Cluster (`clusterNodes`, or `secretRef` with
+/// `cluster: true`). Set exactly one of `url`, `secretRef` and `clusterNodes`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("(has(self.url) ? 1 : 0) + (has(self.secretRef) ? 1 : 0) + (has(self.clusterNodes) ? 1 : 0) == 1")
+        .message("spec.redis.external needs exactly one of url, secretRef and clusterNodes"),
+    validation = Rule::new("!has(self.cluster) || !self.cluster || has(self.secretRef)")
+        .message("spec.redis.external.cluster reads the node list from secretRef; set secretRef, or list clusterNodes without cluster"),
+)]
+pub struct ExternalRedisSpec {
+    /// Connection URL of a single Redis, e.g. `redis://:pass@cache.example:6379/0`
+    /// (`rediss://` for TLS). Prefer `secretRef` for URLs that carry a password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 4096))]
+    pub url: Option<String>,
+    /// A key of a Secret in the environment's namespace that holds the URL
+    /// (default key `DOUYIN_REDIS_URL`), or with `cluster: true` the cluster's
+    /// node list (default key `DOUYIN_REDIS_CLUSTER_NODES`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<SecretKeyRef>,
+    /// Some nodes of a Redis Cluster, each `redis://host:port` or
+    /// `rediss://host:port`: the operator writes them, comma-separated, into
+    /// `DOUYIN_REDIS_CLUSTER_NODES` in place of `DOUYIN_REDIS_URL`, and the
+    /// application's cluster client learns the other nodes from them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64), inner(length(max = 1024)))]
+    #[x_kube(
+        merge_strategy = ListMerge::Set,
+        validation = Rule::new("self.size() >= 1 && self.size() <= 64")
+            .message("spec.redis.external.clusterNodes lists 1 to 64 nodes"),
+        validation = Rule::new("self.all(n, n.startsWith('redis://') || n.startsWith('rediss://'))")
+            .message("spec.redis.external.clusterNodes: every node must start with redis:// or rediss://"),
+        validation = Rule::new(r"self.all(n, !n.matches('[,\\s]'))")
+            .message("spec.redis.external.clusterNodes: a node is one URL, without commas or spaces"),
+    )]
+    pub cluster_nodes: Option<Vec<String>>,
+    /// With `secretRef`: the Secret's key holds a Redis Cluster's nodes,
+    /// comma-separated (`redis://h1:6379,redis://h2:6379`), written into
+    /// `DOUYIN_REDIS_CLUSTER_NODES`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cluster: bool,
+}
+
+impl ExternalRedisSpec {
+    /// Whether this names a Redis Cluster rather than a single Redis.
+    pub fn is_cluster(&self) -> bool {
+        self.cluster_nodes.is_some() || self.cluster
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]

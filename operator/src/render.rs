@@ -216,6 +216,18 @@ mod tests {
     }
 
     #[test]
+    fn an_external_redis_cluster_renders_its_nodes_and_no_redis() {
+        let text = "apiVersion: douyin.rs/v1alpha1\nkind: DouyinEnvironment\nmetadata: {name: big, namespace: x}\nspec:\n  redis:\n    external:\n      clusterNodes: [redis://c0:6379, redis://c1:6379]\n";
+        let envs = parse(text, None).unwrap();
+        let objects = objects(&envs[0], SecretsMode::Placeholder).unwrap();
+        assert!(!kinds_and_names(&objects).iter().any(|n| n.contains("redis")));
+        let app: k8s_openapi::api::core::v1::Secret = serde_json::from_value(objects[1].clone()).unwrap();
+        let data = app.data.unwrap();
+        assert_eq!(data[secrets::REDIS_CLUSTER_NODES].0, b"redis://c0:6379,redis://c1:6379");
+        assert!(!data.contains_key(secrets::REDIS_URL));
+    }
+
+    #[test]
     fn the_input_uid_and_namespace_flag_are_used() {
         let text = "apiVersion: douyin.rs/v1alpha1\nkind: DouyinEnvironment\nmetadata:\n  name: pr-7\n  uid: abc-123\nspec: {}\n";
         assert!(matches!(parse(text, None), Err(RenderError::NoNamespace { .. })));

@@ -1,7 +1,7 @@
 //! Checks of a spec that the schema cannot express. A spec that fails them is
 //! reported in status (condition `Degraded`) and nothing is applied until it changes.
 
-use crate::crd::{DouyinEnvironmentSpec, ExternalUrlSpec, StorageSpec};
+use crate::crd::{DouyinEnvironmentSpec, ExternalRedisSpec, MAX_CLUSTER_NODES, SecretKeyRef, StorageSpec};
 use crate::names::{self, Backend};
 use crate::quantity;
 
@@ -30,9 +30,19 @@ pub fn validate(env_name: &str, spec: &DouyinEnvironmentSpec) -> Result<(), Inva
 
     let mysql = &spec.mysql;
     check_backend(&mut problems, Backend::Mysql, mysql.enabled, mysql.external.is_some(), mysql.replicas);
+    if let Some(replica) = &mysql.read_replica {
+        if mysql.enabled {
+            check_url_source(&mut problems, "spec.mysql.readReplica", &replica.url, &replica.secret_ref, &["mysql"]);
+        } else {
+            problems
+                .push(("InvalidReadReplica", "spec.mysql.readReplica is set but spec.mysql.enabled is false".into()));
+        }
+    }
     if mysql.enabled {
         match &mysql.external {
-            Some(external) => check_external_url(&mut problems, Backend::Mysql, external, &["mysql"]),
+            Some(external) => {
+                check_url_source(&mut problems, "spec.mysql.external", &external.url, &external.secret_ref, &["mysql"])
+            }
             None => {
                 check_image(&mut problems, "spec.mysql.image", &mysql.image);
                 check_storage(&mut problems, "spec.mysql.storage", &mysql.storage);
@@ -44,7 +54,7 @@ pub fn validate(env_name: &str, spec: &DouyinEnvironmentSpec) -> Result<(), Inva
     check_backend(&mut problems, Backend::Redis, redis.enabled, redis.external.is_some(), redis.replicas);
     if redis.enabled {
         match &redis.external {
-            Some(external) => check_external_url(&mut problems, Backend::Redis, external, &["redis", "rediss"]),
+            Some(external) => check_external_redis(&mut problems, external),
             None => {
                 check_image(&mut problems, "spec.redis.image", &redis.image);
                 check_storage(&mut problems, "spec.redis.storage", &redis.storage);
@@ -108,31 +118,66 @@ fn check_backend(
     }
 }
 
-fn check_external_url(
+/// An external backend or replica named by exactly one of `url` (with one of
+/// `schemes`) and `secretRef`.
+fn check_url_source(
     problems: &mut Vec<(&'static str, String)>,
-    backend: Backend,
-    external: &ExternalUrlSpec,
+    field: &str,
+    url: &Option<String>,
+    secret_ref: &Option<SecretKeyRef>,
     schemes: &[&str],
 ) {
-    let key = backend.key();
-    match (&external.url, &external.secret_ref) {
+    let reason = if field.ends_with("readReplica") { "InvalidReadReplica" } else { "InvalidExternal" };
+    match (url, secret_ref) {
         (Some(_), Some(_)) | (None, None) => {
-            problems.push(("InvalidExternal", format!("spec.{key}.external needs exactly one of url and secretRef")))
+            problems.push((reason, format!("{field} needs exactly one of url and secretRef")))
         }
         (Some(url), None) => {
             if !scheme(url).is_some_and(|s| schemes.contains(&s)) {
-                problems.push((
-                    "InvalidExternal",
-                    format!("spec.{key}.external.url must start with {}://", schemes.join(":// or ")),
-                ));
+                problems.push((reason, format!("{field}.url must start with {}://", schemes.join(":// or "))));
             }
         }
         (None, Some(reference)) => {
             if !is_dns_subdomain(&reference.name) {
-                problems.push(("InvalidExternal", format!("spec.{key}.external.secretRef.name is not a Secret name")));
+                problems.push((reason, format!("{field}.secretRef.name is not a Secret name")));
             }
         }
     }
+}
+
+/// An external Redis: one URL, a Secret key, or a Redis Cluster's nodes.
+fn check_external_redis(problems: &mut Vec<(&'static str, String)>, external: &ExternalRedisSpec) {
+    let field = "spec.redis.external";
+    let forms = [external.url.is_some(), external.secret_ref.is_some(), external.cluster_nodes.is_some()];
+    if forms.iter().filter(|set| **set).count() != 1 {
+        problems.push(("InvalidExternal", format!("{field} needs exactly one of url, secretRef and clusterNodes")));
+        return;
+    }
+    if external.cluster && external.secret_ref.is_none() {
+        problems.push((
+            "InvalidExternal",
+            format!("{field}.cluster reads the node list from secretRef; set secretRef, or list clusterNodes without cluster"),
+        ));
+    }
+    if let Some(nodes) = &external.cluster_nodes {
+        if !(1..=MAX_CLUSTER_NODES).contains(&nodes.len()) {
+            problems.push(("InvalidExternal", format!("{field}.clusterNodes lists 1 to {MAX_CLUSTER_NODES} nodes")));
+        }
+        if !nodes.iter().all(|n| scheme(n).is_some_and(|s| s == "redis" || s == "rediss")) {
+            problems.push((
+                "InvalidExternal",
+                format!("{field}.clusterNodes: every node must start with redis:// or rediss://"),
+            ));
+        }
+        if nodes.iter().any(|n| n.contains(|c: char| c == ',' || c.is_whitespace())) {
+            problems.push((
+                "InvalidExternal",
+                format!("{field}.clusterNodes: a node is one URL, without commas or spaces"),
+            ));
+        }
+        return;
+    }
+    check_url_source(problems, field, &external.url, &external.secret_ref, &["redis", "rediss"]);
 }
 
 fn check_image(problems: &mut Vec<(&'static str, String)>, field: &str, image: &str) {
@@ -190,7 +235,7 @@ fn is_bucket_name(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crd::{ExternalS3Spec, SecretKeyRef, SecretNameRef};
+    use crate::crd::{ExternalRedisSpec, ExternalS3Spec, ExternalUrlSpec, SecretNameRef};
     use serde::Deserialize;
 
     #[test]
@@ -290,5 +335,78 @@ mod tests {
             }
         }
         assert!(checked > 0, "no DouyinEnvironment in {}", dir.display());
+    }
+
+    fn cluster(nodes: &[&str]) -> Option<ExternalRedisSpec> {
+        Some(ExternalRedisSpec {
+            cluster_nodes: Some(nodes.iter().map(|n| n.to_string()).collect()),
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn an_external_redis_cluster_lists_its_nodes() {
+        let mut spec = DouyinEnvironmentSpec::default();
+        spec.redis.external = cluster(&["redis://c0:6379", "rediss://c1:6380"]);
+        assert_eq!(validate("dev", &spec), Ok(()));
+
+        for (nodes, expected) in [
+            (&[][..], "clusterNodes lists 1 to 64 nodes"),
+            (&["redis://c0:6379", "c1:6379"][..], "every node must start with redis:// or rediss://"),
+            (&["redis://c0:6379,redis://c1:6379"][..], "without commas or spaces"),
+        ] {
+            spec.redis.external = cluster(nodes);
+            let err = validate("dev", &spec).unwrap_err();
+            assert_eq!(err.reason, "InvalidExternal");
+            assert!(err.message.contains(expected), "{nodes:?}: {}", err.message);
+        }
+        let many: Vec<String> = (0..=MAX_CLUSTER_NODES).map(|i| format!("redis://c{i}:6379")).collect();
+        spec.redis.external = cluster(&many.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(validate("dev", &spec).unwrap_err().message.contains("1 to 64"));
+    }
+
+    #[test]
+    fn an_external_redis_is_one_of_url_secret_and_nodes() {
+        let mut spec = DouyinEnvironmentSpec::default();
+        let secret_ref = Some(SecretKeyRef { name: "cache".into(), key: None });
+        spec.redis.external =
+            Some(ExternalRedisSpec { url: Some("redis://one:6379".into()), ..cluster(&["redis://c0:6379"]).unwrap() });
+        assert!(validate("dev", &spec).unwrap_err().message.contains("exactly one of url, secretRef and clusterNodes"));
+        spec.redis.external = Some(ExternalRedisSpec::default());
+        assert!(validate("dev", &spec).unwrap_err().message.contains("exactly one of url, secretRef and clusterNodes"));
+        spec.redis.external = Some(ExternalRedisSpec { cluster: true, ..cluster(&["redis://c0:6379"]).unwrap() });
+        assert!(validate("dev", &spec).unwrap_err().message.contains("cluster reads the node list from secretRef"));
+        spec.redis.external =
+            Some(ExternalRedisSpec { cluster: true, secret_ref: secret_ref.clone(), ..Default::default() });
+        assert_eq!(validate("dev", &spec), Ok(()));
+        spec.redis.external = Some(ExternalRedisSpec { secret_ref, ..Default::default() });
+        assert_eq!(validate("dev", &spec), Ok(()));
+        spec.redis.external = Some(ExternalRedisSpec { url: Some("http://one:6379".into()), ..Default::default() });
+        assert!(
+            validate("dev", &spec).unwrap_err().message.contains("spec.redis.external.url must start with redis://")
+        );
+    }
+
+    #[test]
+    fn a_read_replica_is_a_mysql_url_of_an_enabled_database() {
+        let mut spec = DouyinEnvironmentSpec::default();
+        spec.mysql.read_replica =
+            Some(ExternalUrlSpec { url: Some("mysql://u:p@r:3306/douyin".into()), secret_ref: None });
+        assert_eq!(validate("dev", &spec), Ok(()));
+        spec.mysql.read_replica = Some(ExternalUrlSpec { url: Some("postgres://r/douyin".into()), secret_ref: None });
+        let err = validate("dev", &spec).unwrap_err();
+        assert_eq!(err.reason, "InvalidReadReplica");
+        assert!(err.message.contains("spec.mysql.readReplica.url must start with mysql://"), "{}", err.message);
+        spec.mysql.read_replica = Some(ExternalUrlSpec::default());
+        assert!(validate("dev", &spec).unwrap_err().message.contains("spec.mysql.readReplica needs exactly one"));
+        spec.mysql.read_replica =
+            Some(ExternalUrlSpec { url: Some("mysql://u:p@r:3306/douyin".into()), secret_ref: None });
+        spec.mysql.enabled = false;
+        let err = validate("dev", &spec).unwrap_err();
+        assert!(
+            err.message.contains("spec.mysql.readReplica is set but spec.mysql.enabled is false"),
+            "{}",
+            err.message
+        );
     }
 }

@@ -70,6 +70,14 @@ fn nodes<'a>(node: &'a CompiledSchema, path: String, out: &mut Vec<(String, &'a 
     }
 }
 
+/// Whether the variable a scope warning names is one the rule binds itself, in a
+/// macro such as `self.all(n, …)`: kube-cel's scope check counts those among the
+/// free variables, while the API server (and kube-cel's evaluator) bind them.
+fn binds_its_variable(rule: &str, message: &str) -> bool {
+    let Some(variable) = message.split('\'').nth(1) else { return false };
+    ["all", "exists", "exists_one", "map", "filter"].iter().any(|m| rule.contains(&format!(".{m}({variable},")))
+}
+
 /// Each rule parses, names only variables a CRD rule may use, and stays within
 /// the API server's cost budget (strings it reads are bounded): a CRD failing
 /// any of these is refused when it is applied.
@@ -87,6 +95,11 @@ fn every_rule_compiles_and_fits_the_cost_budget() {
                 Ok(result) => {
                     rules += 1;
                     for warning in analyze_rule(&result.rule.rule, node, ScopeContext::CrdValidation) {
+                        if warning.kind == WarningKind::WrongScope
+                            && binds_its_variable(&result.rule.rule, &warning.message)
+                        {
+                            continue;
+                        }
                         if matches!(warning.kind, WarningKind::WrongScope | WarningKind::CostExceeded) {
                             problems.push(format!("{path}: {}: {}", warning.rule, warning.message));
                         }

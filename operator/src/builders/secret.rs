@@ -13,6 +13,7 @@ use crate::names::{self, Backend};
 pub const DATABASE_URL: &str = "DOUYIN_DATABASE_URL";
 pub const DATABASE_READ_URL: &str = "DOUYIN_DATABASE_READ_URL";
 pub const REDIS_URL: &str = "DOUYIN_REDIS_URL";
+pub const REDIS_CLUSTER_NODES: &str = "DOUYIN_REDIS_CLUSTER_NODES";
 pub const S3_ENDPOINT: &str = "DOUYIN_S3_ENDPOINT";
 pub const S3_BUCKET: &str = "DOUYIN_S3_BUCKET";
 pub const S3_REGION: &str = "DOUYIN_S3_REGION";
@@ -48,6 +49,8 @@ pub struct AppSettings {
     /// A read replica of the database, for reads that tolerate lag.
     pub database_read_url: Option<String>,
     pub redis_url: Option<String>,
+    /// An external Redis Cluster's nodes, comma-separated, in place of `redis_url`.
+    pub redis_cluster_nodes: Option<String>,
     pub s3: Option<S3Settings>,
 }
 
@@ -83,7 +86,8 @@ pub fn provisioned_s3(env: &Environment, credentials: &Credentials) -> S3Setting
 }
 
 impl AppSettings {
-    /// The Secret's data: at most the eight `DOUYIN_*` backend keys.
+    /// The Secret's data: at most eight `DOUYIN_*` backend keys (a Redis URL or a
+    /// Redis Cluster's nodes, never both).
     pub fn to_data(&self) -> BTreeMap<String, ByteString> {
         let mut data = BTreeMap::new();
         let mut put = |key: &str, value: &str| {
@@ -97,6 +101,8 @@ impl AppSettings {
         }
         if let Some(url) = &self.redis_url {
             put(REDIS_URL, url);
+        } else if let Some(nodes) = &self.redis_cluster_nodes {
+            put(REDIS_CLUSTER_NODES, nodes);
         }
         if let Some(s3) = &self.s3 {
             put(S3_ENDPOINT, &s3.endpoint);
