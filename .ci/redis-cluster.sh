@@ -90,15 +90,11 @@ commands() {
   done
 }
 
-# Not here: the tests that need one Redis (DOUYIN_TEST_REDIS_URL), the cost
-# figures of one Redis (favorite_lists_…: a probe of the feed window is its
-# own round trip in a cluster) and the flush during toggles (clearing every
-# master under load outlasts the cluster client's 300 ms response timeout).
+# Not here: the tests that need one Redis (DOUYIN_TEST_REDIS_URL).
 DOUYIN_TEST_DATABASE_URL="${DOUYIN_TEST_DATABASE_URL:-mysql://root@127.0.0.1:3306}" \
   cargo nextest run --workspace --run-ignored all --no-fail-fast \
     -E 'binary(it) & (test(/^rcluster::/) | test(/^(interaction|relation)::/)) & !test(/killed_restarted/)
-        & !test(/redis_cache_passes|a_message_a_killed_chat|a_catch_up_longer/)
-        & !test(/favorite_lists_of_0_1_and_40_likes|cache_flushed_during_concurrent_toggles/)'
+        & !test(/redis_cache_passes|a_message_a_killed_chat|a_catch_up_longer/)'
 commands
 DOUYIN_TEST_DATABASE_URL="${DOUYIN_TEST_DATABASE_URL:-mysql://root@127.0.0.1:3306}" \
   cargo nextest run --workspace --run-ignored all --no-fail-fast --no-capture \

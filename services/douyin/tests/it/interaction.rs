@@ -378,7 +378,16 @@ async fn favorite_lists_of_0_1_and_40_likes() {
     let like_commands = app.cache.commands() - before;
     println!("cache commands: feed of 30 = {feed_commands}, like = {like_commands}");
     assert_eq!(feed_commands, 6);
-    assert_eq!(like_commands, 4);
+    if app.config.redis_cluster_nodes.is_empty() {
+        assert_eq!(like_commands, 4);
+    } else {
+        // A Redis Cluster runs each script on the keys of one bucket: the
+        // like's counts (video, author, liker) are up to three scripts and its
+        // ranking entries (the video's part, the author's and the liker's) up
+        // to three, sent in parallel to the masters that hold them, where one
+        // Redis runs one script of each. Still one round trip per step.
+        assert!((4..=8).contains(&like_commands), "{like_commands} commands for a like in a cluster");
+    }
     app.stop().await;
 }
 

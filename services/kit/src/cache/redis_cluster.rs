@@ -54,12 +54,19 @@ pub const BUCKETS: u64 = 1024;
 const EPOCH_REUSE: Duration = Duration::from_secs(1);
 /// The longest marking every bucket may take (1024 `SET NX`, after a loss).
 const MARK_TIMEOUT: Duration = Duration::from_secs(3);
+/// The longest [`Cache::clear`] may take: a scan of every master's keys.
+const CLEAR_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Redis Cluster over one multiplexed connection per master.
 #[derive(Clone)]
 pub struct RedisClusterCache {
     conn: TracedConnection<ClusterConnection>,
-    raw: ClusterConnection,
+    client: redis::cluster::ClusterClient,
+    /// Connections of their own for admin work ([`Cache::clear`]), opened at
+    /// its first use, with a response timeout of [`CLEAR_TIMEOUT`]: a scan of
+    /// every master's keys must not be cut off at the hot path's
+    /// [`CALL_TIMEOUT`], nor hold the hot path's calls queued behind it.
+    admin: Arc<tokio::sync::OnceCell<ClusterConnection>>,
     prefix: String,
     scripts: Arc<Scripts>,
     /// The epoch last read and when.
@@ -91,8 +98,9 @@ impl RedisClusterCache {
         let config = ClusterConfig::new().set_connection_timeout(CALL_TIMEOUT).set_response_timeout(CALL_TIMEOUT);
         let raw = client.get_pending_async_connection_with_config(config);
         Ok(Self {
-            conn: TracedConnection::new(raw.clone()),
-            raw,
+            conn: TracedConnection::new(raw),
+            client,
+            admin: Arc::default(),
             prefix: prefix.to_owned(),
             scripts: Arc::new(Scripts {
                 epoch: redis::Script::new(EPOCH),
@@ -173,6 +181,9 @@ impl Cache for RedisClusterCache {
         all.extend(buckets.iter().map(|b| self.marker(*b)));
         if known.is_none() {
             all.push(self.epoch_key());
+        }
+        if all.is_empty() {
+            return Ok((known, Vec::new()));
         }
         self.count(1);
         let mut conn = self.conn.clone();
@@ -283,29 +294,37 @@ impl Cache for RedisClusterCache {
         Ok(merged(read, limit))
     }
 
+    /// One round trip per part, in parallel: the probe is read in the same
+    /// pipeline as the range of its own part (the set and its versions share
+    /// the part's bucket), so a set that is not spread, as the feed window,
+    /// costs one round trip, as with one Redis.
     async fn zbelow(&self, key: &str, below: i64, limit: usize, probe: i64) -> Result<Slice> {
         if limit == 0 {
             return Ok(Slice::default());
         }
         let parts = spread::parts(key);
-        self.count(parts.len() + 1);
-        let calls = parts.iter().map(|part| {
+        let probed_part = spread::part(key, probe);
+        self.count(parts.len());
+        let range = |set: &str| {
             let mut cmd = redis::cmd("ZRANGE");
-            cmd.arg(self.key(part)).arg(format!("({below}")).arg("-inf").arg("BYSCORE").arg("REV");
+            cmd.arg(set).arg(format!("({below}")).arg("-inf").arg("BYSCORE").arg("REV");
             cmd.arg("LIMIT").arg(0).arg(limit).arg("WITHSCORES");
-            self.zrange(cmd)
-        });
-        let set = self.key(&spread::part(key, probe));
+            cmd
+        };
+        let calls = parts.iter().filter(|part| **part != probed_part).map(|part| self.zrange(range(&self.key(part))));
+        let set = self.key(&probed_part);
         let mut pipe = redis::pipe();
+        pipe.add_command(range(&set));
         pipe.cmd("ZSCORE").arg(&set).arg(member(probe)).cmd("HGET").arg(format!("{set}:versions")).arg(member(probe));
         let mut conn = self.conn.clone();
-        let probed = async move { pipe.query_async::<(Option<i64>, Option<i64>)>(&mut conn).await };
-        let (read, (score, version)) = self
+        let probed = async move { pipe.query_async::<(Vec<(i64, i64)>, Option<i64>, Option<i64>)>(&mut conn).await };
+        let (mut read, (own, score, version)) = self
             .guard(async {
                 let (read, probed) = tokio::join!(join_all(calls), probed);
                 Ok((read.into_iter().collect::<redis::RedisResult<Vec<_>>>()?, probed?))
             })
             .await?;
+        read.push(own.into_iter().map(|(m, score)| (member_id(m), score)).collect());
         Ok(Slice { members: merged(read, limit), probe: score.map(|score| (score, version.unwrap_or(0))) })
     }
 
@@ -335,18 +354,44 @@ impl Cache for RedisClusterCache {
         })
     }
 
-    /// Deletes this deployment's keys on every master, each master atomically.
+    /// Deletes this deployment's values on every master, each master
+    /// atomically, and moves the epoch on: on each master the bucket markers
+    /// become newer than every epoch read before (see [`CLEAR`]), then the
+    /// epoch key a new epoch past them all. A write read before the clear
+    /// finds a newer marker and is dropped, as after a flush; the buckets keep
+    /// markers, so nothing marks all of them again (a clear under load costs
+    /// one script per master and one renewal, not a [`BUCKETS`]-command
+    /// marking). Admin work that may scan many keys: bounded by
+    /// [`CLEAR_TIMEOUT`], not by the per-call timeout of the hot path.
     async fn clear(&self) -> Result<()> {
-        self.count(1);
+        self.count(2);
         let mut cmd = redis::cmd("EVAL");
-        cmd.arg(CLEAR).arg(0).arg(format!("{}:*", glob_escape(&self.prefix)));
+        cmd.arg(CLEAR).arg(0).arg(format!("{}:*", glob_escape(&self.prefix))).arg(&self.prefix);
         let routing = RoutingInfo::MultiNode((
             MultipleNodeRoutingInfo::AllMasters,
             Some(ResponsePolicy::Aggregate(AggregateOp::Sum)),
         ));
-        let mut conn = self.raw.clone();
-        conn.route_command(cmd, routing).await?;
+        let mut admin = self
+            .admin
+            .get_or_init(|| async {
+                let config =
+                    ClusterConfig::new().set_connection_timeout(CALL_TIMEOUT).set_response_timeout(CLEAR_TIMEOUT);
+                self.client.get_pending_async_connection_with_config(config)
+            })
+            .await
+            .clone();
+        let cleared = tokio::time::timeout(CLEAR_TIMEOUT, admin.route_command(cmd, routing)).await;
         self.remember_epoch(None);
+        match cleared {
+            Ok(done) => drop(done?),
+            Err(_) => return Err(Error::Unavailable("redis: cache not cleared in time".into())),
+        }
+        let mut invocation = self.scripts.renew.prepare_invoke();
+        invocation.key(self.epoch_key());
+        let epoch: String = tokio::time::timeout(CLEAR_TIMEOUT, invocation.invoke_async(&mut admin))
+            .await
+            .map_err(|_| Error::Unavailable("redis: epoch not renewed in time".into()))??;
+        self.remember_epoch(Some(&epoch));
         Ok(())
     }
 

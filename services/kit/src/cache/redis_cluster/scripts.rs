@@ -64,16 +64,31 @@ end
 return 1
 ";
 
-/// Deletes this node's keys matching ARGV[1] (sent to every master).
+/// Forgets this node's entries of the deployment whose keys match ARGV[1]
+/// (prefix ARGV[2]), sent to every master. Values go; each bucket marker stays
+/// and becomes the node's clock (microseconds, as epochs are), newer than any
+/// epoch read before the clear, so no write read before it lands here. A
+/// missing marker stays missing (that bucket was lost). The epoch key is left
+/// to the caller, which moves it on past every marker once all masters are
+/// done: unlike deleting the markers, this costs no marking of every bucket
+/// afterwards.
 pub(super) const CLEAR: &str = r"#!lua flags=allow-cross-slot-keys
+local t = redis.call('TIME')
+local now = t[1] .. string.format('%06d', tonumber(t[2]))
+local p = ARGV[2]
+local epoch_key = p .. ':{epoch}'
 local cursor = '0'
 local n = 0
 repeat
   local page = redis.call('SCAN', cursor, 'MATCH', ARGV[1], 'COUNT', 1000)
   cursor = page[1]
   for _, key in ipairs(page[2]) do
-    redis.call('DEL', key)
-    n = n + 1
+    if string.match(string.sub(key, #p + 1), '^:{b%d+}:epoch$') then
+      redis.call('SET', key, now)
+    elseif key ~= epoch_key then
+      redis.call('DEL', key)
+      n = n + 1
+    end
   end
 until cursor == '0'
 return n
