@@ -6,7 +6,7 @@ use douyin_counts as counts;
 use douyin_kit::{
     Error, Result,
     auth::{Tokens, new_account_key},
-    cache::{Flags, RowCache},
+    cache::{Flags, RowCache, rows::CachedRow},
     ids,
     text::{self, check_length},
 };
@@ -18,8 +18,18 @@ use crate::{
 };
 
 /// A profile as the cache holds it.
-fn encode(profile: &Profile) -> String {
-    serde_json::to_string(profile).unwrap_or_default()
+impl CachedRow for Profile {
+    fn id(&self) -> i64 {
+        self.id
+    }
+
+    fn encode(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    fn decode(id: i64, payload: &str) -> Option<Self> {
+        serde_json::from_str::<Profile>(payload).ok().filter(|profile| profile.id == id)
+    }
 }
 
 #[derive(Clone)]
@@ -28,7 +38,7 @@ pub struct UserService {
     passwords: Passwords,
     tokens: Tokens,
     counts: counts::Reader,
-    profiles: RowCache,
+    profiles: RowCache<Profile>,
     /// Each user's follows, cached.
     follows: Flags,
 }
@@ -72,7 +82,13 @@ fn check_registration(username: &str, password: &str) -> Result<String> {
 }
 
 impl UserService {
-    pub fn new(repo: UserRepo, tokens: Tokens, counts: counts::Reader, profiles: RowCache, follows: Flags) -> Self {
+    pub fn new(
+        repo: UserRepo,
+        tokens: Tokens,
+        counts: counts::Reader,
+        profiles: RowCache<Profile>,
+        follows: Flags,
+    ) -> Self {
         Self { repo, passwords: Passwords::new(), tokens, counts, profiles, follows }
     }
 
@@ -93,7 +109,7 @@ impl UserService {
         tracing::info!(user_id, "user registered");
         // Replaces the entry of an account that had this id before a restore.
         let profile = Profile { id: user_id, name, ..Profile::default() };
-        self.profiles.put(&[(user_id, created_at_ms, encode(&profile))]).await;
+        self.profiles.put(&[(profile, created_at_ms)]).await;
         Ok(Session { user_id, token: self.tokens.issue(user_id, &account_key)? })
     }
 
@@ -157,28 +173,11 @@ impl UserService {
             .collect())
     }
 
-    /// Profiles of `ids` by id (unknown ones absent): cached ones from one
-    /// cache read, the rest from one query, then cached.
+    /// Profiles of `ids` by id (unknown ones absent): from the row cache,
+    /// the rest from one query, then cached.
     async fn profiles(&self, ids: &[i64]) -> Result<HashMap<i64, Profile>> {
-        let read = self.profiles.get(ids).await;
-        let mut found = HashMap::with_capacity(ids.len());
-        let mut missing = Vec::new();
-        for (id, value) in ids.iter().zip(&read.values) {
-            match value.as_deref().and_then(|v| serde_json::from_str::<Profile>(v).ok()) {
-                Some(profile) if profile.id == *id => {
-                    found.insert(*id, profile);
-                }
-                _ => missing.push(*id),
-            }
-        }
-        if missing.is_empty() {
-            return Ok(found);
-        }
-        let rows = self.repo.profiles(&missing).await?;
-        let fills: Vec<(i64, i64, String)> = rows.iter().map(|(p, created)| (p.id, *created, encode(p))).collect();
-        self.profiles.fill(&read, &fills).await;
-        found.extend(rows.into_iter().map(|(p, _)| (p.id, p)));
-        Ok(found)
+        let load = |missing: Vec<i64>| async move { self.repo.profiles(&missing).await };
+        Ok(self.profiles.rows(ids, load).await?.into_iter().map(|p| (p.id, p)).collect())
     }
 
     /// `(id, account key)` of those of `ids` that exist.

@@ -17,7 +17,7 @@ use std::{sync::Arc, time::Duration};
 
 use douyin_kit::{
     Result,
-    cache::{Cache, Ranked, RowCache, rows::Read},
+    cache::{Cache, Ranked, RowCache, rows::CachedRow},
     db::now_ms,
 };
 
@@ -32,7 +32,7 @@ const MARKER: i64 = 0;
 
 #[derive(Clone)]
 pub struct Hot {
-    rows: RowCache,
+    rows: RowCache<VideoRow>,
     building: Arc<tokio::sync::Mutex<()>>,
 }
 
@@ -46,18 +46,24 @@ enum Page {
     Missing,
 }
 
-fn encode(row: &VideoRow) -> String {
-    serde_json::to_string(&(row.author_id, &row.title, &row.play_key, &row.cover_key, row.published_at_ms))
-        .unwrap_or_default()
-}
+impl CachedRow for VideoRow {
+    fn id(&self) -> i64 {
+        self.id
+    }
 
-fn decode(id: i64, value: &str) -> Option<VideoRow> {
-    let (author_id, title, play_key, cover_key, published_at_ms) = serde_json::from_str(value).ok()?;
-    Some(VideoRow { id, author_id, title, play_key, cover_key, published_at_ms })
+    fn encode(&self) -> String {
+        serde_json::to_string(&(self.author_id, &self.title, &self.play_key, &self.cover_key, self.published_at_ms))
+            .unwrap_or_default()
+    }
+
+    fn decode(id: i64, payload: &str) -> Option<Self> {
+        let (author_id, title, play_key, cover_key, published_at_ms) = serde_json::from_str(payload).ok()?;
+        Some(VideoRow { id, author_id, title, play_key, cover_key, published_at_ms })
+    }
 }
 
 impl Hot {
-    pub fn new(rows: RowCache) -> Self {
+    pub fn new(rows: RowCache<VideoRow>) -> Self {
         Self { rows, building: Arc::default() }
     }
 
@@ -150,33 +156,26 @@ impl Hot {
         Some(newest)
     }
 
-    /// Rows of `ids` (unknown ones absent, any order): cached ones from one
-    /// cache read, the rest from one query, then cached.
+    /// Rows of `ids` (unknown ones absent, any order): from the row cache,
+    /// the rest from one query, then cached.
     pub async fn rows(&self, repo: &VideoRepo, ids: &[i64]) -> Result<Vec<VideoRow>> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let read: Read = self.rows.get(ids).await;
-        let mut rows = Vec::with_capacity(ids.len());
-        let mut missing = Vec::new();
-        for (id, value) in ids.iter().zip(&read.values) {
-            match value.as_deref().and_then(|v| decode(*id, v)) {
-                Some(row) => rows.push(row),
-                None => missing.push(*id),
-            }
-        }
-        if !missing.is_empty() {
-            let found = repo.by_ids(&missing).await?;
-            let fills: Vec<(i64, i64, String)> = found.iter().map(|r| (r.id, r.published_at_ms, encode(r))).collect();
-            self.rows.fill(&read, &fills).await;
-            rows.extend(found);
-        }
-        Ok(rows)
+        let load = |missing: Vec<i64>| async move {
+            Ok(repo
+                .by_ids(&missing)
+                .await?
+                .into_iter()
+                .map(|r| {
+                    let version = r.published_at_ms;
+                    (r, version)
+                })
+                .collect())
+        };
+        self.rows.rows(ids, load).await
     }
 
     /// After a publish committed: the row cached and the video in the window.
     pub async fn published(&self, row: &VideoRow) {
-        self.rows.put(&[(row.id, row.published_at_ms, encode(row))]).await;
+        self.rows.put(&[(row.clone(), row.published_at_ms)]).await;
         let Ok(key) = self.window_key().await else { return };
         let added = match self.cache().epoch().await {
             Ok(epoch) => {

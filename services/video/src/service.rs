@@ -129,7 +129,7 @@ impl VideoService {
         storage: Arc<dyn ObjectStore>,
         clients: Clients,
         counts: counts::Reader,
-        rows: RowCache,
+        rows: RowCache<VideoRow>,
         settings: VideoSettings,
     ) -> Self {
         Self { repo, storage, clients, counts, hot: Hot::new(rows), settings: Arc::new(settings) }

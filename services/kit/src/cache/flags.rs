@@ -13,7 +13,11 @@
 //! was read and never replace a newer version, so a flush or a race with a
 //! writer leaves nothing stale behind.
 
-use std::{collections::HashSet, sync::Arc, time::Duration};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use super::{Cache, Generation, user_counts_key, user_key, version_of, versioned};
 
@@ -24,17 +28,22 @@ pub const MAX_CACHED: usize = 5000;
 /// The payload of a set too large to cache.
 const TOO_MANY: &str = "*";
 
+/// Sets this process keeps decoded (by key, with their version), so that an
+/// entry read again at the same version is not parsed again.
+const LOCAL_SETS: usize = 4096;
+
 #[derive(Clone)]
 pub struct Flags {
     cache: Arc<dyn Cache>,
     generation: Generation,
     kind: &'static str,
+    decoded: Arc<Mutex<HashMap<String, (i64, Arc<HashSet<i64>>)>>>,
 }
 
 /// What a lookup found.
 pub enum Lookup {
     /// The user's whole set, current.
-    Set(HashSet<i64>),
+    Set(Arc<HashSet<i64>>),
     /// The set is too large to cache: read the page's flags from the database.
     TooMany,
     /// Not cached at the user's current version: read the set (with the
@@ -56,7 +65,7 @@ impl Fill {
 impl Flags {
     /// Entries named `<generation>:<kind>:{u<user id>}`.
     pub fn new(cache: Arc<dyn Cache>, generation: Generation, kind: &'static str) -> Self {
-        Self { cache, generation, kind }
+        Self { cache, generation, kind, decoded: Arc::default() }
     }
 
     /// The cached set of `user_id` if it is at the version of the user's
@@ -88,9 +97,9 @@ impl Flags {
                 crate::metrics::cache_lookups(self.kind, 1, 0);
                 return Lookup::TooMany;
             }
-            if let Ok(ids) = serde_json::from_str::<Vec<i64>>(payload) {
+            if let Some(set) = self.decoded(&key, version_of(entry), payload) {
                 crate::metrics::cache_lookups(self.kind, 1, 0);
-                return Lookup::Set(ids.into_iter().collect());
+                return Lookup::Set(set);
             }
         }
         crate::metrics::cache_lookups(self.kind, 0, 1);
@@ -100,6 +109,23 @@ impl Flags {
             None => self.cache.epoch().await.ok(),
         };
         Lookup::Miss(Fill { keys: epoch.map(|epoch| (key, epoch)) })
+    }
+
+    /// The set of `payload`, an entry at `version`: decoded once per version.
+    fn decoded(&self, key: &str, version: i64, payload: &str) -> Option<Arc<HashSet<i64>>> {
+        let known = |decoded: &HashMap<String, (i64, Arc<HashSet<i64>>)>| {
+            decoded.get(key).filter(|(known, _)| *known == version).map(|(_, set)| set.clone())
+        };
+        if let Some(set) = known(&self.decoded.lock().unwrap_or_else(|e| e.into_inner())) {
+            return Some(set);
+        }
+        let set: Arc<HashSet<i64>> = Arc::new(serde_json::from_str::<Vec<i64>>(payload).ok()?.into_iter().collect());
+        let mut decoded = self.decoded.lock().unwrap_or_else(|e| e.into_inner());
+        if decoded.len() >= LOCAL_SETS {
+            decoded.clear();
+        }
+        decoded.insert(key.to_owned(), (version, set.clone()));
+        Some(set)
     }
 
     /// Stores the set read from the database after `fill`'s lookup missed,

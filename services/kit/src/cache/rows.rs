@@ -1,39 +1,63 @@
 //! Rows that never change once written (a video, a profile), cached by id
-//! under the database's generation: a page of them is one cache round trip,
-//! misses are read from the database and filled.
+//! under the database's generation in two tiers: this process's memory, then
+//! the shared cache. A page of rows this process has seen costs no round trip;
+//! the others are one shared-cache read, and misses one database query, then
+//! filled into both tiers.
 //!
-//! Each entry's version is the row's creation time, so a row written again
-//! under a reused id (a database restored from a backup) replaces the entry
-//! of the row it replaces, and a late fill never puts the older one back.
-//! Fills carry the cache epoch read before the database was read, so a flush
-//! at any moment leaves nothing that was read before it. A cache that fails
-//! is skipped: every id is then a miss, read from the database.
+//! The process-local tier holds decoded rows, bounded per kind, and forgets
+//! them all when the database's generation changes (a restore's `douyin
+//! new-generation`), so it holds nothing the shared tier would not.
+//!
+//! Each shared entry's version is the row's creation time, so a row written
+//! again under a reused id (a database restored from a backup) replaces the
+//! entry of the row it replaces, and a late fill never puts the older one
+//! back. Fills carry the cache epoch read before the database was read, so a
+//! flush at any moment leaves nothing that was read before it. A cache that
+//! fails is skipped: every id is then a miss, read from the database.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    future::Future,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use super::{Cache, Generation, versioned};
+use crate::Result;
 
-/// How long an entry lives without being written again.
+/// How long a shared entry lives without being written again.
 const TTL: Duration = Duration::from_secs(3600);
+/// Rows of one kind the process-local tier keeps (up to twice this for a moment).
+const LOCAL_ROWS: usize = 65_536;
+const SHARDS: usize = 16;
+
+/// A row type the cache holds: its id and its payload in the shared tier.
+pub trait CachedRow: Clone + Send + Sync + 'static {
+    fn id(&self) -> i64;
+    fn encode(&self) -> String;
+    /// The row of `id` from its payload; `None` for a payload not of this id.
+    fn decode(id: i64, payload: &str) -> Option<Self>;
+}
 
 #[derive(Clone)]
-pub struct RowCache {
+pub struct RowCache<T> {
     cache: Arc<dyn Cache>,
     generation: Generation,
     kind: &'static str,
+    local: Arc<Local<T>>,
 }
 
-/// What one read found, and what its fills are conditional on.
-pub struct Read {
+/// What one shared read found, and what its fills are conditional on.
+struct Read {
     keys: Option<(Arc<str>, Option<String>)>,
     /// The payload of each id asked for, `None` for a miss.
-    pub values: Vec<Option<String>>,
+    values: Vec<Option<String>>,
 }
 
-impl RowCache {
-    /// Entries named `<generation>:<kind>:<id>`.
+impl<T: CachedRow> RowCache<T> {
+    /// Shared entries named `<generation>:<kind>:<id>`.
     pub fn new(cache: Arc<dyn Cache>, generation: Generation, kind: &'static str) -> Self {
-        Self { cache, generation, kind }
+        Self { cache, generation, kind, local: Arc::new(Local::new(LOCAL_ROWS)) }
     }
 
     pub fn cache(&self) -> &Arc<dyn Cache> {
@@ -48,26 +72,82 @@ impl RowCache {
         format!("{generation}:{}:{id}", self.kind)
     }
 
-    /// The payloads of `ids` (one round trip; a second one only right after
-    /// the cache was lost, to start the epoch that fills will carry).
-    pub async fn get(&self, ids: &[i64]) -> Read {
-        let miss = |keys| Read { keys, values: vec![None; ids.len()] };
+    /// The rows of `ids` that exist, in no particular order: from this
+    /// process, then the shared cache (one round trip), then `load` for the
+    /// rest (rows with their creation time), which are cached.
+    pub async fn rows<F, Fut>(&self, ids: &[i64], load: F) -> Result<Vec<T>>
+    where
+        F: FnOnce(Vec<i64>) -> Fut,
+        Fut: Future<Output = Result<Vec<(T, i64)>>>,
+    {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
         let generation = match self.generation.current().await {
-            Ok(generation) => generation,
+            Ok(generation) => Some(generation),
             Err(error) => {
                 tracing::warn!(%error, kind = self.kind, "database generation unknown; rows not cached");
-                return miss(None);
+                None
             }
         };
-        if ids.is_empty() {
-            return miss(None);
+        let mut rows = Vec::with_capacity(ids.len());
+        let mut wanted = Vec::new();
+        match &generation {
+            Some(generation) => {
+                for id in ids {
+                    match self.local.get(generation, *id) {
+                        Some(row) => rows.push(row),
+                        None => wanted.push(*id),
+                    }
+                }
+            }
+            None => wanted.extend_from_slice(ids),
         }
-        let keys: Vec<String> = ids.iter().map(|id| self.key(&generation, *id)).collect();
+        crate::metrics::cache_lookups("local", rows.len() as u64, wanted.len() as u64);
+        if wanted.is_empty() {
+            return Ok(rows);
+        }
+        let read = match &generation {
+            Some(generation) => self.get(generation, &wanted).await,
+            None => Read { keys: None, values: vec![None; wanted.len()] },
+        };
+        let mut missing = Vec::new();
+        let mut found = Vec::new();
+        for (id, value) in wanted.iter().zip(&read.values) {
+            match value.as_deref().and_then(|v| T::decode(*id, v)) {
+                Some(row) => found.push(row),
+                None => missing.push(*id),
+            }
+        }
+        if let Some(generation) = &generation {
+            self.local.put(generation, &found);
+        }
+        rows.extend(found);
+        if missing.is_empty() {
+            return Ok(rows);
+        }
+        let loaded = load(missing).await?;
+        if let Some((generation, Some(epoch))) = &read.keys {
+            self.store(generation, epoch, &loaded).await;
+        }
+        let loaded: Vec<T> = loaded.into_iter().map(|(row, _)| row).collect();
+        if let Some(generation) = &generation {
+            self.local.put(generation, &loaded);
+        }
+        rows.extend(loaded);
+        Ok(rows)
+    }
+
+    /// The payloads of `ids` in the shared tier (one round trip; a second
+    /// one only right after the cache was lost, to start the epoch that fills
+    /// will carry).
+    async fn get(&self, generation: &Arc<str>, ids: &[i64]) -> Read {
+        let keys: Vec<String> = ids.iter().map(|id| self.key(generation, *id)).collect();
         let (mut epoch, values) = match self.cache.get_many_with_epoch(&keys).await {
             Ok(read) => read,
             Err(error) => {
                 tracing::debug!(%error, kind = self.kind, "cache unavailable; reading rows from the database");
-                return miss(None);
+                return Read { keys: None, values: vec![None; ids.len()] };
             }
         };
         let values: Vec<Option<String>> =
@@ -78,18 +158,11 @@ impl RowCache {
             // Before the caller reads the database: fills carry the epoch they saw.
             epoch = self.cache.epoch().await.ok();
         }
-        Read { keys: Some((generation, epoch)), values }
+        Read { keys: Some((generation.clone(), epoch)), values }
     }
 
-    /// Stores rows read from the database after `read` missed them, as
-    /// `(id, version, payload)`.
-    pub async fn fill(&self, read: &Read, rows: &[(i64, i64, String)]) {
-        let Some((generation, Some(epoch))) = &read.keys else { return };
-        self.store(generation, epoch, rows).await;
-    }
-
-    /// Stores rows just written (after their commit).
-    pub async fn put(&self, rows: &[(i64, i64, String)]) {
+    /// Caches rows just written (after their commit), with their creation time.
+    pub async fn put(&self, rows: &[(T, i64)]) {
         let generation = match self.generation.current().await {
             Ok(generation) => generation,
             Err(error) => {
@@ -101,18 +174,113 @@ impl RowCache {
             Ok(epoch) => self.store(&generation, &epoch, rows).await,
             Err(error) => tracing::warn!(%error, kind = self.kind, "could not cache written rows"),
         }
+        let written: Vec<T> = rows.iter().map(|(row, _)| row.clone()).collect();
+        self.local.put(&generation, &written);
     }
 
-    async fn store(&self, generation: &str, epoch: &str, rows: &[(i64, i64, String)]) {
+    async fn store(&self, generation: &str, epoch: &str, rows: &[(T, i64)]) {
         if rows.is_empty() {
             return;
         }
         let entries: Vec<(String, String)> = rows
             .iter()
-            .map(|(id, version, payload)| (self.key(generation, *id), versioned(*version, payload)))
+            .map(|(row, version)| (self.key(generation, row.id()), versioned(*version, &row.encode())))
             .collect();
         if let Err(error) = self.cache.set_versioned(epoch, &entries, TTL).await {
             tracing::warn!(%error, kind = self.kind, "could not fill the row cache");
         }
+    }
+}
+
+/// The process-local tier: a bounded map per shard that keeps the rows used
+/// since it last filled up (the current half) and those of the half before,
+/// so rows in use stay and a full map forgets the ones not asked for since.
+struct Local<T> {
+    shards: Box<[Mutex<Shard<T>>]>,
+    per_half: usize,
+}
+
+struct Shard<T> {
+    generation: Arc<str>,
+    current: HashMap<i64, T>,
+    previous: HashMap<i64, T>,
+}
+
+impl<T: CachedRow> Local<T> {
+    fn new(capacity: usize) -> Self {
+        let shards = (0..SHARDS)
+            .map(|_| Mutex::new(Shard { generation: Arc::from(""), current: HashMap::new(), previous: HashMap::new() }))
+            .collect();
+        Self { shards, per_half: (capacity / SHARDS).max(1) }
+    }
+
+    fn shard(&self, generation: &Arc<str>, id: i64) -> std::sync::MutexGuard<'_, Shard<T>> {
+        let mut shard = self.shards[id.rem_euclid(SHARDS as i64) as usize].lock().unwrap_or_else(|e| e.into_inner());
+        if shard.generation != *generation {
+            shard.generation = generation.clone();
+            shard.current.clear();
+            shard.previous.clear();
+        }
+        shard
+    }
+
+    fn get(&self, generation: &Arc<str>, id: i64) -> Option<T> {
+        let mut shard = self.shard(generation, id);
+        if let Some(row) = shard.current.get(&id) {
+            return Some(row.clone());
+        }
+        let row = shard.previous.remove(&id)?;
+        self.insert(&mut shard, id, row.clone());
+        Some(row)
+    }
+
+    fn put(&self, generation: &Arc<str>, rows: &[T]) {
+        for row in rows {
+            let mut shard = self.shard(generation, row.id());
+            self.insert(&mut shard, row.id(), row.clone());
+        }
+    }
+
+    fn insert(&self, shard: &mut Shard<T>, id: i64, row: T) {
+        if shard.current.len() >= self.per_half && !shard.current.contains_key(&id) {
+            shard.previous = std::mem::take(&mut shard.current);
+        }
+        shard.current.insert(id, row);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Clone, Debug, PartialEq)]
+    struct Row(i64);
+
+    impl CachedRow for Row {
+        fn id(&self) -> i64 {
+            self.0
+        }
+        fn encode(&self) -> String {
+            String::new()
+        }
+        fn decode(id: i64, _: &str) -> Option<Self> {
+            Some(Row(id))
+        }
+    }
+
+    #[test]
+    fn the_local_tier_keeps_rows_in_use_within_its_bound_and_forgets_another_generation() {
+        let local: Local<Row> = Local::new(SHARDS * 4);
+        let (one, two): (Arc<str>, Arc<str>) = (Arc::from("g1"), Arc::from("g2"));
+        let ids: Vec<i64> = (0..SHARDS as i64 * 20).collect();
+        for id in &ids {
+            local.put(&one, &[Row(*id)]);
+            // Row 0 is asked for all along: it stays.
+            assert_eq!(local.get(&one, 0), Some(Row(0)));
+        }
+        let kept = ids.iter().filter(|id| local.get(&one, **id).is_some()).count();
+        assert!(kept <= SHARDS * 8, "{kept} rows kept, over the bound");
+        assert!(local.get(&one, *ids.last().unwrap()).is_some(), "the newest row was forgotten");
+        assert_eq!(local.get(&two, 0), None, "a row of the old generation was served");
     }
 }
