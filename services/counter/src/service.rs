@@ -11,7 +11,7 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 use douyin_counts::stats;
 use douyin_kit::{
     Result,
-    cache::{Cache, Generation, Ranked, spread, user_counts_key, versioned},
+    cache::{Cache, Generation, Ranked, spread, user_counts_key, version_of, versioned},
     db::{Db, now_ms},
     ids,
 };
@@ -128,9 +128,9 @@ impl CounterService {
         let mut users: HashMap<i64, UserCounts> = HashMap::new();
         let mut missing_users = Vec::new();
         for (id, value) in user_ids.iter().zip(cached_users) {
-            match value.as_deref().and_then(|v| decode(v, 5)) {
-                Some(n) => {
-                    users.insert(*id, user_counts(*id, &n));
+            match value.as_deref().and_then(|v| Some((decode(v, 5)?, version_of(v)))) {
+                Some((n, version)) => {
+                    users.insert(*id, user_counts(*id, &n, version));
                 }
                 None => missing_users.push(*id),
             }
@@ -157,6 +157,7 @@ impl CounterService {
                 user_counts(
                     s.user_id,
                     &[s.follow_count, s.follower_count, s.total_favorited, s.work_count, s.favorite_count],
+                    s.version,
                 ),
             );
         }
@@ -299,8 +300,9 @@ impl CounterService {
     }
 }
 
-fn user_counts(id: i64, n: &[i64]) -> UserCounts {
+fn user_counts(id: i64, n: &[i64], version: i64) -> UserCounts {
     UserCounts {
+        version,
         user_id: id,
         follow_count: n[0],
         follower_count: n[1],

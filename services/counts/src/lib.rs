@@ -112,6 +112,7 @@ impl Reader {
                 total_favorited: s.total_favorited,
                 work_count: s.work_count,
                 favorite_count: s.favorite_count,
+                version: s.version,
             })
             .collect();
         Ok((videos, users))

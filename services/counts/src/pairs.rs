@@ -75,12 +75,14 @@ impl Pair {
     /// user's cached set in `flags`, or from one statement that reads the
     /// whole set (then cached), or, for a set too large to cache, one
     /// statement for `ids` alone.
-    pub async fn among(self, db: &Db, flags: &Flags, user_id: i64, ids: &[i64]) -> Result<HashSet<i64>> {
+    /// `version` is the version of the user's counts row when the caller
+    /// read it from the counter, 0 when not.
+    pub async fn among(self, db: &Db, flags: &Flags, user_id: i64, version: i64, ids: &[i64]) -> Result<HashSet<i64>> {
         use douyin_kit::cache::flags::{Lookup, MAX_CACHED};
         if ids.is_empty() || user_id <= 0 {
             return Ok(HashSet::new());
         }
-        let fill = match flags.get(user_id).await {
+        let fill = match flags.get(user_id, version).await {
             Lookup::Set(set) => return Ok(ids.iter().copied().filter(|id| set.contains(id)).collect()),
             Lookup::TooMany => return Ok(self.paired_among(db, user_id, ids).await?.into_iter().collect()),
             Lookup::Miss(fill) => fill,

@@ -69,7 +69,7 @@ impl interaction_service_server::InteractionService for InteractionGrpc {
 
     async fn favorite_flags(&self, request: Request<FlagsRequest>) -> Result<Response<FlagsReply>, Status> {
         let r = request.into_inner();
-        Ok(Response::new(FlagsReply { flags: self.0.favorite_flags(r.user_id, &r.ids).await? }))
+        Ok(Response::new(FlagsReply { flags: self.0.favorite_flags(r.user_id, r.version, &r.ids).await? }))
     }
 
     async fn post_comment(&self, request: Request<PostCommentRequest>) -> Result<Response<Comment>, Status> {

@@ -125,9 +125,10 @@ impl InteractionRepo {
     }
 
     /// Which of `video_ids` `user_id` likes: from the user's cached likes
-    /// when they are current, else one statement.
-    pub async fn liked_among(&self, user_id: i64, video_ids: &[i64]) -> Result<Vec<i64>> {
-        Ok(FAVORITES.among(&self.db, &self.likes, user_id, video_ids).await?.into_iter().collect())
+    /// when they are current (at `version` of the user's counts, 0 when the
+    /// caller did not read it), else one statement.
+    pub async fn liked_among(&self, user_id: i64, version: i64, video_ids: &[i64]) -> Result<Vec<i64>> {
+        Ok(FAVORITES.among(&self.db, &self.likes, user_id, version, video_ids).await?.into_iter().collect())
     }
 
     /// Inside a write's transaction: refuses it when `user_id`'s account does

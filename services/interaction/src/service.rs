@@ -78,12 +78,13 @@ impl InteractionService {
         Ok(video.get_videos(GetVideosRequest { ids: video_ids, viewer_id }).await?.into_inner().videos)
     }
 
-    pub async fn favorite_flags(&self, user_id: i64, video_ids: &[i64]) -> Result<Vec<bool>> {
+    /// `version`: of the user's counts as the caller read them, 0 when not.
+    pub async fn favorite_flags(&self, user_id: i64, version: i64, video_ids: &[i64]) -> Result<Vec<bool>> {
         if user_id <= 0 {
             return Ok(vec![false; video_ids.len()]);
         }
         let liked: std::collections::HashSet<i64> =
-            self.repo.liked_among(user_id, &ids::unique(video_ids)).await?.into_iter().collect();
+            self.repo.liked_among(user_id, version, &ids::unique(video_ids)).await?.into_iter().collect();
         Ok(video_ids.iter().map(|id| liked.contains(id)).collect())
     }
 

@@ -193,7 +193,7 @@ async fn an_unreachable_replica_is_skipped_and_a_broken_write_is_not_sent_again(
     // server answers Unimplemented for the user service, never Unavailable.
     for _ in 0..20 {
         let status = UserServiceClient::new(channel.clone())
-            .get_users(GetUsersRequest { ids: vec![1], viewer_id: 0, without_counts: false })
+            .get_users(GetUsersRequest { ids: vec![1], ..Default::default() })
             .await
             .unwrap_err();
         assert_eq!(status.code(), tonic::Code::Unimplemented, "{status:?}");

@@ -102,7 +102,7 @@ impl user_service_server::UserService for UserGrpc {
 
     async fn get_users(&self, request: Request<GetUsersRequest>) -> Result<Response<UserList>, Status> {
         let r = request.into_inner();
-        let users = self.0.users(&r.ids, r.viewer_id, !r.without_counts).await?;
+        let users = self.0.users(&r.ids, r.viewer_id, r.viewer_version, !r.without_counts).await?;
         Ok(Response::new(UserList { users }))
     }
 

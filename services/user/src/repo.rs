@@ -177,11 +177,11 @@ impl UserRepo {
 
     /// Those of `ids` that `viewer_id` follows. The relation role's `follows`
     /// table is read in the same database instead of asking that role.
-    pub async fn followed_among(&self, follows: &Flags, viewer_id: i64, ids: &[i64]) -> Result<Vec<i64>> {
+    pub async fn followed_among(&self, follows: &Flags, viewer_id: i64, version: i64, ids: &[i64]) -> Result<Vec<i64>> {
         if ids.is_empty() || viewer_id <= 0 {
             return Ok(Vec::new());
         }
-        let followed = FOLLOWS.among(&self.db, follows, viewer_id, ids).await?;
+        let followed = FOLLOWS.among(&self.db, follows, viewer_id, version, ids).await?;
         Ok(ids.iter().copied().filter(|id| *id != viewer_id && followed.contains(id)).collect())
     }
 

@@ -135,14 +135,22 @@ impl UserService {
     /// (or one query),
     /// and one read of counts for the whole list (none when `with_counts` is
     /// false: every count is then 0).
-    pub async fn users(&self, ids: &[i64], viewer_id: i64, with_counts: bool) -> Result<Vec<User>> {
+    /// `viewer_version` is the version of the viewer's counts when the caller
+    /// read them from the counter (0 when not).
+    pub async fn users(
+        &self,
+        ids: &[i64],
+        viewer_id: i64,
+        viewer_version: i64,
+        with_counts: bool,
+    ) -> Result<Vec<User>> {
         let wanted = ids::unique(ids);
         if wanted.is_empty() {
             return Ok(Vec::new());
         }
         // The viewer's follows do not depend on the profiles: both read at once.
         let followed = async {
-            let followed = self.repo.followed_among(&self.follows, viewer_id, &wanted).await?;
+            let followed = self.repo.followed_among(&self.follows, viewer_id, viewer_version, &wanted).await?;
             Ok::<HashSet<i64>, Error>(followed.into_iter().collect())
         };
         let (profiles, followed) = tokio::try_join!(self.profiles(&wanted), followed)?;

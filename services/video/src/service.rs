@@ -308,30 +308,37 @@ impl VideoService {
     }
 
     /// Authors, counts (of the videos and their authors together) and the
-    /// viewer's likes for a whole page: one call each.
+    /// viewer's likes for a whole page: one call each. With a viewer the
+    /// counts come first: the version of the viewer's counts they carry is
+    /// what the viewer's cached likes and follows are checked against, so the
+    /// roles that answer the flags need not read it again.
     async fn assemble(&self, rows: Vec<VideoRow>, viewer_id: i64) -> Result<Vec<Video>> {
         if rows.is_empty() {
             return Ok(Vec::new());
         }
         let video_ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
         let author_ids = ids::unique(&rows.iter().map(|r| r.author_id).collect::<Vec<_>>());
-        let authors = self.clients.profiles_by_id(&author_ids, viewer_id);
-        // The viewer's counts too: their version is what the viewer's cached
-        // likes and follows are checked against, so reading them keeps them cached.
-        let mut counted_users = author_ids.clone();
-        if viewer_id > 0 && !counted_users.contains(&viewer_id) {
-            counted_users.push(viewer_id);
-        }
-        let counts = self.counts.counts(video_ids.clone(), counted_users);
-        let likes = async {
-            if viewer_id <= 0 {
-                return Ok::<Vec<bool>, Error>(vec![false; video_ids.len()]);
+        let (authors, (video_counts, author_counts), likes) = if viewer_id > 0 {
+            let mut counted_users = author_ids.clone();
+            if !counted_users.contains(&viewer_id) {
+                counted_users.push(viewer_id);
             }
-            let mut interaction = self.clients.interaction.clone();
-            let reply = interaction.favorite_flags(FlagsRequest { user_id: viewer_id, ids: video_ids.clone() }).await?;
-            Ok(reply.into_inner().flags)
+            let (video_counts, user_counts) = self.counts.counts(video_ids.clone(), counted_users).await?;
+            let version = user_counts.iter().find(|c| c.user_id == viewer_id).map_or(0, |c| c.version);
+            let authors = self.clients.profiles_by_id(&author_ids, viewer_id, version);
+            let likes = async {
+                let mut interaction = self.clients.interaction.clone();
+                let request = FlagsRequest { user_id: viewer_id, ids: video_ids.clone(), version };
+                Ok::<Vec<bool>, Error>(interaction.favorite_flags(request).await?.into_inner().flags)
+            };
+            let (authors, likes) = tokio::try_join!(authors, likes)?;
+            (authors, (video_counts, user_counts), likes)
+        } else {
+            let authors = self.clients.profiles_by_id(&author_ids, 0, 0);
+            let counts = self.counts.counts(video_ids.clone(), author_ids.clone());
+            let (authors, counts) = tokio::try_join!(authors, counts)?;
+            (authors, counts, vec![false; video_ids.len()])
         };
-        let (authors, (video_counts, author_counts), likes) = tokio::try_join!(authors, counts, likes)?;
         let counts: HashMap<i64, VideoCounts> = video_counts.into_iter().map(|c| (c.video_id, c)).collect();
         let author_counts: HashMap<i64, UserCounts> = author_counts.into_iter().map(|c| (c.user_id, c)).collect();
         let authors: HashMap<i64, User> =

@@ -37,7 +37,8 @@ pub struct Flags {
     cache: Arc<dyn Cache>,
     generation: Generation,
     kind: &'static str,
-    decoded: Arc<Mutex<HashMap<String, (i64, Arc<HashSet<i64>>)>>>,
+    /// `None`: the set is too large to cache.
+    decoded: Arc<Mutex<HashMap<String, (i64, Option<Arc<HashSet<i64>>>)>>>,
 }
 
 /// What a lookup found.
@@ -69,8 +70,11 @@ impl Flags {
     }
 
     /// The cached set of `user_id` if it is at the version of the user's
-    /// cached counts (one round trip, two when the cache was just lost).
-    pub async fn get(&self, user_id: i64) -> Lookup {
+    /// counts: `version` when the caller read it from the counter (then a set
+    /// this process decoded at that version costs no round trip), else the
+    /// counter's cached counts read together with the set (one round trip;
+    /// two when the cache was just lost).
+    pub async fn get(&self, user_id: i64, version: i64) -> Lookup {
         let generation = match self.generation.current().await {
             Ok(generation) => generation,
             Err(error) => {
@@ -79,7 +83,14 @@ impl Flags {
             }
         };
         let key = user_key(&generation, self.kind, user_id);
-        let keys = [user_counts_key(&generation, user_id), key.clone()];
+        if version > 0
+            && let Some(lookup) = self.known(&key, version)
+        {
+            crate::metrics::cache_lookups(self.kind, 1, 0);
+            return lookup;
+        }
+        let keys =
+            if version > 0 { vec![key.clone()] } else { vec![user_counts_key(&generation, user_id), key.clone()] };
         let (epoch, values) = match self.cache.get_many_with_epoch(&keys).await {
             Ok(read) => read,
             Err(error) => {
@@ -87,20 +98,15 @@ impl Flags {
                 return Lookup::Miss(Fill::none());
             }
         };
-        let (counts, entry) = (values.first().cloned().flatten(), values.get(1).cloned().flatten());
-        if let (Some(counts), Some(entry)) = (&counts, &entry)
-            && version_of(counts) >= 0
-            && version_of(counts) == version_of(entry)
+        let current = if version > 0 { Some(version) } else { values[0].as_deref().map(version_of) };
+        if let (Some(current), Some(entry)) = (current, values.last().cloned().flatten())
+            && current >= 0
+            && version_of(&entry) == current
             && let Some((_, payload)) = entry.split_once(':')
+            && let Some(lookup) = self.decode(&key, current, payload)
         {
-            if payload == TOO_MANY {
-                crate::metrics::cache_lookups(self.kind, 1, 0);
-                return Lookup::TooMany;
-            }
-            if let Some(set) = self.decoded(&key, version_of(entry), payload) {
-                crate::metrics::cache_lookups(self.kind, 1, 0);
-                return Lookup::Set(set);
-            }
+            crate::metrics::cache_lookups(self.kind, 1, 0);
+            return lookup;
         }
         crate::metrics::cache_lookups(self.kind, 0, 1);
         let epoch = match epoch {
@@ -111,21 +117,34 @@ impl Flags {
         Lookup::Miss(Fill { keys: epoch.map(|epoch| (key, epoch)) })
     }
 
-    /// The set of `payload`, an entry at `version`: decoded once per version.
-    fn decoded(&self, key: &str, version: i64, payload: &str) -> Option<Arc<HashSet<i64>>> {
-        let known = |decoded: &HashMap<String, (i64, Arc<HashSet<i64>>)>| {
-            decoded.get(key).filter(|(known, _)| *known == version).map(|(_, set)| set.clone())
-        };
-        if let Some(set) = known(&self.decoded.lock().unwrap_or_else(|e| e.into_inner())) {
-            return Some(set);
+    /// The set this process decoded for `key` at `version`, if it did.
+    fn known(&self, key: &str, version: i64) -> Option<Lookup> {
+        let decoded = self.decoded.lock().unwrap_or_else(|e| e.into_inner());
+        let (_, set) = decoded.get(key).filter(|(known, _)| *known == version)?;
+        Some(match set {
+            Some(set) => Lookup::Set(set.clone()),
+            None => Lookup::TooMany,
+        })
+    }
+
+    /// The lookup of an entry's `payload` at `version`, decoded once per version.
+    fn decode(&self, key: &str, version: i64, payload: &str) -> Option<Lookup> {
+        if let Some(lookup) = self.known(key, version) {
+            return Some(lookup);
         }
-        let set: Arc<HashSet<i64>> = Arc::new(serde_json::from_str::<Vec<i64>>(payload).ok()?.into_iter().collect());
+        let set = match payload {
+            TOO_MANY => None,
+            _ => Some(Arc::new(serde_json::from_str::<Vec<i64>>(payload).ok()?.into_iter().collect::<HashSet<i64>>())),
+        };
         let mut decoded = self.decoded.lock().unwrap_or_else(|e| e.into_inner());
         if decoded.len() >= LOCAL_SETS {
             decoded.clear();
         }
         decoded.insert(key.to_owned(), (version, set.clone()));
-        Some(set)
+        Some(match set {
+            Some(set) => Lookup::Set(set),
+            None => Lookup::TooMany,
+        })
     }
 
     /// Stores the set read from the database after `fill`'s lookup missed,

@@ -43,7 +43,8 @@ pub fn user_key(generation: &str, kind: &str, user_id: i64) -> String {
     format!("{generation}:{kind}:{{u{user_id}}}")
 }
 
-pub(crate) fn version_of(value: &str) -> i64 {
+/// The version of a [`versioned`] value (-1 when it has none).
+pub fn version_of(value: &str) -> i64 {
     value.split(':').next().and_then(|v| v.parse().ok()).unwrap_or(-1)
 }
 

@@ -21,27 +21,34 @@ impl Clients {
     /// the user role's order; unknown ids are left out, and an empty list
     /// asks nothing.
     pub async fn users(&self, ids: Vec<i64>, viewer_id: i64) -> Result<Vec<User>> {
-        self.get_users(ids, viewer_id, false).await
+        self.get_users(ids, viewer_id, 0, false).await
     }
 
     /// The profiles of `ids` (repeats asked once) as `viewer_id` sees them, by
     /// id; unknown ids are left out.
     pub async fn users_by_id(&self, ids: &[i64], viewer_id: i64) -> Result<HashMap<i64, User>> {
-        Ok(by_id(self.get_users(ids::unique(ids), viewer_id, false).await?))
+        Ok(by_id(self.get_users(ids::unique(ids), viewer_id, 0, false).await?))
     }
 
     /// As [`Clients::users_by_id`], without the counts (for a caller that reads
-    /// them together with others of its own).
-    pub async fn profiles_by_id(&self, ids: &[i64], viewer_id: i64) -> Result<HashMap<i64, User>> {
-        Ok(by_id(self.get_users(ids::unique(ids), viewer_id, true).await?))
+    /// them together with others of its own); `viewer_version` is the version
+    /// of the viewer's counts it read (0 when it did not).
+    pub async fn profiles_by_id(&self, ids: &[i64], viewer_id: i64, viewer_version: i64) -> Result<HashMap<i64, User>> {
+        Ok(by_id(self.get_users(ids::unique(ids), viewer_id, viewer_version, true).await?))
     }
 
-    async fn get_users(&self, ids: Vec<i64>, viewer_id: i64, without_counts: bool) -> Result<Vec<User>> {
+    async fn get_users(
+        &self,
+        ids: Vec<i64>,
+        viewer_id: i64,
+        viewer_version: i64,
+        without_counts: bool,
+    ) -> Result<Vec<User>> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
         let mut user = self.user.clone();
-        Ok(user.get_users(GetUsersRequest { ids, viewer_id, without_counts }).await?.into_inner().users)
+        Ok(user.get_users(GetUsersRequest { ids, viewer_id, without_counts, viewer_version }).await?.into_inner().users)
     }
 }
 

@@ -147,9 +147,7 @@ async fn internal_calls_need_a_credential_for_the_role_they_call() {
         }
     }
     for result in [
-        user.get_users(request(None, GetUsersRequest { ids: vec![alice.0], viewer_id: 0, without_counts: false }))
-            .await
-            .map(|_| ()),
+        user.get_users(request(None, GetUsersRequest { ids: vec![alice.0], ..Default::default() })).await.map(|_| ()),
         user.existing_users(request(None, Ids { ids: vec![alice.0] })).await.map(|_| ()),
     ] {
         attempts += 1;
