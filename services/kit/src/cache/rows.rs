@@ -103,7 +103,8 @@ impl<T: CachedRow> RowCache<T> {
             }
             None => wanted.extend_from_slice(ids),
         }
-        crate::metrics::cache_lookups("local", rows.len() as u64, wanted.len() as u64);
+        // Rows from memory are hits of this kind; the shared read counts its own.
+        crate::metrics::cache_lookups(self.kind, rows.len() as u64, 0);
         if wanted.is_empty() {
             return Ok(rows);
         }
