@@ -32,13 +32,15 @@ const TOO_MANY: &str = "*";
 /// entry read again at the same version is not parsed again.
 const LOCAL_SETS: usize = 4096;
 
+/// A set as decoded at a version; `None`: the set is too large to cache.
+type Decoded = (i64, Option<Arc<HashSet<i64>>>);
+
 #[derive(Clone)]
 pub struct Flags {
     cache: Arc<dyn Cache>,
     generation: Generation,
     kind: &'static str,
-    /// `None`: the set is too large to cache.
-    decoded: Arc<Mutex<HashMap<String, (i64, Option<Arc<HashSet<i64>>>)>>>,
+    decoded: Arc<Mutex<HashMap<String, Decoded>>>,
 }
 
 /// What a lookup found.
