@@ -13,13 +13,9 @@
 //! was read and never replace a newer version, so a flush or a race with a
 //! writer leaves nothing stale behind.
 
-use std::{
-    collections::{HashMap, HashSet},
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{collections::HashSet, sync::Arc, time::Duration};
 
-use super::{Cache, Generation, user_counts_key, user_key, version_of, versioned};
+use super::{Cache, Generation, rows::Local, user_counts_key, user_key, version_of, versioned};
 
 /// How long an entry lives without being filled again.
 const TTL: Duration = Duration::from_secs(3600);
@@ -28,7 +24,7 @@ pub const MAX_CACHED: usize = 5000;
 /// The payload of a set too large to cache.
 const TOO_MANY: &str = "*";
 
-/// Sets this process keeps decoded (by key, with their version), so that an
+/// Sets this process keeps decoded (by user, with their version), so that an
 /// entry read again at the same version is not parsed again.
 const LOCAL_SETS: usize = 4096;
 
@@ -40,7 +36,7 @@ pub struct Flags {
     cache: Arc<dyn Cache>,
     generation: Generation,
     kind: &'static str,
-    decoded: Arc<Mutex<HashMap<String, Decoded>>>,
+    decoded: Arc<Local<Decoded>>,
 }
 
 /// What a lookup found.
@@ -68,7 +64,7 @@ impl Fill {
 impl Flags {
     /// Entries named `<generation>:<kind>:{u<user id>}`.
     pub fn new(cache: Arc<dyn Cache>, generation: Generation, kind: &'static str) -> Self {
-        Self { cache, generation, kind, decoded: Arc::default() }
+        Self { cache, generation, kind, decoded: Arc::new(Local::new(LOCAL_SETS)) }
     }
 
     /// The cached set of `user_id` if it is at the version of the user's
@@ -86,7 +82,7 @@ impl Flags {
         };
         let key = user_key(&generation, self.kind, user_id);
         if version > 0
-            && let Some(lookup) = self.known(&key, version)
+            && let Some(lookup) = self.known(&generation, user_id, version)
         {
             crate::metrics::cache_lookups(self.kind, 1, 0);
             return lookup;
@@ -105,7 +101,7 @@ impl Flags {
             && current >= 0
             && version_of(&entry) == current
             && let Some((_, payload)) = entry.split_once(':')
-            && let Some(lookup) = self.decode(&key, current, payload)
+            && let Some(lookup) = self.decode(&generation, user_id, current, payload)
         {
             crate::metrics::cache_lookups(self.kind, 1, 0);
             return lookup;
@@ -119,30 +115,25 @@ impl Flags {
         Lookup::Miss(Fill { keys: epoch.map(|epoch| (key, epoch)) })
     }
 
-    /// The set this process decoded for `key` at `version`, if it did.
-    fn known(&self, key: &str, version: i64) -> Option<Lookup> {
-        let decoded = self.decoded.lock().unwrap_or_else(|e| e.into_inner());
-        let (_, set) = decoded.get(key).filter(|(known, _)| *known == version)?;
+    /// The set this process decoded for `user_id` at `version`, if it did.
+    fn known(&self, generation: &Arc<str>, user_id: i64, version: i64) -> Option<Lookup> {
+        let (_, set) = self.decoded.get(generation, user_id).filter(|(known, _)| *known == version)?;
         Some(match set {
-            Some(set) => Lookup::Set(set.clone()),
+            Some(set) => Lookup::Set(set),
             None => Lookup::TooMany,
         })
     }
 
     /// The lookup of an entry's `payload` at `version`, decoded once per version.
-    fn decode(&self, key: &str, version: i64, payload: &str) -> Option<Lookup> {
-        if let Some(lookup) = self.known(key, version) {
+    fn decode(&self, generation: &Arc<str>, user_id: i64, version: i64, payload: &str) -> Option<Lookup> {
+        if let Some(lookup) = self.known(generation, user_id, version) {
             return Some(lookup);
         }
         let set = match payload {
             TOO_MANY => None,
             _ => Some(Arc::new(serde_json::from_str::<Vec<i64>>(payload).ok()?.into_iter().collect::<HashSet<i64>>())),
         };
-        let mut decoded = self.decoded.lock().unwrap_or_else(|e| e.into_inner());
-        if decoded.len() >= LOCAL_SETS {
-            decoded.clear();
-        }
-        decoded.insert(key.to_owned(), (version, set.clone()));
+        self.decoded.put(generation, user_id, (version, set.clone()));
         Some(match set {
             Some(set) => Lookup::Set(set),
             None => Lookup::TooMany,

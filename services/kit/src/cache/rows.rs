@@ -27,7 +27,7 @@ use crate::Result;
 
 /// How long a shared entry lives without being written again.
 const TTL: Duration = Duration::from_secs(3600);
-/// Rows of one kind the process-local tier keeps (up to twice this for a moment).
+/// Rows of one kind the process-local tier keeps (up to twice this once full).
 const LOCAL_ROWS: usize = 65_536;
 const SHARDS: usize = 16;
 
@@ -121,7 +121,7 @@ impl<T: CachedRow> RowCache<T> {
             }
         }
         if let Some(generation) = &generation {
-            self.local.put(generation, &found);
+            self.remember(generation, &found);
         }
         rows.extend(found);
         if missing.is_empty() {
@@ -133,7 +133,7 @@ impl<T: CachedRow> RowCache<T> {
         }
         let loaded: Vec<T> = loaded.into_iter().map(|(row, _)| row).collect();
         if let Some(generation) = &generation {
-            self.local.put(generation, &loaded);
+            self.remember(generation, &loaded);
         }
         rows.extend(loaded);
         Ok(rows)
@@ -175,8 +175,16 @@ impl<T: CachedRow> RowCache<T> {
             Ok(epoch) => self.store(&generation, &epoch, rows).await,
             Err(error) => tracing::warn!(%error, kind = self.kind, "could not cache written rows"),
         }
-        let written: Vec<T> = rows.iter().map(|(row, _)| row.clone()).collect();
-        self.local.put(&generation, &written);
+        for (row, _) in rows {
+            self.local.put(&generation, row.id(), row.clone());
+        }
+    }
+
+    /// Keeps `rows` in this process's tier.
+    fn remember(&self, generation: &Arc<str>, rows: &[T]) {
+        for row in rows {
+            self.local.put(generation, row.id(), row.clone());
+        }
     }
 
     async fn store(&self, generation: &str, epoch: &str, rows: &[(T, i64)]) {
@@ -193,10 +201,12 @@ impl<T: CachedRow> RowCache<T> {
     }
 }
 
-/// The process-local tier: a bounded map per shard that keeps the rows used
-/// since it last filled up (the current half) and those of the half before,
-/// so rows in use stay and a full map forgets the ones not asked for since.
-struct Local<T> {
+/// A process-local map by id under the database's generation (the rows of
+/// a [`RowCache`], the decoded sets of [`super::Flags`]): bounded per shard,
+/// it keeps the entries used since it last filled up (the current half) and
+/// those of the half before, so entries in use stay and a full map forgets
+/// the ones not asked for since. A new generation empties it.
+pub(crate) struct Local<T> {
     shards: Box<[Mutex<Shard<T>>]>,
     per_half: usize,
 }
@@ -207,8 +217,9 @@ struct Shard<T> {
     previous: HashMap<i64, T>,
 }
 
-impl<T: CachedRow> Local<T> {
-    fn new(capacity: usize) -> Self {
+impl<T: Clone> Local<T> {
+    /// Keeps between `capacity` and twice as many entries once full.
+    pub(crate) fn new(capacity: usize) -> Self {
         let shards = (0..SHARDS)
             .map(|_| Mutex::new(Shard { generation: Arc::from(""), current: HashMap::new(), previous: HashMap::new() }))
             .collect();
@@ -225,7 +236,7 @@ impl<T: CachedRow> Local<T> {
         shard
     }
 
-    fn get(&self, generation: &Arc<str>, id: i64) -> Option<T> {
+    pub(crate) fn get(&self, generation: &Arc<str>, id: i64) -> Option<T> {
         let mut shard = self.shard(generation, id);
         if let Some(row) = shard.current.get(&id) {
             return Some(row.clone());
@@ -235,11 +246,9 @@ impl<T: CachedRow> Local<T> {
         Some(row)
     }
 
-    fn put(&self, generation: &Arc<str>, rows: &[T]) {
-        for row in rows {
-            let mut shard = self.shard(generation, row.id());
-            self.insert(&mut shard, row.id(), row.clone());
-        }
+    pub(crate) fn put(&self, generation: &Arc<str>, id: i64, value: T) {
+        let mut shard = self.shard(generation, id);
+        self.insert(&mut shard, id, value);
     }
 
     fn insert(&self, shard: &mut Shard<T>, id: i64, row: T) {
@@ -275,7 +284,7 @@ mod tests {
         let (one, two): (Arc<str>, Arc<str>) = (Arc::from("g1"), Arc::from("g2"));
         let ids: Vec<i64> = (0..SHARDS as i64 * 20).collect();
         for id in &ids {
-            local.put(&one, &[Row(*id)]);
+            local.put(&one, *id, Row(*id));
             // Row 0 is asked for all along: it stays.
             assert_eq!(local.get(&one, 0), Some(Row(0)));
         }
