@@ -369,15 +369,24 @@ async fn favorite_lists_of_0_1_and_40_likes() {
     // version of the viewer's counts just read, come from its memory. A like
     // reads the video's author from the row in memory too and writes counts
     // back in three.
+    // The counter's repair loop stores rows marked dirty once a second on
+    // the same cache, so one sample may include a round of it: the cost of
+    // a request is the least of three samples.
     let feed = app.get("/douyin/feed/", &[("token", &many_token)]).await;
     assert_eq!(feed["video_list"].as_array().unwrap().len(), 30);
-    let before = app.cache.commands();
-    let feed = app.get("/douyin/feed/", &[("token", &many_token)]).await;
-    assert_eq!(feed["video_list"].as_array().unwrap().len(), 30);
-    let feed_commands = app.cache.commands() - before;
-    let before = app.cache.commands();
-    ok(&favorite(&app, &none_token, videos[40], "1").await);
-    let like_commands = app.cache.commands() - before;
+    let mut feed_commands = u64::MAX;
+    for _ in 0..3 {
+        let before = app.cache.commands();
+        let feed = app.get("/douyin/feed/", &[("token", &many_token)]).await;
+        assert_eq!(feed["video_list"].as_array().unwrap().len(), 30);
+        feed_commands = feed_commands.min(app.cache.commands() - before);
+    }
+    let mut like_commands = u64::MAX;
+    for video in &videos[38..] {
+        let before = app.cache.commands();
+        ok(&favorite(&app, &none_token, *video, "1").await);
+        like_commands = like_commands.min(app.cache.commands() - before);
+    }
     println!("cache commands: feed of 30 = {feed_commands}, like = {like_commands}");
     if app.config.redis_cluster_nodes.is_empty() {
         assert_eq!(feed_commands, 2);
