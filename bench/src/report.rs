@@ -205,29 +205,35 @@ impl Results {
     fn targets_section(&self) -> String {
         let mut md = String::from("\n## Against the issue's targets\n\n");
         let first = self.sizes().first().copied().unwrap_or(0);
-        let ratio = |target: &str| {
-            let s = self.find(target, first, false, "feed-token")?;
-            let b = self.find(target, first, true, "feed-token")?;
+        let ratio = |target: &str, workload: &str| {
+            let s = self.find(target, first, false, workload)?;
+            let b = self.find(target, first, true, workload)?;
             Some(s.report.rps / b.report.rps.max(1e-9))
         };
         let verdict = |ok: bool| if ok { "met" } else { "**missed**" };
-        for (target, want) in [("all-sqlite", 1.5), ("all-mariadb", 1.5), ("mesh", 1.0)] {
-            if let Some(r) = ratio(target) {
-                let _ = writeln!(
-                    md,
-                    "- feed with token, {target}: {r:.2}× the baseline (target ≥ {want}×): {}",
-                    verdict(r >= want)
-                );
+        for (target, want) in [("all-sqlite", 2.0), ("all-mariadb", 1.5), ("mesh", 1.0)] {
+            for (workload, name) in [("feed-token", "feed with token"), ("feed-anon", "anonymous feed")] {
+                if let Some(r) = ratio(target, workload) {
+                    let _ = writeln!(
+                        md,
+                        "- {name}, {target}: {r:.2}× the baseline (target ≥ {want}×): {}",
+                        verdict(r >= want)
+                    );
+                }
             }
         }
+        // Redis commands are counted by `INFO commandstats`, which counts the
+        // commands a script runs too: they are not round trips (the test
+        // suite asserts those), so only the statements get a verdict.
         for target in ["all-mariadb", "mesh"] {
             if let Some(cost) = self.find(target, first, false, "feed-token").and_then(|r| r.cost) {
                 let redis = cost.redis_per_request.unwrap_or(0.0);
                 let _ = writeln!(
                     md,
-                    "- feed with token, {target}: {:.2} SQL statements and {redis:.2} Redis commands per page (target ≤ 3 each): {}",
+                    "- warm feed page with token, {target}: {:.2} SQL statements per page (target 0), \
+                     {redis:.2} Redis commands (scripts' own commands included): {}",
                     cost.sql_per_request,
-                    verdict(cost.sql_per_request <= 3.0 && redis <= 3.0)
+                    verdict(cost.sql_per_request == 0.0)
                 );
             }
         }
@@ -242,8 +248,8 @@ impl Results {
                     let r = b.report.p50_ms / a.report.p50_ms.max(1e-9);
                     let _ = writeln!(
                         md,
-                        "- feed p50 at {large} videos vs {small}, {target}: {r:.2}× (target ≤ 1.2× from 10k to 1M): {}",
-                        verdict(r <= 1.2)
+                        "- feed p50 at {large} videos vs {small}, {target}: {r:.2}× (target ≤ 1.1× from 10k to 1M): {}",
+                        verdict(r <= 1.1)
                     );
                 }
             }
@@ -253,10 +259,10 @@ impl Results {
                 let counts = self.checks.iter().find(|c| c.target == target).is_some_and(CountsCheck::ok);
                 let _ = writeln!(
                     md,
-                    "- like/unlike on MariaDB+Redis, {target}: {:.0} req/s (target ≥ 2000), counts exact afterwards: {} — {}",
+                    "- like/unlike on MariaDB+Redis, {target}: {:.0} req/s (target ≥ 3000), counts exact afterwards: {} — {}",
                     row.report.rps,
                     if counts { "yes" } else { "no" },
-                    verdict(row.report.rps >= 2000.0 && counts)
+                    verdict(row.report.rps >= 3000.0 && counts)
                 );
             }
         }
