@@ -84,34 +84,28 @@ impl<T: CachedRow> RowCache<T> {
             return Ok(Vec::new());
         }
         let generation = match self.generation.current().await {
-            Ok(generation) => Some(generation),
+            Ok(generation) => generation,
             Err(error) => {
+                // Keys carry the generation: without it nothing is read from
+                // or kept in either tier.
                 tracing::warn!(%error, kind = self.kind, "database generation unknown; rows not cached");
-                None
+                return Ok(load(ids.to_vec()).await?.into_iter().map(|(row, _)| row).collect());
             }
         };
         let mut rows = Vec::with_capacity(ids.len());
         let mut wanted = Vec::new();
-        match &generation {
-            Some(generation) => {
-                for id in ids {
-                    match self.local.get(generation, *id) {
-                        Some(row) => rows.push(row),
-                        None => wanted.push(*id),
-                    }
-                }
+        for id in ids {
+            match self.local.get(&generation, *id) {
+                Some(row) => rows.push(row),
+                None => wanted.push(*id),
             }
-            None => wanted.extend_from_slice(ids),
         }
         // Rows from memory are hits of this kind; the shared read counts its own.
         crate::metrics::cache_lookups(self.kind, rows.len() as u64, 0);
         if wanted.is_empty() {
             return Ok(rows);
         }
-        let read = match &generation {
-            Some(generation) => self.get(generation, &wanted).await,
-            None => Read { keys: None, values: vec![None; wanted.len()] },
-        };
+        let read = self.get(&generation, &wanted).await;
         let mut missing = Vec::new();
         let mut found = Vec::new();
         for (id, value) in wanted.iter().zip(&read.values) {
@@ -120,9 +114,7 @@ impl<T: CachedRow> RowCache<T> {
                 None => missing.push(*id),
             }
         }
-        if let Some(generation) = &generation {
-            self.remember(generation, &found);
-        }
+        self.remember(&generation, &found);
         rows.extend(found);
         if missing.is_empty() {
             return Ok(rows);
@@ -132,9 +124,7 @@ impl<T: CachedRow> RowCache<T> {
             self.store(generation, epoch, &loaded).await;
         }
         let loaded: Vec<T> = loaded.into_iter().map(|(row, _)| row).collect();
-        if let Some(generation) = &generation {
-            self.remember(generation, &loaded);
-        }
+        self.remember(&generation, &loaded);
         rows.extend(loaded);
         Ok(rows)
     }
