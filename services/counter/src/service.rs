@@ -98,7 +98,7 @@ impl CounterService {
     }
 
     /// Counts of many videos and users: one cache round trip, plus for misses
-    /// at most one query per kind and one cache write (and one more round trip
+    /// one query (both kinds) and one cache write (and one more round trip
     /// to start an epoch right after the cache was lost).
     pub async fn counts(&self, video_ids: &[i64], user_ids: &[i64]) -> Result<(Vec<VideoCounts>, Vec<UserCounts>)> {
         let video_ids = ids::unique(video_ids);
@@ -143,14 +143,15 @@ impl CounterService {
             epoch = self.cache.epoch().await.ok();
         }
         let mut fills = Vec::new();
-        for s in stats::videos(self.db.pool(), &missing_videos).await? {
+        let (found_videos, found_users) = stats::both(self.db.pool(), &missing_videos, &missing_users).await?;
+        for s in found_videos {
             fills.push((k.video(s.video_id), encode_video(&s)));
             videos.insert(
                 s.video_id,
                 VideoCounts { video_id: s.video_id, favorite_count: s.favorite_count, comment_count: s.comment_count },
             );
         }
-        for s in stats::users(self.db.pool(), &missing_users).await? {
+        for s in found_users {
             fills.push((k.user(s.user_id), encode_user(&s)));
             users.insert(
                 s.user_id,
@@ -181,7 +182,7 @@ impl CounterService {
     /// After a writer committed: re-reads the rows of the given ids and,
     /// with the rows the writer passed as it committed them (each with its
     /// version, so no re-read is needed), updates cache entries and rankings:
-    /// one epoch read, at most one query per kind, one write of the entries
+    /// one epoch read, one query for both kinds, one write of the entries
     /// and one of both rankings.
     pub async fn refresh(
         &self,
@@ -190,12 +191,10 @@ impl CounterService {
         mut videos: Vec<stats::VideoStats>,
         mut users: Vec<stats::UserStats>,
     ) -> Result<()> {
-        if !video_ids.is_empty() {
-            videos.extend(stats::videos(self.db.pool(), &ids::unique(video_ids)).await?);
-        }
-        if !user_ids.is_empty() {
-            users.extend(stats::users(self.db.pool(), &ids::unique(user_ids)).await?);
-        }
+        let (read_videos, read_users) =
+            stats::both(self.db.pool(), &ids::unique(video_ids), &ids::unique(user_ids)).await?;
+        videos.extend(read_videos);
+        users.extend(read_users);
         self.store(&videos, &users).await?;
         Ok(())
     }

@@ -93,8 +93,8 @@ impl Reader {
             .await
             .map_err(|_| Error::Busy("the count fallback budget is in use".into()))?
             .map_err(|_| Error::internal("the count fallback budget was closed"))?;
-        let videos = stats::videos(self.db.pool(), video_ids)
-            .await?
+        let (videos, users) = stats::both(self.db.pool(), video_ids, user_ids).await?;
+        let videos = videos
             .into_iter()
             .map(|s| VideoCounts {
                 video_id: s.video_id,
@@ -102,8 +102,7 @@ impl Reader {
                 comment_count: s.comment_count,
             })
             .collect();
-        let users = stats::users(self.db.pool(), user_ids)
-            .await?
+        let users = users
             .into_iter()
             .map(|s| UserCounts {
                 user_id: s.user_id,
