@@ -9,7 +9,7 @@ use sqlx::{AnyConnection, Row};
 use douyin_kit::{
     Result,
     cache::Ranked,
-    db::{Dialect, bind_ids, fetch_in, placeholders},
+    db::{Dialect, bind_ids, fetch_in, padded, placeholders},
 };
 
 pub static MIGRATIONS: douyin_kit::db::ServiceMigrations = douyin_kit::db::ServiceMigrations {
@@ -90,6 +90,85 @@ pub async fn add_video(conn: &mut AnyConnection, video_id: i64, count: VideoCoun
 async fn add(conn: &mut AnyConnection, table: &str, key: &str, column: &str, id: i64, delta: i64) -> Result<()> {
     let sql = format!("UPDATE {table} SET {column} = {column} + ?, version = version + 1, dirty = 1 WHERE {key} = ?");
     sqlx::query(sqlx::AssertSqlSafe(sql)).bind(delta).bind(id).execute(conn).await?;
+    Ok(())
+}
+
+/// Locks the counts rows of these videos and users for a batch of writes, in
+/// the order every writer locks them (videos, then users, each by ascending
+/// id), and reads them: `ids` are sorted and unique.
+pub async fn lock_many(
+    conn: &mut AnyConnection,
+    dialect: Dialect,
+    video_ids: &[i64],
+    user_ids: &[i64],
+) -> Result<(Vec<VideoStats>, Vec<UserStats>)> {
+    let lock = if dialect == Dialect::MySql { " ORDER BY 1 FOR UPDATE" } else { "" };
+    let mut videos = Vec::new();
+    if !video_ids.is_empty() {
+        let ids = padded(video_ids);
+        let sql = format!("{VIDEO_COLUMNS} WHERE video_id IN ({}){lock}", placeholders(ids.len()));
+        videos = video_rows(&bind_ids(sqlx::query(sqlx::AssertSqlSafe(sql)), &ids).fetch_all(&mut *conn).await?)?;
+    }
+    let mut users = Vec::new();
+    if !user_ids.is_empty() {
+        let ids = padded(user_ids);
+        let sql = format!("{USER_COLUMNS} WHERE user_id IN ({}){lock}", placeholders(ids.len()));
+        users = user_rows(&bind_ids(sqlx::query(sqlx::AssertSqlSafe(sql)), &ids).fetch_all(&mut *conn).await?)?;
+    }
+    Ok((videos, users))
+}
+
+/// Adds each `(video_id, delta)` to the video's `favorite_count` in one
+/// statement, raising each row's version once and marking it dirty. The ids
+/// are unique; a delta of 0 still raises the version (the row was written).
+pub async fn add_video_favorites(conn: &mut AnyConnection, deltas: &[(i64, i64)]) -> Result<()> {
+    if deltas.is_empty() {
+        return Ok(());
+    }
+    let deltas = padded(deltas);
+    let sql = format!(
+        "UPDATE video_stats SET favorite_count = favorite_count + CASE video_id {} END, \
+         version = version + 1, dirty = 1 WHERE video_id IN ({})",
+        "WHEN ? THEN ? ".repeat(deltas.len()),
+        placeholders(deltas.len())
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for (id, delta) in &deltas {
+        query = query.bind(*id).bind(*delta);
+    }
+    for (id, _) in &deltas {
+        query = query.bind(*id);
+    }
+    query.execute(conn).await?;
+    Ok(())
+}
+
+/// Adds each `(user_id, favorite delta, total_favorited delta)` to the user's
+/// counts in one statement, raising each row's version once and marking it
+/// dirty. The ids are unique.
+pub async fn add_user_favorites(conn: &mut AnyConnection, deltas: &[(i64, i64, i64)]) -> Result<()> {
+    if deltas.is_empty() {
+        return Ok(());
+    }
+    let deltas = padded(deltas);
+    let cases = "WHEN ? THEN ? ".repeat(deltas.len());
+    let sql = format!(
+        "UPDATE user_stats SET favorite_count = favorite_count + CASE user_id {cases} END, \
+         total_favorited = total_favorited + CASE user_id {cases} END, \
+         version = version + 1, dirty = 1 WHERE user_id IN ({})",
+        placeholders(deltas.len())
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for (id, favorite, _) in &deltas {
+        query = query.bind(*id).bind(*favorite);
+    }
+    for (id, _, favorited) in &deltas {
+        query = query.bind(*id).bind(*favorited);
+    }
+    for (id, _, _) in &deltas {
+        query = query.bind(*id);
+    }
+    query.execute(conn).await?;
     Ok(())
 }
 

@@ -1,5 +1,6 @@
 //! The interaction role: likes (favorites) and comments.
 
+mod likes;
 mod repo;
 mod service;
 

@@ -1,11 +1,13 @@
 //! SQL of the interaction role.
 
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
 use douyin_counts::{
     pairs::Pair,
     stats::{self, UserStats, VideoCount, VideoStats},
 };
 use douyin_kit::{
-    Result,
+    Error, Result,
     cache::Flags,
     db::{Db, Dialect, Freshness, inserted_id, now_ms, retry_tx},
 };
@@ -21,6 +23,30 @@ pub struct CommentRow {
     pub user_id: i64,
     pub content: String,
     pub created_at_ms: i64,
+}
+
+/// One like (or unlike) of a batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Like {
+    pub user_id: i64,
+    pub video_id: i64,
+    pub author_id: i64,
+    pub like: bool,
+}
+
+/// What a batch of likes did.
+#[derive(Debug)]
+pub struct Written {
+    /// One per like, in order.
+    pub outcomes: Vec<Result<()>>,
+    /// The counts rows changed, as at commit.
+    pub videos: Vec<VideoStats>,
+    pub users: Vec<UserStats>,
+}
+
+fn sorted(ids: impl Iterator<Item = i64>) -> Vec<i64> {
+    let set: BTreeSet<i64> = ids.collect();
+    set.into_iter().collect()
 }
 
 #[derive(Clone)]
@@ -110,6 +136,79 @@ impl InteractionRepo {
                 })
                 .collect();
             Ok(Some((video.into_iter().collect(), users)))
+        })
+        .await
+    }
+
+    /// Likes and unlikes of many users in one transaction, applied in order;
+    /// returns each one's outcome (refused when its account does not exist)
+    /// and the counts rows the transaction changed as they are at commit.
+    /// Locks in the order every writer takes them (accounts, videos, users,
+    /// each by ascending id). On MySQL 7 + N statements for N writes: begin,
+    /// the accounts, the videos' and users' counts read locked, one statement
+    /// per like row, one update per counts table, commit.
+    pub async fn set_favorites(&self, likes: &[Like]) -> Result<Written> {
+        retry_tx(|| async {
+            let mut tx = self.db.begin_write().await?;
+            let accounts: HashSet<i64> =
+                self.db.lock_accounts(&mut tx, &sorted(likes.iter().map(|l| l.user_id))).await?.into_iter().collect();
+            let allowed = || likes.iter().filter(|l| accounts.contains(&l.user_id));
+            let video_ids = sorted(allowed().map(|l| l.video_id));
+            let user_ids = sorted(allowed().flat_map(|l| [l.user_id, l.author_id]));
+            let (videos, users) = stats::lock_many(&mut tx, self.db.dialect(), &video_ids, &user_ids).await?;
+            let mut video_deltas: BTreeMap<i64, i64> = BTreeMap::new();
+            let mut user_deltas: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
+            let mut outcomes = Vec::with_capacity(likes.len());
+            for l in likes {
+                if !accounts.contains(&l.user_id) {
+                    outcomes.push(Err(Error::Unauthenticated("the account of this token no longer exists".into())));
+                    continue;
+                }
+                if FAVORITES.set(&self.db, &mut tx, l.user_id, l.video_id, l.like).await? {
+                    let delta = if l.like { 1 } else { -1 };
+                    *video_deltas.entry(l.video_id).or_default() += delta;
+                    user_deltas.entry(l.user_id).or_default().0 += delta;
+                    user_deltas.entry(l.author_id).or_default().1 += delta;
+                }
+                outcomes.push(Ok(()));
+            }
+            let videos: Vec<VideoStats> =
+                videos.into_iter().filter(|v| video_deltas.contains_key(&v.video_id)).collect();
+            let users: Vec<UserStats> = users.into_iter().filter(|u| user_deltas.contains_key(&u.user_id)).collect();
+            let video_changes: Vec<(i64, i64)> =
+                videos.iter().map(|v| (v.video_id, video_deltas[&v.video_id])).collect();
+            let user_changes: Vec<(i64, i64, i64)> = users
+                .iter()
+                .map(|u| {
+                    let (favorite, favorited) = user_deltas[&u.user_id];
+                    (u.user_id, favorite, favorited)
+                })
+                .collect();
+            stats::add_video_favorites(&mut tx, &video_changes).await?;
+            stats::add_user_favorites(&mut tx, &user_changes).await?;
+            douyin_kit::db::commit(tx).await?;
+            // What the rows hold now: each changed once, one version later.
+            let videos = videos
+                .into_iter()
+                .map(|v| VideoStats {
+                    favorite_count: v.favorite_count + video_deltas[&v.video_id],
+                    version: v.version + 1,
+                    ..v
+                })
+                .collect();
+            let users = users
+                .into_iter()
+                .map(|u| {
+                    let (favorite, favorited) = user_deltas[&u.user_id];
+                    UserStats {
+                        favorite_count: u.favorite_count + favorite,
+                        total_favorited: u.total_favorited + favorited,
+                        version: u.version + 1,
+                        ..u
+                    }
+                })
+                .collect();
+            Ok(Written { outcomes, videos, users })
         })
         .await
     }

@@ -16,7 +16,10 @@ use douyin_proto::{
     video::GetVideosRequest,
 };
 
-use crate::repo::{CommentRow, InteractionRepo};
+use crate::{
+    likes::LikeWriter,
+    repo::{CommentRow, InteractionRepo, Like},
+};
 
 /// How long the answer to a committed comment waits for its author's profile.
 const AUTHOR_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
@@ -25,6 +28,7 @@ const AUTHOR_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 pub struct InteractionService {
     repo: InteractionRepo,
     clients: Clients,
+    likes: LikeWriter,
     /// Words refused in comments, in the folded form of [`text::fold_for_matching`].
     sensitive_words: Arc<Vec<String>>,
 }
@@ -33,7 +37,8 @@ impl InteractionService {
     pub fn new(repo: InteractionRepo, clients: Clients, sensitive_words: &[String]) -> Self {
         let words =
             sensitive_words.iter().map(|w| text::fold_for_matching(w.trim())).filter(|w| !w.is_empty()).collect();
-        Self { repo, clients, sensitive_words: Arc::new(words) }
+        let likes = LikeWriter::new(repo.clone(), clients.clone());
+        Self { repo, clients, likes, sensitive_words: Arc::new(words) }
     }
 
     /// The author of `video_id`, or NotFound.
@@ -62,10 +67,7 @@ impl InteractionService {
 
     pub async fn favorite(&self, user_id: i64, video_id: i64, like: bool) -> Result<()> {
         let author_id = self.author_of(video_id).await?;
-        if let Some((videos, users)) = self.repo.set_favorite(user_id, video_id, author_id, like).await? {
-            counts::store(&self.clients, &videos, &users).await;
-        }
-        Ok(())
+        self.likes.write(Like { user_id, video_id, author_id, like }).await
     }
 
     pub async fn favorite_list(&self, user_id: i64, viewer_id: i64) -> Result<Vec<Video>> {

@@ -117,6 +117,21 @@ impl Db {
         }
     }
 
+    /// Those of `ids` (sorted, unique) whose accounts exist, inside a write's
+    /// transaction `conn`, their rows locked until it commits on MySQL (as
+    /// [`Db::require_account`], for a batch of writers).
+    pub async fn lock_accounts(&self, conn: &mut sqlx::AnyConnection, ids: &[i64]) -> Result<Vec<i64>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        use sqlx::Row;
+        let lock = if self.dialect == Dialect::MySql { " ORDER BY id FOR UPDATE" } else { "" };
+        let ids = padded(ids);
+        let sql = format!("SELECT id FROM users WHERE id IN ({}){lock}", placeholders(ids.len()));
+        let rows = bind_ids(sqlx::query(sqlx::AssertSqlSafe(sql)), &ids).fetch_all(conn).await?;
+        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+    }
+
     /// `INSERT IGNORE` in the pool's dialect.
     pub fn insert_ignore(&self) -> &'static str {
         match self.dialect {
@@ -252,6 +267,17 @@ pub async fn fetch_in(pool: &AnyPool, select: &str, ids: &[i64]) -> Result<Vec<s
     }
     let sql = format!("{select} ({})", placeholders(ids.len()));
     Ok(bind_ids(sqlx::query(sqlx::AssertSqlSafe(sql)), ids).fetch_all(pool).await?)
+}
+
+/// `items`, the last repeated up to the next power of two: the `IN` lists
+/// and `CASE` arms of a batch then come in a few lengths, so their statements
+/// stay prepared.
+pub fn padded<T: Clone>(items: &[T]) -> Vec<T> {
+    let mut padded = items.to_vec();
+    if let Some(last) = items.last() {
+        padded.resize(items.len().next_power_of_two(), last.clone());
+    }
+    padded
 }
 
 /// `?, ?, ?` for an `IN (…)` list of `n` parameters (n ≥ 1).

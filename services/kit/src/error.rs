@@ -5,7 +5,7 @@
 
 use tonic::{Code, Status};
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum Error {
     /// A parameter is missing or malformed; the message names it.
     #[error("{0}")]

@@ -246,6 +246,96 @@ async fn cache_flushed_during_concurrent_toggles_changes_no_count() {
 
 // ------------------------------------------------------------ likes
 
+/// 40 users like and unlike 8 videos of 4 authors all at once, so likes
+/// are written many to a transaction; one liker's account is deleted under
+/// its token first. Its likes are refused and leave no row; every other
+/// like counts: each video's `favorite_count`, each author's
+/// `total_favorited`, each liker's `favorite_count` and list match the likes
+/// made, before and after the cache is flushed.
+#[tokio::test]
+async fn likes_of_many_users_at_once_keep_every_count_exact() {
+    const LIKERS: usize = 40;
+    const GONE: usize = 7;
+    let app = spawn().await;
+    let authors = register_many(&app, "batchauthor", 4).await;
+    let mut videos: Vec<(i64, usize)> = Vec::new();
+    for (a, author) in authors.iter().enumerate() {
+        let titles = [format!("clip {a} one"), format!("clip {a} two")];
+        videos.extend(publish_many(&app, author, &titles).await.into_iter().map(|id| (id, a)));
+    }
+    let likers = register_many(&app, "batchliker", LIKERS).await;
+    // Liker `i` likes every video `j` with (i + j) % 4 != 0, then unlikes
+    // video i % 8 (a no-op when it never liked it) and likes it again when
+    // i is odd.
+    let liked = |i: usize, j: usize| {
+        let first = !(i + j).is_multiple_of(4);
+        if j == i % videos.len() { i % 2 == 1 } else { first }
+    };
+    let db = douyin_kit::db::Db::connect(&app.config).await.unwrap();
+    let gone = likers[GONE].0;
+    user(&app, &likers[GONE].1, gone).await;
+    sqlx::query("DELETE FROM users WHERE id = ?").bind(gone).execute(db.pool()).await.unwrap();
+
+    let runs = likers.iter().enumerate().map(|(i, (_, token))| {
+        let (app, videos) = (&app, &videos);
+        async move {
+            let mut replies = Vec::new();
+            for (j, (video_id, _)) in videos.iter().enumerate() {
+                if !(i + j).is_multiple_of(4) {
+                    replies.push(favorite(app, token, *video_id, "1").await);
+                }
+            }
+            let (again, _) = videos[i % videos.len()];
+            replies.push(favorite(app, token, again, "2").await);
+            if i % 2 == 1 {
+                replies.push(favorite(app, token, again, "1").await);
+            }
+            replies
+        }
+    });
+    for (i, replies) in futures::future::join_all(runs).await.into_iter().enumerate() {
+        for reply in replies {
+            if i == GONE {
+                assert_ne!(reply["status_code"], 0, "a deleted account's like must be refused: {reply}");
+            } else {
+                ok(&reply);
+            }
+        }
+    }
+    let left: i64 = sqlx::Row::try_get(
+        &sqlx::query("SELECT COUNT(*) FROM favorites WHERE user_id = ?").bind(gone).fetch_one(db.pool()).await.unwrap(),
+        0,
+    )
+    .unwrap();
+    assert_eq!(left, 0, "a deleted account's likes leave no row");
+
+    for round in ["warm", "after a flush"] {
+        let counted = |i: usize, j: usize| i != GONE && liked(i, j);
+        for (j, (video_id, a)) in videos.iter().enumerate() {
+            let expected = (0..LIKERS).filter(|i| counted(*i, j)).count() as i64;
+            let v = video(&app, authors[*a].0, *video_id).await;
+            assert_eq!(v["favorite_count"], expected, "{round}: video {j}: {v}");
+        }
+        for (a, author) in authors.iter().enumerate() {
+            let expected = (0..LIKERS)
+                .map(|i| videos.iter().enumerate().filter(|(j, (_, by))| *by == a && counted(i, *j)).count() as i64)
+                .sum::<i64>();
+            let info = user(&app, &author.1, author.0).await;
+            assert_eq!(info["total_favorited"], expected, "{round}: author {a}: {info}");
+        }
+        for (i, (id, token)) in likers.iter().enumerate().filter(|(i, _)| *i != GONE) {
+            let expected: HashSet<i64> =
+                videos.iter().enumerate().filter(|(j, _)| counted(i, *j)).map(|(_, (v, _))| *v).collect();
+            let list = favorites(&app, *id, Some(token)).await;
+            assert_eq!(ids(&list).into_iter().collect::<HashSet<_>>(), expected, "{round}: liker {i}'s list");
+            let info = user(&app, token, *id).await;
+            assert_eq!(info["favorite_count"], expected.len() as i64, "{round}: liker {i}: {info}");
+        }
+        Flusher::new(&app).await.flush().await;
+    }
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn likes_are_idempotent_and_refused_on_bad_input() {
     let app = spawn().await;

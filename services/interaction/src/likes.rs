@@ -1,0 +1,184 @@
+//! Likes written in batches. Every like and unlike of this process goes
+//! through one writer task: while its transaction runs, the likes that arrive
+//! wait, and the next transaction writes all of them (up to [`MAX_BATCH`]),
+//! so under load a like costs a fraction of the statements and of the commit
+//! it costs alone, and the counter is told of the changed counts once per
+//! batch. A like that finds the writer idle is written at once, alone, as
+//! before. Each like is answered after its batch committed and the counter
+//! stored its counts (or gave up in time), exactly as a lone like is.
+//!
+//! A batch that fails as a whole (a lost connection, a statement refused) is
+//! written again one like at a time, so one like cannot fail the others. A
+//! like whose caller has too little time left to be answered is refused
+//! before it is written. The task stops after [`IDLE`] without likes and is
+//! started again by the next one.
+
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use douyin_counts as counts;
+use douyin_kit::{Error, Result, deadline, grpc::Clients};
+use tokio::{
+    sync::{mpsc, oneshot},
+    time::Instant,
+};
+
+use crate::repo::{InteractionRepo, Like};
+
+/// Most likes one transaction writes.
+const MAX_BATCH: usize = 64;
+/// Likes waiting for the writer at most; more wait to be queued.
+const QUEUE: usize = 1024;
+/// How long the writer task waits for a like before it stops.
+const IDLE: Duration = Duration::from_secs(10);
+
+struct Queued {
+    like: Like,
+    deadline: Option<Instant>,
+    answer: oneshot::Sender<Result<()>>,
+}
+
+#[derive(Clone)]
+pub struct LikeWriter {
+    repo: InteractionRepo,
+    clients: Clients,
+    queue: Arc<Mutex<Option<mpsc::Sender<Queued>>>>,
+}
+
+impl LikeWriter {
+    pub fn new(repo: InteractionRepo, clients: Clients) -> Self {
+        Self { repo, clients, queue: Arc::default() }
+    }
+
+    /// Writes `like` with whatever other likes are waiting; answers once it
+    /// is committed and its counts are stored.
+    pub async fn write(&self, like: Like) -> Result<()> {
+        let (answer, answered) = oneshot::channel();
+        let deadline = deadline::remaining().map(|left| Instant::now() + left);
+        let mut queued = Queued { like, deadline, answer };
+        // A writer that stopped meanwhile closed its queue: start another.
+        for _ in 0..3 {
+            let queue = self.queue();
+            match queue.send(queued).await {
+                Ok(()) => {
+                    return answered.await.unwrap_or_else(|_| Err(Error::internal("the like writer stopped")));
+                }
+                Err(mpsc::error::SendError(back)) => queued = back,
+            }
+        }
+        Err(Error::Unavailable("the like writer could not be started".into()))
+    }
+
+    /// The queue of a running writer task, started when there is none.
+    fn queue(&self) -> mpsc::Sender<Queued> {
+        let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        match queue.as_ref() {
+            Some(sender) if !sender.is_closed() => sender.clone(),
+            _ => {
+                let (sender, receiver) = mpsc::channel(QUEUE);
+                tokio::spawn(run(self.repo.clone(), self.clients.clone(), receiver));
+                *queue = Some(sender.clone());
+                sender
+            }
+        }
+    }
+}
+
+async fn run(repo: InteractionRepo, clients: Clients, mut queue: mpsc::Receiver<Queued>) {
+    loop {
+        let first = match tokio::time::timeout(IDLE, queue.recv()).await {
+            Ok(Some(first)) => first,
+            Ok(None) => return,
+            Err(_) => {
+                // Idle: refuse new likes (their writers start a new task),
+                // then write what slipped in before the queue closed.
+                queue.close();
+                let mut rest = Vec::new();
+                while let Ok(queued) = queue.try_recv() {
+                    rest.push(queued);
+                }
+                while !rest.is_empty() {
+                    let batch = rest.drain(..rest.len().min(MAX_BATCH)).collect();
+                    write(&repo, &clients, batch).await;
+                }
+                return;
+            }
+        };
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(queued) => batch.push(queued),
+                Err(_) => break,
+            }
+        }
+        write(&repo, &clients, batch).await;
+    }
+}
+
+/// Writes one batch and answers its likes once the counter has their counts;
+/// the next batch starts as soon as this one committed.
+async fn write(repo: &InteractionRepo, clients: &Clients, batch: Vec<Queued>) {
+    let now = Instant::now();
+    let (batch, late): (Vec<Queued>, Vec<Queued>) = batch
+        .into_iter()
+        .partition(|q| q.deadline.is_none_or(|d| d.saturating_duration_since(now) >= deadline::COMMIT_RESERVE));
+    for q in late {
+        let _ = q.answer.send(Err(Error::Unavailable(
+            "the request ran out of time before it could be saved; nothing was changed".into(),
+        )));
+    }
+    if batch.is_empty() {
+        return;
+    }
+    // The batch commits only while its most hurried caller can be answered.
+    let deadline = batch.iter().filter_map(|q| q.deadline).min();
+    let likes: Vec<Like> = batch.iter().map(|q| q.like).collect();
+    let written = deadline::scope(deadline, async {
+        if let [like] = likes[..] {
+            return repo.set_favorite(like.user_id, like.video_id, like.author_id, like.like).await.map(|changed| {
+                let (videos, users) = changed.unwrap_or_default();
+                (vec![Ok(())], videos, users)
+            });
+        }
+        match repo.set_favorites(&likes).await {
+            Ok(w) => Ok((w.outcomes, w.videos, w.users)),
+            Err(error) => {
+                tracing::warn!(%error, likes = likes.len(), "a batch of likes failed; writing them one at a time");
+                let (mut outcomes, mut videos, mut users) = (Vec::new(), Vec::new(), Vec::new());
+                for l in &likes {
+                    match repo.set_favorite(l.user_id, l.video_id, l.author_id, l.like).await {
+                        Ok(changed) => {
+                            let (v, u) = changed.unwrap_or_default();
+                            videos.extend(v);
+                            users.extend(u);
+                            outcomes.push(Ok(()));
+                        }
+                        Err(error) => outcomes.push(Err(error)),
+                    }
+                }
+                Ok((outcomes, videos, users))
+            }
+        }
+    })
+    .await;
+    let clients = clients.clone();
+    tokio::spawn(deadline::scope(deadline, async move {
+        match written {
+            Ok((outcomes, videos, users)) => {
+                if !videos.is_empty() || !users.is_empty() {
+                    counts::store(&clients, &videos, &users).await;
+                }
+                for (q, outcome) in batch.into_iter().zip(outcomes) {
+                    let _ = q.answer.send(outcome);
+                }
+            }
+            Err(error) => {
+                for q in batch {
+                    let _ = q.answer.send(Err(error.clone()));
+                }
+            }
+        }
+    }));
+}
