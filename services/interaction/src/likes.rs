@@ -1,16 +1,17 @@
 //! Likes written in batches. Every like and unlike of this process goes
-//! through one writer task: while its transaction runs, the likes that arrive
-//! wait, and the next transaction writes all of them (up to [`MAX_BATCH`]),
-//! so under load a like costs a fraction of the statements and of the commit
-//! it costs alone, and the counter is told of the changed counts once per
-//! batch. A like that finds the writer idle is written at once, alone, as
-//! before. Each like is answered after its batch committed and the counter
-//! stored its counts (or gave up in time), exactly as a lone like is.
+//! through a queue that [`WRITERS`] tasks take from: while their transactions
+//! run, the likes that arrive wait, and the next transaction writes all of
+//! them (up to [`MAX_BATCH`]). Under load a like then costs a fraction of the
+//! statements and of the commit it costs alone, and the counter is told of
+//! the changed counts once per batch; a like that finds a writer idle is
+//! written at once, alone, as before. Each like is answered after its batch
+//! committed and the counter stored its counts (or gave up in time), exactly
+//! as a lone like is.
 //!
 //! A batch that fails as a whole (a lost connection, a statement refused) is
 //! written again one like at a time, so one like cannot fail the others. A
 //! like whose caller has too little time left to be answered is refused
-//! before it is written. The task stops after [`IDLE`] without likes and is
+//! before it is written. The tasks stop after [`IDLE`] without likes and are
 //! started again by the next one.
 
 use std::{
@@ -27,11 +28,15 @@ use tokio::{
 
 use crate::repo::{InteractionRepo, Like};
 
+/// Transactions of likes in flight at once: while one waits on the
+/// database, the next batch is taken and written. Every batch locks its rows
+/// in the same order, so two never deadlock each other.
+const WRITERS: usize = 2;
 /// Most likes one transaction writes.
 const MAX_BATCH: usize = 64;
 /// Likes waiting for the writer at most; more wait to be queued.
 const QUEUE: usize = 1024;
-/// How long the writer task waits for a like before it stops.
+/// How long the writer tasks wait for a like before they stop.
 const IDLE: Duration = Duration::from_secs(10);
 
 struct Queued {
@@ -71,14 +76,17 @@ impl LikeWriter {
         Err(Error::Unavailable("the like writer could not be started".into()))
     }
 
-    /// The queue of a running writer task, started when there is none.
+    /// The queue of running writer tasks, started when there are none.
     fn queue(&self) -> mpsc::Sender<Queued> {
         let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
         match queue.as_ref() {
             Some(sender) if !sender.is_closed() => sender.clone(),
             _ => {
                 let (sender, receiver) = mpsc::channel(QUEUE);
-                tokio::spawn(run(self.repo.clone(), self.clients.clone(), receiver));
+                let receiver = Arc::new(tokio::sync::Mutex::new(receiver));
+                for _ in 0..WRITERS {
+                    tokio::spawn(run(self.repo.clone(), self.clients.clone(), receiver.clone()));
+                }
                 *queue = Some(sender.clone());
                 sender
             }
@@ -86,19 +94,23 @@ impl LikeWriter {
     }
 }
 
-async fn run(repo: InteractionRepo, clients: Clients, mut queue: mpsc::Receiver<Queued>) {
+/// One of the [`WRITERS`] tasks: takes what is waiting (or the next like to
+/// arrive) and writes it, while the other task's batch is in flight.
+async fn run(repo: InteractionRepo, clients: Clients, queue: Arc<tokio::sync::Mutex<mpsc::Receiver<Queued>>>) {
     loop {
-        let first = match tokio::time::timeout(IDLE, queue.recv()).await {
+        let mut taken = queue.lock().await;
+        let first = match tokio::time::timeout(IDLE, taken.recv()).await {
             Ok(Some(first)) => first,
             Ok(None) => return,
             Err(_) => {
-                // Idle: refuse new likes (their writers start a new task),
+                // Idle: refuse new likes (their writers start new tasks),
                 // then write what slipped in before the queue closed.
-                queue.close();
+                taken.close();
                 let mut rest = Vec::new();
-                while let Ok(queued) = queue.try_recv() {
+                while let Ok(queued) = taken.try_recv() {
                     rest.push(queued);
                 }
+                drop(taken);
                 while !rest.is_empty() {
                     let batch = rest.drain(..rest.len().min(MAX_BATCH)).collect();
                     write(&repo, &clients, batch).await;
@@ -108,11 +120,12 @@ async fn run(repo: InteractionRepo, clients: Clients, mut queue: mpsc::Receiver<
         };
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
-            match queue.try_recv() {
+            match taken.try_recv() {
                 Ok(queued) => batch.push(queued),
                 Err(_) => break,
             }
         }
+        drop(taken);
         write(&repo, &clients, batch).await;
     }
 }
