@@ -19,7 +19,10 @@ use std::{
     time::Duration,
 };
 
-use douyin_counts as counts;
+use douyin_counts::{
+    self as counts,
+    stats::{UserStats, VideoStats},
+};
 use douyin_kit::{Error, Result, deadline, grpc::Clients};
 use tokio::{
     sync::{mpsc, oneshot},
@@ -133,65 +136,58 @@ async fn run(repo: InteractionRepo, clients: Clients, queue: Arc<tokio::sync::Mu
 /// Writes one batch and answers its likes once the counter has their counts;
 /// the next batch starts as soon as this one committed.
 async fn write(repo: &InteractionRepo, clients: &Clients, batch: Vec<Queued>) {
-    let now = Instant::now();
-    let (batch, late): (Vec<Queued>, Vec<Queued>) = batch
-        .into_iter()
-        .partition(|q| q.deadline.is_none_or(|d| d.saturating_duration_since(now) >= deadline::COMMIT_RESERVE));
-    for q in late {
-        let _ = q.answer.send(Err(Error::Unavailable(
-            "the request ran out of time before it could be saved; nothing was changed".into(),
-        )));
+    let mut timely = Vec::with_capacity(batch.len());
+    for q in batch {
+        match deadline::check_commit_by(q.deadline) {
+            Ok(()) => timely.push(q),
+            Err(refused) => {
+                let _ = q.answer.send(Err(refused));
+            }
+        }
     }
-    if batch.is_empty() {
+    if timely.is_empty() {
         return;
     }
     // The batch commits only while its most hurried caller can be answered.
-    let deadline = batch.iter().filter_map(|q| q.deadline).min();
-    let likes: Vec<Like> = batch.iter().map(|q| q.like).collect();
-    let written = deadline::scope(deadline, async {
-        if let [like] = likes[..] {
-            return repo.set_favorite(like.user_id, like.video_id, like.author_id, like.like).await.map(|changed| {
-                let (videos, users) = changed.unwrap_or_default();
-                (vec![Ok(())], videos, users)
-            });
-        }
-        match repo.set_favorites(&likes).await {
-            Ok(w) => Ok((w.outcomes, w.videos, w.users)),
-            Err(error) => {
-                tracing::warn!(%error, likes = likes.len(), "a batch of likes failed; writing them one at a time");
-                let (mut outcomes, mut videos, mut users) = (Vec::new(), Vec::new(), Vec::new());
-                for l in &likes {
-                    match repo.set_favorite(l.user_id, l.video_id, l.author_id, l.like).await {
-                        Ok(changed) => {
-                            let (v, u) = changed.unwrap_or_default();
-                            videos.extend(v);
-                            users.extend(u);
-                            outcomes.push(Ok(()));
-                        }
-                        Err(error) => outcomes.push(Err(error)),
-                    }
+    let deadline = timely.iter().filter_map(|q| q.deadline).min();
+    let likes: Vec<Like> = timely.iter().map(|q| q.like).collect();
+    let (outcomes, videos, users) = deadline::scope(deadline, async {
+        if likes.len() > 1 {
+            match repo.set_favorites(&likes).await {
+                Ok(w) => return (w.outcomes, w.videos, w.users),
+                Err(error) => {
+                    tracing::warn!(%error, likes = likes.len(), "a batch of likes failed; writing them one at a time")
                 }
-                Ok((outcomes, videos, users))
             }
         }
+        one_at_a_time(repo, &likes).await
     })
     .await;
     let clients = clients.clone();
     tokio::spawn(deadline::scope(deadline, async move {
-        match written {
-            Ok((outcomes, videos, users)) => {
-                if !videos.is_empty() || !users.is_empty() {
-                    counts::store(&clients, &videos, &users).await;
-                }
-                for (q, outcome) in batch.into_iter().zip(outcomes) {
-                    let _ = q.answer.send(outcome);
-                }
-            }
-            Err(error) => {
-                for q in batch {
-                    let _ = q.answer.send(Err(error.clone()));
-                }
-            }
+        if !videos.is_empty() || !users.is_empty() {
+            counts::store(&clients, &videos, &users).await;
+        }
+        for (q, outcome) in timely.into_iter().zip(outcomes) {
+            let _ = q.answer.send(outcome);
         }
     }));
+}
+
+/// Each like in a transaction of its own: each one's outcome and the counts
+/// rows they changed.
+async fn one_at_a_time(repo: &InteractionRepo, likes: &[Like]) -> (Vec<Result<()>>, Vec<VideoStats>, Vec<UserStats>) {
+    let (mut outcomes, mut videos, mut users) = (Vec::new(), Vec::new(), Vec::new());
+    for l in likes {
+        match repo.set_favorite(l.user_id, l.video_id, l.author_id, l.like).await {
+            Ok(changed) => {
+                let (v, u) = changed.unwrap_or_default();
+                videos.extend(v);
+                users.extend(u);
+                outcomes.push(Ok(()));
+            }
+            Err(error) => outcomes.push(Err(error)),
+        }
+    }
+    (outcomes, videos, users)
 }

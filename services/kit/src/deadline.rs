@@ -51,7 +51,13 @@ pub fn budget(limit: Duration) -> Duration {
 
 /// Refuses a commit that could not be answered before the caller's deadline.
 pub fn check_commit() -> Result<()> {
-    match remaining() {
+    check_commit_by(DEADLINE.try_with(|deadline| *deadline).ok())
+}
+
+/// As [`check_commit`], for a write whose caller's deadline was carried
+/// elsewhere (a queued write).
+pub fn check_commit_by(deadline: Option<Instant>) -> Result<()> {
+    match deadline.map(|deadline| deadline.saturating_duration_since(Instant::now())) {
         Some(left) if left < COMMIT_RESERVE => Err(Error::Unavailable(format!(
             "the request ran out of time ({} ms left) before it could be saved; nothing was changed",
             left.as_millis()

@@ -5,7 +5,7 @@
 
 use tonic::{Code, Status};
 
-#[derive(Clone, Debug, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A parameter is missing or malformed; the message names it.
     #[error("{0}")]
