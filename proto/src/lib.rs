@@ -56,6 +56,7 @@ pub use douyin::{
 };
 pub use grpc::health::v1 as health;
 
+pub mod hosted;
 pub mod push;
 
 /// The gRPC paths (`/package.Service/Method`) of the methods marked

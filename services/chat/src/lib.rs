@@ -4,8 +4,11 @@
 mod repo;
 mod service;
 
+use std::sync::Arc;
+
 use douyin_kit::{
     db::ServiceMigrations,
+    grpc::Handlers,
     host::{Built, RoleContext},
 };
 use douyin_proto::{
@@ -28,7 +31,12 @@ pub fn build(ctx: &RoleContext) -> Built<chat_service_server::ChatServiceServer<
     let service = ChatService::new(ChatRepo::new(ctx.db.clone()), ctx.clients.clone(), ctx.pubsub.clone());
     let mut probes = ctx.table_probes(&["messages"]);
     probes.push(ctx.cache_probe());
-    Built { server: chat_service_server::ChatServiceServer::new(ChatGrpc(service)), probes }
+    let handlers = Arc::new(ChatGrpc(service));
+    Built {
+        server: chat_service_server::ChatServiceServer::from_arc(handlers.clone()),
+        handlers: Handlers::Chat(handlers),
+        probes,
+    }
 }
 
 #[derive(Clone)]

@@ -15,12 +15,12 @@ use tonic::{Request, Response, Status};
 
 pub use service::{CounterService, MAX_TOP};
 
-/// The counter's gRPC service. It starts the loop that stores dirty counts
-/// (`dirty.rs`), which runs for as long as the service is kept.
-pub fn server(db: Db, cache: Arc<dyn Cache>) -> counter_service_server::CounterServiceServer<CounterGrpc> {
+/// The counter's gRPC handlers. They start the loop that stores dirty counts
+/// (`dirty.rs`), which runs for as long as they are kept.
+pub fn handlers(db: Db, cache: Arc<dyn Cache>) -> Arc<CounterGrpc> {
     let service = CounterService::new(db, cache);
     let running = dirty::spawn(service.clone());
-    counter_service_server::CounterServiceServer::new(CounterGrpc { service, _running: running })
+    Arc::new(CounterGrpc { service, _running: running })
 }
 
 /// The counter role, checked on the stats tables and (reported only) Redis.
@@ -29,7 +29,12 @@ pub fn build(
 ) -> douyin_kit::host::Built<counter_service_server::CounterServiceServer<CounterGrpc>> {
     let mut probes = ctx.table_probes(&["user_stats", "video_stats"]);
     probes.push(ctx.cache_probe());
-    douyin_kit::host::Built { server: server(ctx.db.clone(), ctx.cache.clone()), probes }
+    let handlers = handlers(ctx.db.clone(), ctx.cache.clone());
+    douyin_kit::host::Built {
+        server: counter_service_server::CounterServiceServer::from_arc(handlers.clone()),
+        handlers: douyin_kit::grpc::Handlers::Counter(handlers),
+        probes,
+    }
 }
 
 #[derive(Clone)]

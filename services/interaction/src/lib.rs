@@ -4,9 +4,12 @@ mod likes;
 mod repo;
 mod service;
 
+use std::sync::Arc;
+
 use douyin_kit::{
     cache::{Flags, Generation},
     db::ServiceMigrations,
+    grpc::Handlers,
     host::{Built, RoleContext},
 };
 use douyin_proto::{
@@ -36,8 +39,10 @@ pub fn build(ctx: &RoleContext) -> Built<interaction_service_server::Interaction
         _ => default_sensitive_words(),
     };
     let service = InteractionService::new(repo, ctx.clients.clone(), &words);
+    let handlers = Arc::new(InteractionGrpc(service));
     Built {
-        server: interaction_service_server::InteractionServiceServer::new(InteractionGrpc(service)),
+        server: interaction_service_server::InteractionServiceServer::from_arc(handlers.clone()),
+        handlers: Handlers::Interaction(handlers),
         probes: ctx.table_probes(&["favorites", "comments"]),
     }
 }

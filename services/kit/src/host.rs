@@ -1,6 +1,7 @@
 //! Hosting roles in one process: what a role is built from ([`RoleContext`],
 //! the backends the process opened for it) and what a built role is
-//! ([`Built`]: its gRPC server and the checks its readiness depends on).
+//! ([`Built`]: its gRPC server, its handlers for callers in the same process,
+//! and the checks its readiness depends on).
 //! Each role crate has one `build(&RoleContext) -> Result<Built<_>>`; the
 //! process adds each built role to its [`Host`].
 
@@ -15,7 +16,7 @@ use crate::{
     auth::Tokens,
     cache::Cache,
     db::Db,
-    grpc::{Clients, LocalServers},
+    grpc::{Clients, Handlers, LocalServers},
     health::{Probe, probe},
     pubsub::PubSub,
     shutdown::Shutdown,
@@ -82,6 +83,8 @@ pub fn cache_probe(cache: &Arc<dyn Cache>) -> Probe {
 /// A role ready to serve: its tonic server and its readiness checks.
 pub struct Built<S> {
     pub server: S,
+    /// The handlers `server` serves, called directly by callers in this process.
+    pub handlers: Handlers,
     pub probes: Vec<Probe>,
 }
 
@@ -114,7 +117,7 @@ impl Host {
             + 'static,
         S::Future: Send + 'static,
     {
-        self.local.register(role, built.server.clone());
+        self.local.register(role, built.server.clone(), built.handlers);
         self.routes.add_service(built.server);
         self.probes.push((role, built.probes));
     }

@@ -28,7 +28,7 @@ use tracing_subscriber::{
     EnvFilter, Layer, Registry, filter::Targets, fmt::format::JsonFields, layer::SubscriberExt, util::SubscriberInitExt,
 };
 
-pub use grpc::{GrpcServerLayer, GrpcServerSpan, client_span, record_client_outcome};
+pub use grpc::{GrpcServerLayer, GrpcServerSpan, client_span, hosted_span, record_client_outcome, record_hosted};
 pub use otlp::{ExportConfigError, OtlpProtocol};
 pub use redis::TracedConnection;
 

@@ -3,8 +3,11 @@
 mod repo;
 mod service;
 
+use std::sync::Arc;
+
 use douyin_kit::{
     db::ServiceMigrations,
+    grpc::Handlers,
     host::{Built, RoleContext},
 };
 use douyin_proto::{
@@ -25,8 +28,10 @@ pub static MIGRATIONS: ServiceMigrations = ServiceMigrations {
 /// The relation role: follows, checked on its own table.
 pub fn build(ctx: &RoleContext) -> Built<relation_service_server::RelationServiceServer<RelationGrpc>> {
     let service = RelationService::new(RelationRepo::new(ctx.db.clone()), ctx.clients.clone());
+    let handlers = Arc::new(RelationGrpc(service));
     Built {
-        server: relation_service_server::RelationServiceServer::new(RelationGrpc(service)),
+        server: relation_service_server::RelationServiceServer::from_arc(handlers.clone()),
+        handlers: Handlers::Relation(handlers),
         probes: ctx.table_probes(&["follows"]),
     }
 }

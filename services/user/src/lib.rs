@@ -4,11 +4,14 @@ mod passwords;
 mod repo;
 mod service;
 
+use std::sync::Arc;
+
 use douyin_kit::{
     Error,
     auth::new_account_key,
     cache::{Flags, Generation, RowCache},
     db::{Db, ServiceMigrations},
+    grpc::Handlers,
     host::{Built, RoleContext},
 };
 use douyin_proto::{
@@ -76,8 +79,10 @@ pub fn build(ctx: &RoleContext) -> douyin_kit::Result<Built<user_service_server:
     let profiles = RowCache::new(ctx.cache.clone(), generation.clone(), "profile");
     let follows = Flags::new(ctx.cache.clone(), generation, "follows");
     let service = UserService::new(UserRepo::new(ctx.db.clone()), ctx.tokens()?, counts, profiles, follows);
+    let handlers = Arc::new(UserGrpc(service));
     Ok(Built {
-        server: user_service_server::UserServiceServer::new(UserGrpc(service)),
+        server: user_service_server::UserServiceServer::from_arc(handlers.clone()),
+        handlers: Handlers::User(handlers),
         probes: ctx.table_probes(&["users", "user_stats"]),
     })
 }

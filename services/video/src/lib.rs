@@ -9,12 +9,13 @@ mod repo;
 mod service;
 mod sniff;
 
-use std::pin::Pin;
+use std::{pin::Pin, sync::Arc};
 
 use douyin_kit::{
     Error,
     cache::{Generation, RowCache},
     db::ServiceMigrations,
+    grpc::Handlers,
     health::probe,
     host::{Built, RoleContext},
 };
@@ -55,14 +56,15 @@ pub async fn build(
     let repo = VideoRepo::new(ctx.db.clone());
     let rows = RowCache::new(ctx.cache.clone(), Generation::new(ctx.db.clone()), "video");
     let service = VideoService::new(repo, storage.clone(), ctx.clients.clone(), counts, rows, settings);
+    let handlers = Arc::new(VideoGrpc(service));
     let server =
-        video_service_server::VideoServiceServer::new(VideoGrpc(service)).max_decoding_message_size(8 * 1024 * 1024);
+        video_service_server::VideoServiceServer::from_arc(handlers.clone()).max_decoding_message_size(8 * 1024 * 1024);
     let mut probes = ctx.table_probes(&["videos", "video_stats"]);
     probes.push(probe("object storage", move || {
         let storage = storage.clone();
         async move { storage.ping().await }
     }));
-    Ok(Built { server, probes })
+    Ok(Built { server, handlers: Handlers::Video(handlers), probes })
 }
 
 #[derive(Clone)]

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use axum::{extract::State, http::HeaderMap, response::Response};
-use douyin_kit::{Error, grpc::GrpcChannel};
-use douyin_proto::chat::{HistoryRequest, SendRequest, chat_service_client::ChatServiceClient};
+use douyin_kit::{Error, grpc::ChatClient};
+use douyin_proto::chat::{HistoryRequest, SendRequest};
 use serde::Serialize;
 use tonic::{Code, Status};
 
@@ -64,7 +64,7 @@ const SEND_RETRY_FOR: Duration = Duration::from_secs(8);
 /// Sends `request` until an answer says it was stored or refused. Every
 /// attempt carries the same request key, so a message whose first answer was
 /// lost is stored once and answered as sent.
-async fn send_once(mut chat: ChatServiceClient<GrpcChannel>, request: SendRequest) -> Result<(), Status> {
+async fn send_once(mut chat: ChatClient, request: SendRequest) -> Result<(), Status> {
     let started = tokio::time::Instant::now();
     let mut pause = Duration::from_millis(100);
     loop {

@@ -12,9 +12,9 @@ use std::{
     },
 };
 
-use douyin_kit::{db::now_ms, grpc::GrpcChannel, pubsub::PubSub, shutdown::Shutdown};
+use douyin_kit::{db::now_ms, grpc::ChatClient, pubsub::PubSub, shutdown::Shutdown};
 use douyin_proto::{
-    chat::{RecentRequest, chat_service_client::ChatServiceClient},
+    chat::RecentRequest,
     push::{CHAT_MESSAGES, CHAT_RESYNC, PushResync, PushedMessage},
 };
 use futures::StreamExt;
@@ -85,7 +85,7 @@ pub struct Hub {
     sessions: Mutex<Sessions>,
     next_id: AtomicU64,
     pub(super) pubsub: Arc<dyn PubSub>,
-    chat: ChatServiceClient<GrpcChannel>,
+    chat: ChatClient,
     /// The newest `create_time` the bus has brought (where a lag catch-up starts).
     newest_ms: AtomicI64,
     pub(super) shutdown: Shutdown,
@@ -93,7 +93,7 @@ pub struct Hub {
 
 impl Hub {
     /// Starts forwarding published messages and resync notices to local sessions.
-    pub fn start(pubsub: Arc<dyn PubSub>, chat: ChatServiceClient<GrpcChannel>, shutdown: Shutdown) -> Arc<Hub> {
+    pub fn start(pubsub: Arc<dyn PubSub>, chat: ChatClient, shutdown: Shutdown) -> Arc<Hub> {
         let hub = Arc::new(Hub {
             sessions: Mutex::default(),
             next_id: AtomicU64::new(1),

@@ -1,9 +1,12 @@
 //! The one client factory for every gRPC peer. A peer hosted in this process is
-//! called through its tonic server as a tower service (no socket, same codec and
-//! handlers); a remote peer through a lazily connected channel balanced over the
+//! called directly: a unary call hands its request message to the hosted
+//! handler (no encoding, no HTTP/2), a streaming one goes through its tonic
+//! server as a tower service (no socket, same codec and handlers). A remote
+//! peer is called through a lazily connected channel balanced over the
 //! addresses its DNS name resolves to (see `discovery`). Both get the same
-//! deadlines, retries for idempotent reads, and trace-context propagation.
-//! Calls to another process carry a service credential (see `credential`).
+//! deadlines and the same span and metrics per call; remote calls also retry
+//! idempotent reads, propagate the trace context and carry a service
+//! credential (see `credential`).
 
 mod credential;
 mod discovery;
@@ -12,21 +15,28 @@ mod users;
 use std::{
     collections::HashSet,
     convert::Infallible,
+    future::Future,
     sync::{Arc, OnceLock},
     task::{Context, Poll},
     time::Duration,
 };
 
 use douyin_proto::{
-    chat::chat_service_client::ChatServiceClient, counter::counter_service_client::CounterServiceClient,
-    interaction::interaction_service_client::InteractionServiceClient,
-    relation::relation_service_client::RelationServiceClient, user::user_service_client::UserServiceClient,
-    video::video_service_client::VideoServiceClient,
+    chat::{chat_service_client::ChatServiceClient, chat_service_server::ChatService},
+    counter::{counter_service_client::CounterServiceClient, counter_service_server::CounterService},
+    hosted::{self, Around, ChatPeer, CounterPeer, InteractionPeer, RelationPeer, Slot, UserPeer, VideoPeer},
+    interaction::{
+        interaction_service_client::InteractionServiceClient, interaction_service_server::InteractionService,
+    },
+    relation::{relation_service_client::RelationServiceClient, relation_service_server::RelationService},
+    user::{user_service_client::UserServiceClient, user_service_server::UserService},
+    video::{video_service_client::VideoServiceClient, video_service_server::VideoService},
 };
 use futures::future::BoxFuture;
 use http_body_util::BodyExt;
 use tonic::{Status, body::Body};
 use tower::{Service, ServiceExt, util::BoxCloneSyncService};
+use tracing::Instrument;
 
 pub use credential::{MIN_SECRET_LEN, RequireCredential, ServiceKey};
 pub use discovery::{REFRESH, Replicas, Resolver, SystemResolver, remote_channel, remote_channel_with};
@@ -38,29 +48,59 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// The transport every generated client runs on, local or remote.
 /// Its error type is `Status` (a concrete type: boxed trait-object errors here
 /// trip the compiler's `Send` analysis of tonic's client futures).
-pub type GrpcChannel = BoxCloneSyncService<http::Request<Body>, http::Response<Body>, Status>;
+pub type GrpcChannel = hosted::Channel;
+
+pub type UserClient = UserPeer<InProcess>;
+pub type VideoClient = VideoPeer<InProcess>;
+pub type InteractionClient = InteractionPeer<InProcess>;
+pub type RelationClient = RelationPeer<InProcess>;
+pub type ChatClient = ChatPeer<InProcess>;
+pub type CounterClient = CounterPeer<InProcess>;
 
 /// A client for every peer role. Cheap to clone; clone per call.
 #[derive(Clone)]
 pub struct Clients {
-    pub user: UserServiceClient<GrpcChannel>,
-    pub video: VideoServiceClient<GrpcChannel>,
-    pub interaction: InteractionServiceClient<GrpcChannel>,
-    pub relation: RelationServiceClient<GrpcChannel>,
-    pub chat: ChatServiceClient<GrpcChannel>,
-    pub counter: CounterServiceClient<GrpcChannel>,
+    pub user: UserClient,
+    pub video: VideoClient,
+    pub interaction: InteractionClient,
+    pub relation: RelationClient,
+    pub chat: ChatClient,
+    pub counter: CounterClient,
+}
+
+/// The handlers of a role, for callers in the same process.
+pub enum Handlers {
+    User(Arc<dyn UserService>),
+    Video(Arc<dyn VideoService>),
+    Interaction(Arc<dyn InteractionService>),
+    Relation(Arc<dyn RelationService>),
+    Chat(Arc<dyn ChatService>),
+    Counter(Arc<dyn CounterService>),
+}
+
+/// The handlers of every role of this process, once built.
+#[derive(Default)]
+struct HandlerSlots {
+    user: Slot<dyn UserService>,
+    video: Slot<dyn VideoService>,
+    interaction: Slot<dyn InteractionService>,
+    relation: Slot<dyn RelationService>,
+    chat: Slot<dyn ChatService>,
+    counter: Slot<dyn CounterService>,
 }
 
 /// The gRPC servers of this process, registered once they are built, so that
 /// roles which call each other can be constructed in any order.
 #[derive(Clone, Default)]
 pub struct LocalServers {
-    slots: Arc<[OnceLock<GrpcChannel>; Role::ALL.len()]>,
+    servers: Arc<[OnceLock<GrpcChannel>; Role::ALL.len()]>,
+    handlers: Arc<HandlerSlots>,
 }
 
 impl LocalServers {
-    /// Makes `server` (a tonic generated server) callable in-process as `role`.
-    pub fn register<S>(&self, role: Role, server: S)
+    /// Makes `server` (a tonic generated server) and its `handlers` callable
+    /// in-process as `role`.
+    pub fn register<S>(&self, role: Role, server: S, handlers: Handlers)
     where
         S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
             + Clone
@@ -71,7 +111,16 @@ impl LocalServers {
     {
         let server = tower::Layer::layer(&crate::telemetry::GrpcServerLayer, server);
         let service = BoxCloneSyncService::new(server.map_err(|never: Infallible| -> Status { match never {} }));
-        let _ = self.slots[role.index()].set(service);
+        let _ = self.servers[role.index()].set(service);
+        let slots = &self.handlers;
+        match handlers {
+            Handlers::User(h) => fill(&slots.user, h),
+            Handlers::Video(h) => fill(&slots.video, h),
+            Handlers::Interaction(h) => fill(&slots.interaction, h),
+            Handlers::Relation(h) => fill(&slots.relation, h),
+            Handlers::Chat(h) => fill(&slots.chat, h),
+            Handlers::Counter(h) => fill(&slots.counter, h),
+        }
     }
 
     fn channel(&self, role: Role) -> LocalChannel {
@@ -79,7 +128,12 @@ impl LocalServers {
     }
 }
 
-/// Calls a server registered in [`LocalServers`].
+/// Registers `handlers` unless some are already (the first registration wins).
+fn fill<S: ?Sized>(slot: &Slot<S>, handlers: Arc<S>) {
+    let _ = slot.set(handlers);
+}
+
+/// Calls a server registered in [`LocalServers`] through its tonic service.
 #[derive(Clone)]
 struct LocalChannel {
     servers: LocalServers,
@@ -96,7 +150,7 @@ impl Service<http::Request<Body>> for LocalChannel {
     }
 
     fn call(&mut self, req: http::Request<Body>) -> Self::Future {
-        let server = self.servers.slots[self.role.index()].get().cloned();
+        let server = self.servers.servers[self.role.index()].get().cloned();
         let role = self.role;
         Box::pin(async move {
             match server {
@@ -106,6 +160,38 @@ impl Service<http::Request<Body>> for LocalChannel {
                     Err(Status::unavailable("service temporarily unavailable"))
                 }
             }
+        })
+    }
+}
+
+/// A unary call to a handler of this process: the deadline a remote call
+/// would send (the handler sees it as its own), one server span and the
+/// per-RPC metrics, as the server layer records them for a remote call.
+#[derive(Clone, Copy, Debug)]
+pub struct InProcess {
+    policy: CallPolicy,
+}
+
+impl Around for InProcess {
+    fn call<T, F>(self, path: &'static str, call: F) -> hosted::BoxFuture<Result<T, Status>>
+    where
+        T: Send + 'static,
+        F: Future<Output = Result<T, Status>> + Send + 'static,
+    {
+        let deadline = self.policy.deadline(path);
+        let span = crate::telemetry::hosted_span(path);
+        let started = std::time::Instant::now();
+        Box::pin(async move {
+            let until = tokio::time::Instant::now() + deadline;
+            let result = match tokio::time::timeout(deadline, crate::deadline::scope(Some(until), call))
+                .instrument(span.clone())
+                .await
+            {
+                Ok(result) => result,
+                Err(_) => Err(Status::deadline_exceeded("peer did not answer in time")),
+            };
+            crate::telemetry::record_hosted(&span, path, result.as_ref().err(), started.elapsed());
+            result
         })
     }
 }
@@ -132,6 +218,7 @@ pub fn clients(config: &Config, roles: &[Role], local: &LocalServers, key: Optio
         CallPolicy { timeout: config.rpc_timeout(), upload_timeout: Duration::from_secs(config.upload_timeout_secs) };
     let hosted: HashSet<Role> = roles.iter().copied().collect();
     let issuer = issuer(roles);
+    let in_process = InProcess { policy };
     let channel = |role: Role| -> Result<GrpcChannel> {
         if hosted.contains(&role) {
             return Ok(policy.wrap(local.channel(role)));
@@ -144,14 +231,24 @@ pub fn clients(config: &Config, roles: &[Role], local: &LocalServers, key: Optio
         let credential = credential::Credential::new(key.clone(), &issuer, role);
         Ok(policy.wrap(credential::WithCredential { inner, credential }))
     };
+    // The handlers of a hosted role are called directly; the rest through its client.
+    macro_rules! peer {
+        ($peer:ident, $client:ident, $role:expr, $slot:ident) => {{
+            let client = $client::new(channel($role)?).max_decoding_message_size(MAX_RESPONSE_BYTES);
+            if hosted.contains(&$role) {
+                $peer::hosted(client, local.handlers.$slot.clone(), in_process)
+            } else {
+                $peer::remote(client)
+            }
+        }};
+    }
     Ok(Clients {
-        user: UserServiceClient::new(channel(Role::User)?).max_decoding_message_size(MAX_RESPONSE_BYTES),
-        video: VideoServiceClient::new(channel(Role::Video)?).max_decoding_message_size(MAX_RESPONSE_BYTES),
-        interaction: InteractionServiceClient::new(channel(Role::Interaction)?)
-            .max_decoding_message_size(MAX_RESPONSE_BYTES),
-        relation: RelationServiceClient::new(channel(Role::Relation)?).max_decoding_message_size(MAX_RESPONSE_BYTES),
-        chat: ChatServiceClient::new(channel(Role::Chat)?).max_decoding_message_size(MAX_RESPONSE_BYTES),
-        counter: CounterServiceClient::new(channel(Role::Counter)?).max_decoding_message_size(MAX_RESPONSE_BYTES),
+        user: peer!(UserPeer, UserServiceClient, Role::User, user),
+        video: peer!(VideoPeer, VideoServiceClient, Role::Video, video),
+        interaction: peer!(InteractionPeer, InteractionServiceClient, Role::Interaction, interaction),
+        relation: peer!(RelationPeer, RelationServiceClient, Role::Relation, relation),
+        chat: peer!(ChatPeer, ChatServiceClient, Role::Chat, chat),
+        counter: peer!(CounterPeer, CounterServiceClient, Role::Counter, counter),
     })
 }
 
@@ -168,6 +265,13 @@ struct CallPolicy {
 }
 
 impl CallPolicy {
+    /// How long a call to `path` may take: the policy's limit, or less when
+    /// the call being served has less left.
+    fn deadline(self, path: &str) -> Duration {
+        let limit = if path.ends_with("/Publish") { self.upload_timeout } else { self.timeout };
+        crate::deadline::remaining().map_or(limit, |left| limit.min(left))
+    }
+
     fn wrap<S>(self, inner: S) -> GrpcChannel
     where
         S: Service<http::Request<Body>, Response = http::Response<Body>> + Clone + Send + Sync + 'static,
@@ -206,9 +310,8 @@ where
     fn call(&mut self, mut req: http::Request<Body>) -> Self::Future {
         let inner = self.inner.clone();
         let path = req.uri().path().to_owned();
-        let limit = if path.ends_with("/Publish") { self.policy.upload_timeout } else { self.policy.timeout };
         // A call made while serving another waits no longer than that one's caller.
-        let deadline = crate::deadline::remaining().map_or(limit, |left| limit.min(left));
+        let deadline = self.policy.deadline(&path);
         let span = crate::telemetry::client_span(&path);
         span.in_scope(|| crate::telemetry::inject_context(req.headers_mut()));
         req.headers_mut().insert("grpc-timeout", grpc_timeout(deadline));
@@ -298,7 +401,40 @@ pub async fn serve(
 
 #[cfg(test)]
 mod tests {
-    use super::is_idempotent_read;
+    use super::*;
+
+    fn in_process(timeout_ms: u64) -> InProcess {
+        InProcess {
+            policy: CallPolicy { timeout: Duration::from_millis(timeout_ms), upload_timeout: Duration::from_secs(60) },
+        }
+    }
+
+    #[tokio::test]
+    async fn a_hosted_handler_runs_under_the_callers_deadline() {
+        let path = "/douyin.counter.v1.CounterService/Counts";
+        let left = in_process(5_000).call(path, async { Ok(crate::deadline::remaining()) }).await.unwrap();
+        assert!(left.is_some_and(|left| left <= Duration::from_secs(5)), "{left:?}");
+        // Inside a call with less time left, the handler gets what is left, not the policy's limit.
+        let nested = crate::deadline::scope(Some(tokio::time::Instant::now() + Duration::from_millis(800)), async {
+            in_process(5_000).call(path, async { Ok(crate::deadline::remaining()) }).await
+        });
+        assert!(nested.await.unwrap().is_some_and(|left| left <= Duration::from_millis(800)));
+        let slow = in_process(50).call(path, async {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            Ok(())
+        });
+        assert_eq!(slow.await.unwrap_err().code(), tonic::Code::DeadlineExceeded);
+    }
+
+    #[tokio::test]
+    async fn a_hosted_role_not_yet_registered_is_unavailable() {
+        let local = LocalServers::default();
+        let client =
+            CounterServiceClient::new(CallPolicy::wrap(in_process(1_000).policy, local.channel(Role::Counter)));
+        let mut peer = CounterPeer::hosted(client, local.handlers.counter.clone(), in_process(1_000));
+        let refused = peer.counts(douyin_proto::counter::CountsRequest::default()).await.unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::Unavailable);
+    }
 
     #[test]
     fn reads_are_retried_and_writes_are_not() {

@@ -68,6 +68,23 @@ pub fn record_client_outcome<B>(span: &Span, result: &Result<http::Response<B>, 
     record_code(span, code);
 }
 
+/// The span of a call to a handler of this process (see `grpc::InProcess`),
+/// a child of the caller's span.
+pub fn hosted_span(path: &str) -> Span {
+    let (service, method) = split_path(path);
+    rpc_span!("grpc server", "server", service, method)
+}
+
+/// Records how a call to a handler of this process ended: on its span and in
+/// the per-RPC metrics, as [`GrpcServerLayer`] does for a call that came over
+/// the network.
+pub fn record_hosted(span: &Span, path: &str, error: Option<&tonic::Status>, elapsed: std::time::Duration) {
+    let code = error.map_or(0, |status| status.code() as i32);
+    record_code(span, code);
+    let (service, method) = split_path(path);
+    span.in_scope(|| crate::metrics::rpc_request(service, method, code != 0, elapsed));
+}
+
 /// A server span around every gRPC call, child of the caller's span when the
 /// metadata carries a trace context, plus the per-RPC request, error and
 /// latency metrics. Health checks are counted but not traced.
