@@ -96,51 +96,34 @@ fn peers(descriptors: &FileDescriptorSet) -> Result<String, std::fmt::Error> {
                 let path = format!("/{}.{name}/{}", file.package(), method.name());
                 writeln!(out)?;
                 writeln!(out, "    /// `{path}`")?;
-                match (method.client_streaming(), method.server_streaming()) {
-                    (false, false) => {
-                        writeln!(
-                            out,
-                            "    pub async fn {rust}(&mut self, request: impl tonic::IntoRequest<{input}>) -> Result<tonic::Response<{output}>, tonic::Status> {{"
-                        )?;
-                        writeln!(
-                            out,
-                            "        let Some((slot, around)) = &self.hosted else {{ return self.client.{rust}(request).await }};"
-                        )?;
-                        writeln!(
-                            out,
-                            "        let (server, around, request) = (slot.get().cloned(), around.clone(), request.into_request());"
-                        )?;
-                        writeln!(
-                            out,
-                            "        around.call({path:?}, async move {{ crate::hosted::served(server)?.{rust}(request).await }}).await"
-                        )?;
-                        writeln!(out, "    }}")?;
-                    }
-                    (true, false) => {
-                        writeln!(
-                            out,
-                            "    pub async fn {rust}(&mut self, request: impl tonic::IntoStreamingRequest<Message = {input}>) -> Result<tonic::Response<{output}>, tonic::Status> {{"
-                        )?;
-                        writeln!(out, "        self.client.{rust}(request).await")?;
-                        writeln!(out, "    }}")?;
-                    }
-                    (false, true) => {
-                        writeln!(
-                            out,
-                            "    pub async fn {rust}(&mut self, request: impl tonic::IntoRequest<{input}>) -> Result<tonic::Response<tonic::codec::Streaming<{output}>>, tonic::Status> {{"
-                        )?;
-                        writeln!(out, "        self.client.{rust}(request).await")?;
-                        writeln!(out, "    }}")?;
-                    }
-                    (true, true) => {
-                        writeln!(
-                            out,
-                            "    pub async fn {rust}(&mut self, request: impl tonic::IntoStreamingRequest<Message = {input}>) -> Result<tonic::Response<tonic::codec::Streaming<{output}>>, tonic::Status> {{"
-                        )?;
-                        writeln!(out, "        self.client.{rust}(request).await")?;
-                        writeln!(out, "    }}")?;
-                    }
+                let request = if method.client_streaming() {
+                    format!("impl tonic::IntoStreamingRequest<Message = {input}>")
+                } else {
+                    format!("impl tonic::IntoRequest<{input}>")
+                };
+                let response =
+                    if method.server_streaming() { format!("tonic::codec::Streaming<{output}>") } else { output };
+                writeln!(
+                    out,
+                    "    pub async fn {rust}(&mut self, request: {request}) -> Result<tonic::Response<{response}>, tonic::Status> {{"
+                )?;
+                if method.client_streaming() || method.server_streaming() {
+                    writeln!(out, "        self.client.{rust}(request).await")?;
+                } else {
+                    writeln!(
+                        out,
+                        "        let Some((slot, around)) = &self.hosted else {{ return self.client.{rust}(request).await }};"
+                    )?;
+                    writeln!(
+                        out,
+                        "        let (server, around, request) = (slot.get().cloned(), around.clone(), request.into_request());"
+                    )?;
+                    writeln!(
+                        out,
+                        "        around.call({path:?}, async move {{ crate::hosted::served(server)?.{rust}(request).await }}).await"
+                    )?;
                 }
+                writeln!(out, "    }}")?;
             }
             writeln!(out, "}}\n")?;
         }

@@ -183,7 +183,7 @@ impl Around for InProcess {
         let started = std::time::Instant::now();
         Box::pin(async move {
             let until = tokio::time::Instant::now() + deadline;
-            let result = match tokio::time::timeout(deadline, crate::deadline::scope(Some(until), call))
+            let result = match tokio::time::timeout_at(until, crate::deadline::scope(Some(until), call))
                 .instrument(span.clone())
                 .await
             {
