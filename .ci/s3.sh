@@ -64,17 +64,19 @@ if [ ! -x "$S3S_BIN" ]; then
   fi
 fi
 
+# The server outlives the checkout that started it, so it runs in its own
+# directory: one whose working directory was a deleted clone fails every request.
 if [ -x "$S3S_BIN" ]; then
   log "starting s3s-fs on $HOST:$PORT over $DIR"
-  setsid nohup "$S3S_BIN" --host "$HOST" --port "$PORT" \
-    --access-key "$KEY" --secret-key "$SECRET" "$DIR" >"$LOG" 2>&1 </dev/null &
+  (cd "$DIR" && exec setsid nohup "$S3S_BIN" --host "$HOST" --port "$PORT" \
+    --access-key "$KEY" --secret-key "$SECRET" "$DIR" >"$LOG" 2>&1 </dev/null) &
 else
   if ! command -v moto_server >/dev/null 2>&1; then
     log "installing moto[server]"
     pip install --quiet 'moto[server]' >&2
   fi
   log "starting moto on $HOST:$PORT"
-  setsid nohup moto_server -H "$HOST" -p "$PORT" >"$LOG" 2>&1 </dev/null &
+  (cd "$DIR" && exec setsid nohup moto_server -H "$HOST" -p "$PORT" >"$LOG" 2>&1 </dev/null) &
 fi
 echo $! >"$DIR.pid"
 
