@@ -8,10 +8,13 @@
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
-use douyin_counts::stats;
+use douyin_counts::{
+    cached::{Keys, decode_user, decode_video, encode_user, encode_video, user_counts, video_counts},
+    stats,
+};
 use douyin_kit::{
     Result,
-    cache::{Cache, Generation, Ranked, spread, user_counts_key, version_of, versioned},
+    cache::{Cache, Generation, Ranked, spread, versioned},
     db::{Db, now_ms},
     ids,
 };
@@ -34,57 +37,21 @@ pub struct CounterService {
     generation: Generation,
 }
 
-/// The cache keys of one database generation (`stats::generation`): entries
-/// filled from another database, or from this one before a restore, are
-/// under other keys and never read.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Keys {
-    generation: Arc<str>,
-}
-
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Ranking {
     Videos,
     Users,
 }
 
-impl Keys {
-    /// A video's counts, in the video's group `{v<id>}` (its hash slot in a
-    /// Redis Cluster).
-    fn video(&self, id: i64) -> String {
-        format!("{}:vc:{{v{id}}}", self.generation)
-    }
-
-    fn user(&self, id: i64) -> String {
-        user_counts_key(&self.generation, id)
-    }
-
-    fn ranking(&self, ranking: Ranking) -> String {
-        let name = match ranking {
-            Ranking::Videos => "videos",
-            Ranking::Users => "users",
-        };
-        // Written on every counted like and follow: spread over several sorted
-        // sets in a Redis Cluster, so no one master takes all those writes.
-        format!("{}:rank:{name}{}", self.generation, spread::SUFFIX)
-    }
-}
-
-fn encode_video(s: &stats::VideoStats) -> String {
-    versioned(s.version, &format!("{}:{}", s.favorite_count, s.comment_count))
-}
-
-fn encode_user(s: &stats::UserStats) -> String {
-    versioned(
-        s.version,
-        &format!("{}:{}:{}:{}:{}", s.follow_count, s.follower_count, s.total_favorited, s.work_count, s.favorite_count),
-    )
-}
-
-/// The numbers after the version of a cached value.
-fn decode(value: &str, fields: usize) -> Option<Vec<i64>> {
-    let numbers: Vec<i64> = value.split(':').skip(1).map(|n| n.parse().ok()).collect::<Option<_>>()?;
-    (numbers.len() == fields).then_some(numbers)
+/// A ranking's sorted set under the generation of `keys`.
+fn ranking_key(keys: &Keys, ranking: Ranking) -> String {
+    let name = match ranking {
+        Ranking::Videos => "videos",
+        Ranking::Users => "users",
+    };
+    // Written on every counted like and follow: spread over several sorted
+    // sets in a Redis Cluster, so no one master takes all those writes.
+    format!("{}:rank:{name}{}", keys.generation, spread::SUFFIX)
 }
 
 impl CounterService {
@@ -118,9 +85,9 @@ impl CounterService {
         let mut videos: HashMap<i64, VideoCounts> = HashMap::new();
         let mut missing_videos = Vec::new();
         for (id, value) in video_ids.iter().zip(cached_videos) {
-            match value.as_deref().and_then(|v| decode(v, 2)) {
-                Some(n) => {
-                    videos.insert(*id, VideoCounts { video_id: *id, favorite_count: n[0], comment_count: n[1] });
+            match value.as_deref().and_then(|v| decode_video(*id, v)) {
+                Some(c) => {
+                    videos.insert(*id, c);
                 }
                 None => missing_videos.push(*id),
             }
@@ -128,9 +95,9 @@ impl CounterService {
         let mut users: HashMap<i64, UserCounts> = HashMap::new();
         let mut missing_users = Vec::new();
         for (id, value) in user_ids.iter().zip(cached_users) {
-            match value.as_deref().and_then(|v| Some((decode(v, 5)?, version_of(v)))) {
-                Some((n, version)) => {
-                    users.insert(*id, user_counts(*id, &n, version));
+            match value.as_deref().and_then(|v| decode_user(*id, v)) {
+                Some(c) => {
+                    users.insert(*id, c);
                 }
                 None => missing_users.push(*id),
             }
@@ -146,21 +113,11 @@ impl CounterService {
         let (found_videos, found_users) = stats::both(self.db.pool(), &missing_videos, &missing_users).await?;
         for s in found_videos {
             fills.push((k.video(s.video_id), encode_video(&s)));
-            videos.insert(
-                s.video_id,
-                VideoCounts { video_id: s.video_id, favorite_count: s.favorite_count, comment_count: s.comment_count },
-            );
+            videos.insert(s.video_id, video_counts(&s));
         }
         for s in found_users {
             fills.push((k.user(s.user_id), encode_user(&s)));
-            users.insert(
-                s.user_id,
-                user_counts(
-                    s.user_id,
-                    &[s.follow_count, s.follower_count, s.total_favorited, s.work_count, s.favorite_count],
-                    s.version,
-                ),
-            );
+            users.insert(s.user_id, user_counts(&s));
         }
         if let Some(epoch) = &epoch
             && let Err(error) = self.cache.set_versioned(epoch, &fills, FILL_TTL).await
@@ -238,7 +195,7 @@ impl CounterService {
             videos.iter().map(|s| Ranked { id: s.video_id, score: s.favorite_count, version: s.version }).collect();
         let user_scores: Vec<Ranked> =
             users.iter().map(|s| Ranked { id: s.user_id, score: s.follower_count, version: s.version }).collect();
-        let (rank_videos, rank_users) = (k.ranking(Ranking::Videos), k.ranking(Ranking::Users));
+        let (rank_videos, rank_users) = (ranking_key(&k, Ranking::Videos), ranking_key(&k, Ranking::Users));
         self.cache.zadd_versioned(&epoch, &[(&rank_videos, &video_scores), (&rank_users, &user_scores)]).await
     }
 
@@ -256,7 +213,7 @@ impl CounterService {
     /// marker names the epoch it was built in): two round trips when built.
     async fn top(&self, ranking: Ranking, limit: usize) -> Result<Vec<(i64, i64)>> {
         let limit = limit.clamp(1, MAX_TOP);
-        let key = self.keys().await?.ranking(ranking);
+        let key = ranking_key(&self.keys().await?, ranking);
         let key = key.as_str();
         let marker = format!("{key}:built");
         let (epoch, built) = match self.cache.get_many_with_epoch(std::slice::from_ref(&marker)).await {
@@ -296,38 +253,5 @@ impl CounterService {
         } else {
             stats::top_users(self.db.pool(), limit).await
         }
-    }
-}
-
-fn user_counts(id: i64, n: &[i64], version: i64) -> UserCounts {
-    UserCounts {
-        version,
-        user_id: id,
-        follow_count: n[0],
-        follower_count: n[1],
-        total_favorited: n[2],
-        work_count: n[3],
-        favorite_count: n[4],
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cached_values_round_trip() {
-        let s = stats::UserStats {
-            user_id: 1,
-            follow_count: 2,
-            follower_count: 3,
-            total_favorited: 4,
-            work_count: 5,
-            favorite_count: 6,
-            version: 9,
-        };
-        assert_eq!(decode(&encode_user(&s), 5), Some(vec![2, 3, 4, 5, 6]));
-        assert_eq!(decode("3:1", 2), None);
-        assert_eq!(decode("garbage", 2), None);
     }
 }

@@ -1,8 +1,9 @@
 //! The counts of users and videos: the tables that hold them (`stats`,
 //! written by every writer inside its own transaction), the pair tables they
-//! count (`pairs`), and, here, reading counts and telling the counter role
-//! that counts changed.
+//! count (`pairs`), how the cache holds them (`cached`), and, here, reading
+//! counts and telling the counter role that counts changed.
 
+pub mod cached;
 pub mod pairs;
 pub mod stats;
 
@@ -13,7 +14,14 @@ use douyin_proto::counter::{
 };
 use tokio::sync::Semaphore;
 
-use douyin_kit::{Error, Result, breaker::Breaker, db::Db, grpc::Clients, ids};
+use douyin_kit::{
+    Error, Result,
+    breaker::Breaker,
+    cache::{Cache, Generation},
+    db::Db,
+    grpc::Clients,
+    ids,
+};
 
 /// How long a reader waits for a share of the fallback budget before the
 /// read is refused as busy.
@@ -23,8 +31,9 @@ const BUDGET_WAIT: Duration = Duration::from_secs(2);
 /// background: well inside the caller's own deadline.
 pub const FIRST_ATTEMPT: Duration = Duration::from_millis(1000);
 
-/// Counts of many ids: from the counter role (its cache), or, while the
-/// counter cannot answer, straight from the stats tables, which always hold
+/// Counts of many ids: from the cache the counter role keeps (one read), the
+/// ones it lacks from the counter (which fills them), or, while the counter
+/// cannot answer, straight from the stats tables, which always hold
 /// the exact numbers. Fallback reads are one query per kind and id batch,
 /// and at most `budget` of them run at once, so an outage of the counter
 /// cannot turn every page view into unbounded database load. After a few
@@ -34,40 +43,95 @@ pub const FIRST_ATTEMPT: Duration = Duration::from_millis(1000);
 pub struct Reader {
     clients: Clients,
     db: Db,
+    cache: Arc<dyn Cache>,
+    generation: Generation,
     budget: Arc<Semaphore>,
     breaker: Arc<Breaker>,
 }
 
 impl Reader {
     /// A reader whose fallback uses at most a quarter of `db`'s pool.
-    pub fn new(clients: Clients, db: Db) -> Self {
+    pub fn new(clients: Clients, db: Db, cache: Arc<dyn Cache>) -> Self {
         let budget = (db.pool().options().get_max_connections() / 4).max(1) as usize;
         Self {
             clients,
+            generation: Generation::new(db.clone()),
             db,
+            cache,
             budget: Arc::new(Semaphore::new(budget)),
             breaker: Arc::new(Breaker::new("counter", 3, Duration::from_secs(2))),
         }
     }
 
-    /// Counts of `ids` by user id (ids without a row are left out).
+    /// Counts of `ids` by user id (zeros for ids without a row).
     pub async fn users(&self, ids: &[i64]) -> Result<HashMap<i64, UserCounts>> {
         let (_, users) = self.counts(Vec::new(), ids::unique(ids)).await?;
         Ok(users.into_iter().map(|c| (c.user_id, c)).collect())
     }
 
-    /// Counts of `ids` by video id (ids without a row are left out).
+    /// Counts of `ids` by video id (zeros for ids without a row).
     pub async fn videos(&self, ids: &[i64]) -> Result<HashMap<i64, VideoCounts>> {
         let (videos, _) = self.counts(ids::unique(ids), Vec::new()).await?;
         Ok(videos.into_iter().map(|c| (c.video_id, c)).collect())
     }
 
-    /// Counts of videos and users together: one call to the counter (or one
-    /// fallback read) for a whole page.
+    /// Counts of videos and users together, in the order of the unique ids
+    /// (one entry each, zeros for ids without a row): one cache read, and for
+    /// what it lacks one call to the counter (or one fallback read) for the
+    /// whole page.
     pub async fn counts(&self, video_ids: Vec<i64>, user_ids: Vec<i64>) -> Result<(Vec<VideoCounts>, Vec<UserCounts>)> {
         if video_ids.is_empty() && user_ids.is_empty() {
             return Ok((Vec::new(), Vec::new()));
         }
+        let (video_ids, user_ids) = (ids::unique(&video_ids), ids::unique(&user_ids));
+        let (videos, users) = self.cached(&video_ids, &user_ids).await;
+        let missing_videos: Vec<i64> = video_ids.iter().copied().filter(|id| !videos.contains_key(id)).collect();
+        let missing_users: Vec<i64> = user_ids.iter().copied().filter(|id| !users.contains_key(id)).collect();
+        if missing_videos.is_empty() && missing_users.is_empty() {
+            return Ok((in_order(&video_ids, videos), in_order(&user_ids, users)));
+        }
+        let (more_videos, more_users) = self.uncached(missing_videos, missing_users).await?;
+        let (mut videos, mut users) = (videos, users);
+        videos.extend(more_videos.into_iter().map(|c| (c.video_id, c)));
+        users.extend(more_users.into_iter().map(|c| (c.user_id, c)));
+        Ok((in_order(&video_ids, videos), in_order(&user_ids, users)))
+    }
+
+    /// The counts the cache holds (a cache that fails holds none).
+    async fn cached(
+        &self,
+        video_ids: &[i64],
+        user_ids: &[i64],
+    ) -> (HashMap<i64, VideoCounts>, HashMap<i64, UserCounts>) {
+        let Ok(generation) = self.generation.current().await else { return Default::default() };
+        let k = cached::Keys { generation };
+        let keys: Vec<String> =
+            video_ids.iter().map(|id| k.video(*id)).chain(user_ids.iter().map(|id| k.user(*id))).collect();
+        let values = match self.cache.get_many(&keys).await {
+            Ok(values) => values,
+            Err(error) => {
+                tracing::debug!(%error, "cache unavailable; counts come from the counter");
+                return Default::default();
+            }
+        };
+        let (video_values, user_values) = values.split_at(video_ids.len().min(values.len()));
+        let videos: HashMap<i64, VideoCounts> = video_ids
+            .iter()
+            .zip(video_values)
+            .filter_map(|(id, v)| Some((*id, cached::decode_video(*id, v.as_deref()?)?)))
+            .collect();
+        let users: HashMap<i64, UserCounts> = user_ids
+            .iter()
+            .zip(user_values)
+            .filter_map(|(id, v)| Some((*id, cached::decode_user(*id, v.as_deref()?)?)))
+            .collect();
+        // Only hits: the counter counts the misses when it reads them.
+        douyin_kit::metrics::cache_lookups("counts", (videos.len() + users.len()) as u64, 0);
+        (videos, users)
+    }
+
+    /// Counts from the counter, or from the stats tables while it cannot answer.
+    async fn uncached(&self, video_ids: Vec<i64>, user_ids: Vec<i64>) -> Result<(Vec<VideoCounts>, Vec<UserCounts>)> {
         if self.breaker.allow() {
             let mut counter = self.clients.counter.clone();
             let request = CountsRequest { video_ids: video_ids.clone(), user_ids: user_ids.clone() };
@@ -94,27 +158,29 @@ impl Reader {
             .map_err(|_| Error::Busy("the count fallback budget is in use".into()))?
             .map_err(|_| Error::internal("the count fallback budget was closed"))?;
         let (videos, users) = stats::both(self.db.pool(), video_ids, user_ids).await?;
-        let videos = videos
-            .into_iter()
-            .map(|s| VideoCounts {
-                video_id: s.video_id,
-                favorite_count: s.favorite_count,
-                comment_count: s.comment_count,
-            })
-            .collect();
-        let users = users
-            .into_iter()
-            .map(|s| UserCounts {
-                user_id: s.user_id,
-                follow_count: s.follow_count,
-                follower_count: s.follower_count,
-                total_favorited: s.total_favorited,
-                work_count: s.work_count,
-                favorite_count: s.favorite_count,
-                version: s.version,
-            })
-            .collect();
-        Ok((videos, users))
+        Ok((videos.iter().map(cached::video_counts).collect(), users.iter().map(cached::user_counts).collect()))
+    }
+}
+
+/// One entry per id of `ids`, zeros where `found` has none.
+fn in_order<T: Copy + Default + Counted>(ids: &[i64], mut found: HashMap<i64, T>) -> Vec<T> {
+    ids.iter().map(|id| found.remove(id).unwrap_or_else(|| T::zero(*id))).collect()
+}
+
+/// Counts of one id.
+trait Counted {
+    fn zero(id: i64) -> Self;
+}
+
+impl Counted for VideoCounts {
+    fn zero(id: i64) -> Self {
+        VideoCounts { video_id: id, ..Default::default() }
+    }
+}
+
+impl Counted for UserCounts {
+    fn zero(id: i64) -> Self {
+        UserCounts { user_id: id, ..Default::default() }
     }
 }
 

@@ -74,7 +74,7 @@ pub async fn demo_account(db: &Db) -> douyin_kit::Result<i64> {
 
 /// The user role: accounts and profiles, checked on its own tables.
 pub fn build(ctx: &RoleContext) -> douyin_kit::Result<Built<user_service_server::UserServiceServer<UserGrpc>>> {
-    let counts = douyin_counts::Reader::new(ctx.clients.clone(), ctx.db.clone());
+    let counts = douyin_counts::Reader::new(ctx.clients.clone(), ctx.db.clone(), ctx.cache.clone());
     let generation = Generation::new(ctx.db.clone());
     let profiles = RowCache::new(ctx.cache.clone(), generation.clone(), "profile");
     let follows = Flags::new(ctx.cache.clone(), generation, "follows");

@@ -52,7 +52,7 @@ pub async fn build(
     let storage = ctx.storage()?;
     // The longest an upload may legitimately take: the call deadline.
     janitor::spawn(settings.tmp_dir.clone(), settings.upload_deadline, ctx.shutdown.clone());
-    let counts = douyin_counts::Reader::new(ctx.clients.clone(), ctx.db.clone());
+    let counts = douyin_counts::Reader::new(ctx.clients.clone(), ctx.db.clone(), ctx.cache.clone());
     let repo = VideoRepo::new(ctx.db.clone());
     let rows = RowCache::new(ctx.cache.clone(), Generation::new(ctx.db.clone()), "video");
     let service = VideoService::new(repo, storage.clone(), ctx.clients.clone(), counts, rows, settings);

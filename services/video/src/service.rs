@@ -7,7 +7,13 @@ use std::{collections::HashMap, path::PathBuf, sync::Arc, time::Duration};
 use bytes::Bytes;
 use douyin_counts as counts;
 use douyin_kit::{
-    Error, Result, cache::RowCache, db::Freshness, grpc::Clients, ids, storage::ObjectStore, text::check_length,
+    Error, Result,
+    cache::{Kept, RowCache},
+    db::Freshness,
+    grpc::Clients,
+    ids,
+    storage::ObjectStore,
+    text::check_length,
 };
 use douyin_proto::{
     common::{User, Video},
@@ -63,6 +69,9 @@ pub struct VideoService {
     clients: Clients,
     counts: counts::Reader,
     hot: Hot,
+    /// Authors' profiles as the user role gave them (no counts, no
+    /// `is_follow`): a profile never changes once written.
+    authors: Kept<User>,
     settings: Arc<VideoSettings>,
 }
 
@@ -132,7 +141,8 @@ impl VideoService {
         rows: RowCache<VideoRow>,
         settings: VideoSettings,
     ) -> Self {
-        Self { repo, storage, clients, counts, hot: Hot::new(rows), settings: Arc::new(settings) }
+        let authors = Kept::new(rows.generation().clone());
+        Self { repo, storage, clients, counts, hot: Hot::new(rows), authors, settings: Arc::new(settings) }
     }
 
     /// Receives the upload into a temporary file, checks it, stores the video
@@ -311,7 +321,9 @@ impl VideoService {
     /// viewer's likes for a whole page: one call each. With a viewer the
     /// counts come first: the version of the viewer's counts they carry is
     /// what the viewer's cached likes and follows are checked against, so the
-    /// roles that answer the flags need not read it again.
+    /// roles that answer the flags need not read it again. Without a viewer
+    /// the authors' profiles this process was given before are not asked for
+    /// again.
     async fn assemble(&self, rows: Vec<VideoRow>, viewer_id: i64) -> Result<Vec<Video>> {
         if rows.is_empty() {
             return Ok(Vec::new());
@@ -332,9 +344,13 @@ impl VideoService {
                 Ok::<Vec<bool>, Error>(interaction.favorite_flags(request).await?.into_inner().flags)
             };
             let (authors, likes) = tokio::try_join!(authors, likes)?;
+            self.authors.remember(authors.iter().map(|(id, u)| (*id, User { is_follow: false, ..u.clone() }))).await;
             (authors, (video_counts, user_counts), likes)
         } else {
-            let authors = self.clients.profiles_by_id(&author_ids, 0, 0);
+            // Without a viewer a profile is all there is to an author: kept.
+            let authors = self
+                .authors
+                .get(&author_ids, |missing| async move { self.clients.profiles_by_id(&missing, 0, 0).await });
             let counts = self.counts.counts(video_ids.clone(), author_ids.clone());
             let (authors, counts) = tokio::try_join!(authors, counts)?;
             (authors, counts, vec![false; video_ids.len()])

@@ -79,6 +79,14 @@ impl Mesh {
         self.procs.get_mut(role)
     }
 
+    /// How many calls of `method` the role's process has served.
+    async fn served(&self, role: &str, method: &str) -> f64 {
+        let url = format!("http://127.0.0.1:{}/metrics", self.procs.get(role).admin);
+        let text = self.http.get(url).send().await.unwrap().text().await.unwrap();
+        let wanted = format!(r#"douyin_rpc_server_requests_total{{rpc_service="{method}"#);
+        text.lines().filter(|l| l.starts_with(&wanted)).filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok()).sum()
+    }
+
     async fn stop(mut self) {
         self.procs.procs.clear();
         if let Some((server, name)) = self.schema.take() {
@@ -279,6 +287,28 @@ async fn scenario(base: &str, http: &reqwest::Client) -> Vec<(String, Value)> {
 async fn mesh_runs_the_app_like_serve_all() {
     let mesh = Mesh::start().await;
     let meshed = scenario(&mesh.base, &mesh.http).await;
+
+    // A warm anonymous page is one call: the authors' profiles the video role
+    // was given before are kept (a profile never changes), and the counts are
+    // read from the counter's cache.
+    let client = Client { base: mesh.base.clone(), http: mesh.http.clone() };
+    let asked = [
+        ("user", r#"douyin.user.v1.UserService",rpc_method="GetUsers""#),
+        ("counter", r#"douyin.counter.v1.CounterService",rpc_method="Counts""#),
+    ];
+    let page = client.call("GET", "/douyin/feed/", &[]).await;
+    assert!(page["video_list"].as_array().is_some_and(|v| !v.is_empty()), "{page}");
+    let mut before = Vec::new();
+    for (role, method) in asked {
+        before.push(mesh.served(role, method).await);
+    }
+    for _ in 0..3 {
+        let again = client.call("GET", "/douyin/feed/", &[]).await;
+        assert_eq!(normalize(&again), normalize(&page), "{again}");
+    }
+    for ((role, method), before) in asked.into_iter().zip(before) {
+        assert_eq!(mesh.served(role, method).await, before, "{role} was asked {method} for a warm anonymous page");
+    }
 
     // The same scenario on `serve all` with embedded defaults.
     let dir = tempfile::tempdir().unwrap();

@@ -20,7 +20,7 @@ pub use generation::Generation;
 pub use memory::MemoryCache;
 pub use redis_cache::RedisCache;
 pub use redis_cluster::RedisClusterCache;
-pub use rows::RowCache;
+pub use rows::{Kept, RowCache};
 
 use crate::{Config, Result};
 

@@ -191,6 +191,62 @@ impl<T: CachedRow> RowCache<T> {
     }
 }
 
+/// Answers of another role that never change once given (a profile as the
+/// user role answers it), kept in this process under the database's
+/// generation: asked for once per id, then answered from memory. Only the
+/// process-local tier of a [`RowCache`]: the owner keeps the shared one.
+#[derive(Clone)]
+pub struct Kept<T> {
+    generation: Generation,
+    local: Arc<Local<T>>,
+}
+
+impl<T: Clone> Kept<T> {
+    pub fn new(generation: Generation) -> Self {
+        Self { generation, local: Arc::new(Local::new(LOCAL_ROWS)) }
+    }
+
+    /// The entries of `ids` the owner knows, by id: those kept here, and the
+    /// others from one call of `load`, which are kept.
+    pub async fn get<F, Fut>(&self, ids: &[i64], load: F) -> Result<HashMap<i64, T>>
+    where
+        F: FnOnce(Vec<i64>) -> Fut,
+        Fut: Future<Output = Result<HashMap<i64, T>>>,
+    {
+        let Ok(generation) = self.generation.current().await else {
+            return load(ids.to_vec()).await;
+        };
+        let mut found = HashMap::with_capacity(ids.len());
+        let mut missing = Vec::new();
+        for id in ids {
+            match self.local.get(&generation, *id) {
+                Some(entry) => {
+                    found.insert(*id, entry);
+                }
+                None => missing.push(*id),
+            }
+        }
+        if missing.is_empty() {
+            return Ok(found);
+        }
+        let loaded = load(missing).await?;
+        for (id, entry) in &loaded {
+            self.local.put(&generation, *id, entry.clone());
+        }
+        found.extend(loaded);
+        Ok(found)
+    }
+
+    /// Keeps entries the owner gave as part of another answer.
+    pub async fn remember(&self, entries: impl IntoIterator<Item = (i64, T)>) {
+        if let Ok(generation) = self.generation.current().await {
+            for (id, entry) in entries {
+                self.local.put(&generation, id, entry);
+            }
+        }
+    }
+}
+
 /// A process-local map by id under the database's generation (the rows of
 /// a [`RowCache`], the decoded sets of [`super::Flags`]): bounded per shard,
 /// it keeps the entries used since it last filled up (the current half) and
@@ -282,5 +338,32 @@ mod tests {
         assert!(kept <= SHARDS * 8, "{kept} rows kept, over the bound");
         assert!(local.get(&one, *ids.last().unwrap()).is_some(), "the newest row was forgotten");
         assert_eq!(local.get(&two, 0), None, "a row of the old generation was served");
+    }
+
+    #[tokio::test]
+    async fn kept_answers_are_asked_for_once_and_unknown_ids_each_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = crate::Config { data_dir: dir.path().into(), ..Default::default() };
+        let db = crate::db::Db::connect(&config).await.unwrap();
+        for statement in [
+            "CREATE TABLE db_generation (id INTEGER PRIMARY KEY, generation TEXT NOT NULL)",
+            "INSERT INTO db_generation (id, generation) VALUES (1, 'g1')",
+        ] {
+            sqlx::query(statement).execute(db.pool()).await.unwrap();
+        }
+        let kept: Kept<Row> = Kept::new(Generation::new(db));
+        let asked = Mutex::new(Vec::new());
+        // The owner knows ids up to 10.
+        let owner = |ids: Vec<i64>| {
+            asked.lock().unwrap().push(ids.clone());
+            async move { Ok(ids.into_iter().filter(|id| *id <= 10).map(|id| (id, Row(id))).collect()) }
+        };
+        let first = kept.get(&[1, 2, 11], owner).await.unwrap();
+        assert_eq!(first.len(), 2);
+        kept.remember([(3, Row(3))]).await;
+        let second = kept.get(&[1, 2, 3, 4, 11], owner).await.unwrap();
+        assert_eq!(second.get(&3), Some(&Row(3)));
+        assert_eq!(second.len(), 4);
+        assert_eq!(*asked.lock().unwrap(), vec![vec![1, 2, 11], vec![4, 11]]);
     }
 }

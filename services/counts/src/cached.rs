@@ -1,0 +1,107 @@
+//! How counts are kept in the cache: one entry per video and per user under
+//! the database's generation, each `version:numbers`. The counter role fills
+//! and updates the entries; any role reads them ([`crate::Reader`]), so a page
+//! whose counts are cached costs one cache read and no call.
+
+use std::sync::Arc;
+
+use douyin_kit::cache::{user_counts_key, version_of, versioned};
+use douyin_proto::counter::{UserCounts, VideoCounts};
+
+use crate::stats::{UserStats, VideoStats};
+
+/// The cache keys of one database generation (`stats::generation`): entries
+/// filled from another database, or from this one before a restore, are
+/// under other keys and never read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Keys {
+    pub generation: Arc<str>,
+}
+
+impl Keys {
+    /// A video's counts, in the video's group `{v<id>}` (its hash slot in a
+    /// Redis Cluster).
+    pub fn video(&self, id: i64) -> String {
+        format!("{}:vc:{{v{id}}}", self.generation)
+    }
+
+    pub fn user(&self, id: i64) -> String {
+        user_counts_key(&self.generation, id)
+    }
+}
+
+pub fn encode_video(s: &VideoStats) -> String {
+    versioned(s.version, &format!("{}:{}", s.favorite_count, s.comment_count))
+}
+
+pub fn encode_user(s: &UserStats) -> String {
+    versioned(
+        s.version,
+        &format!("{}:{}:{}:{}:{}", s.follow_count, s.follower_count, s.total_favorited, s.work_count, s.favorite_count),
+    )
+}
+
+/// The numbers after the version of a cached value.
+fn decode(value: &str, fields: usize) -> Option<Vec<i64>> {
+    let numbers: Vec<i64> = value.split(':').skip(1).map(|n| n.parse().ok()).collect::<Option<_>>()?;
+    (numbers.len() == fields).then_some(numbers)
+}
+
+/// A video's counts from its cached value (`None` for one not of that form).
+pub fn decode_video(id: i64, value: &str) -> Option<VideoCounts> {
+    let n = decode(value, 2)?;
+    Some(VideoCounts { video_id: id, favorite_count: n[0], comment_count: n[1] })
+}
+
+/// A user's counts, with the version of the row, from its cached value.
+pub fn decode_user(id: i64, value: &str) -> Option<UserCounts> {
+    let n = decode(value, 5)?;
+    Some(user_counts(&UserStats {
+        user_id: id,
+        follow_count: n[0],
+        follower_count: n[1],
+        total_favorited: n[2],
+        work_count: n[3],
+        favorite_count: n[4],
+        version: version_of(value),
+    }))
+}
+
+pub fn video_counts(s: &VideoStats) -> VideoCounts {
+    VideoCounts { video_id: s.video_id, favorite_count: s.favorite_count, comment_count: s.comment_count }
+}
+
+pub fn user_counts(s: &UserStats) -> UserCounts {
+    UserCounts {
+        version: s.version,
+        user_id: s.user_id,
+        follow_count: s.follow_count,
+        follower_count: s.follower_count,
+        total_favorited: s.total_favorited,
+        work_count: s.work_count,
+        favorite_count: s.favorite_count,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cached_values_round_trip() {
+        let s = UserStats {
+            user_id: 1,
+            follow_count: 2,
+            follower_count: 3,
+            total_favorited: 4,
+            work_count: 5,
+            favorite_count: 6,
+            version: 9,
+        };
+        assert_eq!(decode_user(1, &encode_user(&s)), Some(user_counts(&s)));
+        let v = VideoStats { video_id: 7, favorite_count: 8, comment_count: 9, version: 3 };
+        assert_eq!(decode_video(7, &encode_video(&v)), Some(video_counts(&v)));
+        assert_eq!(decode_video(7, "3:1"), None);
+        assert_eq!(decode_user(1, "garbage"), None);
+    }
+}
