@@ -300,7 +300,9 @@ async fn mesh_runs_the_app_like_serve_all() {
     assert!(page["video_list"].as_array().is_some_and(|v| !v.is_empty()), "{page}");
     let mut before = Vec::new();
     for (role, method) in asked {
-        before.push(mesh.served(role, method).await);
+        let served = mesh.served(role, method).await;
+        assert!(served > 0.0, "{role} reports no {method} calls though the scenario made some");
+        before.push(served);
     }
     for _ in 0..3 {
         let again = client.call("GET", "/douyin/feed/", &[]).await;
