@@ -125,8 +125,10 @@ impl Reader {
             .zip(user_values)
             .filter_map(|(id, v)| Some((*id, cached::decode_user(*id, v.as_deref()?)?)))
             .collect();
-        // Only hits: the counter counts the misses when it reads them.
-        douyin_kit::metrics::cache_lookups("counts", (videos.len() + users.len()) as u64, 0);
+        // Every lookup is counted here, where it is made: the counter's read of
+        // the misses is a second look, not counted again.
+        let hits = videos.len() + users.len();
+        douyin_kit::metrics::cache_lookups("counts", hits as u64, (keys.len() - hits) as u64);
         (videos, users)
     }
 
