@@ -6,10 +6,10 @@
 //! and on the row version (an older read never replaces a newer one). So a
 //! flush at any moment, or a reader racing a writer, leaves no stale number.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use douyin_counts::{
-    cached::{Keys, decode_user, decode_video, encode_user, encode_video, user_counts, video_counts},
+    cached::{Keys, encode_user, encode_video, found, in_order, missing, user_counts, video_counts},
     stats,
 };
 use douyin_kit::{
@@ -71,8 +71,7 @@ impl CounterService {
         let video_ids = ids::unique(video_ids);
         let user_ids = ids::unique(user_ids);
         let k = self.keys().await?;
-        let keys: Vec<String> =
-            video_ids.iter().map(|id| k.video(*id)).chain(user_ids.iter().map(|id| k.user(*id))).collect();
+        let keys = k.all(&video_ids, &user_ids);
         let (mut epoch, cached) = match self.cache.get_many_with_epoch(&keys).await {
             Ok(read) => read,
             Err(error) => {
@@ -80,28 +79,8 @@ impl CounterService {
                 (None, vec![None; keys.len()])
             }
         };
-        let (cached_videos, cached_users) = cached.split_at(video_ids.len());
-
-        let mut videos: HashMap<i64, VideoCounts> = HashMap::new();
-        let mut missing_videos = Vec::new();
-        for (id, value) in video_ids.iter().zip(cached_videos) {
-            match value.as_deref().and_then(|v| decode_video(*id, v)) {
-                Some(c) => {
-                    videos.insert(*id, c);
-                }
-                None => missing_videos.push(*id),
-            }
-        }
-        let mut users: HashMap<i64, UserCounts> = HashMap::new();
-        let mut missing_users = Vec::new();
-        for (id, value) in user_ids.iter().zip(cached_users) {
-            match value.as_deref().and_then(|v| decode_user(*id, v)) {
-                Some(c) => {
-                    users.insert(*id, c);
-                }
-                None => missing_users.push(*id),
-            }
-        }
+        let (mut videos, mut users) = found(&video_ids, &user_ids, &cached);
+        let (missing_videos, missing_users) = (missing(&video_ids, &videos), missing(&user_ids, &users));
         // Not counted as cache lookups: the readers (`counts::Reader`) counted
         // these ids as misses when they looked them up before asking here.
 
@@ -125,15 +104,7 @@ impl CounterService {
             tracing::warn!(%error, "could not fill the counts cache");
         }
 
-        let videos = video_ids
-            .iter()
-            .map(|id| videos.get(id).copied().unwrap_or(VideoCounts { video_id: *id, ..Default::default() }))
-            .collect();
-        let users = user_ids
-            .iter()
-            .map(|id| users.get(id).copied().unwrap_or(UserCounts { user_id: *id, ..Default::default() }))
-            .collect();
-        Ok((videos, users))
+        Ok((in_order(&video_ids, videos), in_order(&user_ids, users)))
     }
 
     /// After a writer committed: re-reads the rows of the given ids and,

@@ -3,7 +3,7 @@
 //! and updates the entries; any role reads them ([`crate::Reader`]), so a page
 //! whose counts are cached costs one cache read and no call.
 
-use std::sync::Arc;
+use std::{collections::HashMap, sync::Arc};
 
 use douyin_kit::cache::{user_counts_key, version_of, versioned};
 use douyin_proto::counter::{UserCounts, VideoCounts};
@@ -27,6 +27,57 @@ impl Keys {
 
     pub fn user(&self, id: i64) -> String {
         user_counts_key(&self.generation, id)
+    }
+
+    /// The keys of `video_ids`, then of `user_ids`: what [`found`] decodes.
+    pub fn all(&self, video_ids: &[i64], user_ids: &[i64]) -> Vec<String> {
+        video_ids.iter().map(|id| self.video(*id)).chain(user_ids.iter().map(|id| self.user(*id))).collect()
+    }
+}
+
+/// The counts among `values`, read for [`Keys::all`] of the same ids (a
+/// missing or malformed value is absent).
+pub fn found(
+    video_ids: &[i64],
+    user_ids: &[i64],
+    values: &[Option<String>],
+) -> (HashMap<i64, VideoCounts>, HashMap<i64, UserCounts>) {
+    let (video_values, user_values) = values.split_at(video_ids.len().min(values.len()));
+    let videos = video_ids
+        .iter()
+        .zip(video_values)
+        .filter_map(|(id, v)| Some((*id, decode_video(*id, v.as_deref()?)?)))
+        .collect();
+    let users =
+        user_ids.iter().zip(user_values).filter_map(|(id, v)| Some((*id, decode_user(*id, v.as_deref()?)?))).collect();
+    (videos, users)
+}
+
+/// The ids of `ids` that `found` lacks.
+pub fn missing<T>(ids: &[i64], found: &HashMap<i64, T>) -> Vec<i64> {
+    ids.iter().copied().filter(|id| !found.contains_key(id)).collect()
+}
+
+/// One entry per id of `ids`, zeros where `found` has none.
+pub fn in_order<T: Counted>(ids: &[i64], mut found: HashMap<i64, T>) -> Vec<T> {
+    ids.iter().map(|id| found.remove(id).unwrap_or_else(|| T::zero(*id))).collect()
+}
+
+/// Counts of one id.
+pub trait Counted {
+    /// The counts of an id without a row.
+    fn zero(id: i64) -> Self;
+}
+
+impl Counted for VideoCounts {
+    fn zero(id: i64) -> Self {
+        VideoCounts { video_id: id, ..Default::default() }
+    }
+}
+
+impl Counted for UserCounts {
+    fn zero(id: i64) -> Self {
+        UserCounts { user_id: id, ..Default::default() }
     }
 }
 

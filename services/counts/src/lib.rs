@@ -84,17 +84,15 @@ impl Reader {
             return Ok((Vec::new(), Vec::new()));
         }
         let (video_ids, user_ids) = (ids::unique(&video_ids), ids::unique(&user_ids));
-        let (videos, users) = self.cached(&video_ids, &user_ids).await;
-        let missing_videos: Vec<i64> = video_ids.iter().copied().filter(|id| !videos.contains_key(id)).collect();
-        let missing_users: Vec<i64> = user_ids.iter().copied().filter(|id| !users.contains_key(id)).collect();
-        if missing_videos.is_empty() && missing_users.is_empty() {
-            return Ok((in_order(&video_ids, videos), in_order(&user_ids, users)));
+        let (mut videos, mut users) = self.cached(&video_ids, &user_ids).await;
+        let (missing_videos, missing_users) =
+            (cached::missing(&video_ids, &videos), cached::missing(&user_ids, &users));
+        if !(missing_videos.is_empty() && missing_users.is_empty()) {
+            let (more_videos, more_users) = self.uncached(missing_videos, missing_users).await?;
+            videos.extend(more_videos.into_iter().map(|c| (c.video_id, c)));
+            users.extend(more_users.into_iter().map(|c| (c.user_id, c)));
         }
-        let (more_videos, more_users) = self.uncached(missing_videos, missing_users).await?;
-        let (mut videos, mut users) = (videos, users);
-        videos.extend(more_videos.into_iter().map(|c| (c.video_id, c)));
-        users.extend(more_users.into_iter().map(|c| (c.user_id, c)));
-        Ok((in_order(&video_ids, videos), in_order(&user_ids, users)))
+        Ok((cached::in_order(&video_ids, videos), cached::in_order(&user_ids, users)))
     }
 
     /// The counts the cache holds (a cache that fails holds none).
@@ -104,9 +102,7 @@ impl Reader {
         user_ids: &[i64],
     ) -> (HashMap<i64, VideoCounts>, HashMap<i64, UserCounts>) {
         let Ok(generation) = self.generation.current().await else { return Default::default() };
-        let k = cached::Keys { generation };
-        let keys: Vec<String> =
-            video_ids.iter().map(|id| k.video(*id)).chain(user_ids.iter().map(|id| k.user(*id))).collect();
+        let keys = cached::Keys { generation }.all(video_ids, user_ids);
         let values = match self.cache.get_many(&keys).await {
             Ok(values) => values,
             Err(error) => {
@@ -114,17 +110,7 @@ impl Reader {
                 return Default::default();
             }
         };
-        let (video_values, user_values) = values.split_at(video_ids.len().min(values.len()));
-        let videos: HashMap<i64, VideoCounts> = video_ids
-            .iter()
-            .zip(video_values)
-            .filter_map(|(id, v)| Some((*id, cached::decode_video(*id, v.as_deref()?)?)))
-            .collect();
-        let users: HashMap<i64, UserCounts> = user_ids
-            .iter()
-            .zip(user_values)
-            .filter_map(|(id, v)| Some((*id, cached::decode_user(*id, v.as_deref()?)?)))
-            .collect();
+        let (videos, users) = cached::found(video_ids, user_ids, &values);
         // Every lookup is counted here, where it is made: the counter's read of
         // the misses is a second look, not counted again.
         let hits = videos.len() + users.len();
@@ -161,28 +147,6 @@ impl Reader {
             .map_err(|_| Error::internal("the count fallback budget was closed"))?;
         let (videos, users) = stats::both(self.db.pool(), video_ids, user_ids).await?;
         Ok((videos.iter().map(cached::video_counts).collect(), users.iter().map(cached::user_counts).collect()))
-    }
-}
-
-/// One entry per id of `ids`, zeros where `found` has none.
-fn in_order<T: Copy + Default + Counted>(ids: &[i64], mut found: HashMap<i64, T>) -> Vec<T> {
-    ids.iter().map(|id| found.remove(id).unwrap_or_else(|| T::zero(*id))).collect()
-}
-
-/// Counts of one id.
-trait Counted {
-    fn zero(id: i64) -> Self;
-}
-
-impl Counted for VideoCounts {
-    fn zero(id: i64) -> Self {
-        VideoCounts { video_id: id, ..Default::default() }
-    }
-}
-
-impl Counted for UserCounts {
-    fn zero(id: i64) -> Self {
-        UserCounts { user_id: id, ..Default::default() }
     }
 }
 

@@ -344,7 +344,6 @@ impl VideoService {
                 Ok::<Vec<bool>, Error>(interaction.favorite_flags(request).await?.into_inner().flags)
             };
             let (authors, likes) = tokio::try_join!(authors, likes)?;
-            self.authors.remember(authors.iter().map(|(id, u)| (*id, User { is_follow: false, ..u.clone() }))).await;
             (authors, (video_counts, user_counts), likes)
         } else {
             // Without a viewer a profile is all there is to an author: kept.

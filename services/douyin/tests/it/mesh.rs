@@ -83,8 +83,8 @@ impl Mesh {
     async fn served(&self, role: &str, method: &str) -> f64 {
         let url = format!("http://127.0.0.1:{}/metrics", self.procs.get(role).admin);
         let text = self.http.get(url).send().await.unwrap().text().await.unwrap();
-        let wanted = format!(r#"douyin_rpc_server_requests_total{{rpc_service="{method}"#);
-        text.lines().filter(|l| l.starts_with(&wanted)).filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok()).sum()
+        let series = format!(r#"douyin_rpc_server_requests_total{{rpc_service="{method}}}"#);
+        crate::otlp::parse_metrics(&text).get(&series).copied().unwrap_or_default()
     }
 
     async fn stop(mut self) {
